@@ -1,0 +1,12 @@
+"""Turning the -m value into a model file on disk, for every command that loads one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def model_file(ref: str | None) -> Path:
+    """The local GGUF for a reference, pulling it first when it is not cached."""
+    from llmcli.models import ensure_model
+
+    return ensure_model(ref, progress=None)

@@ -1,0 +1,295 @@
+"""Loading a GGUF and generating from it with llama-cpp-python."""
+
+from __future__ import annotations
+
+import codecs
+import ctypes
+import logging
+import secrets
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from llmcli.config import usable_cores
+from llmcli.engine.chat_prompt import Segment, merge_system, segments
+from llmcli.engine.stops import StopScanner
+from llmcli.engine.types import GenerationResult, LoadOptions, Message, Sampling
+from llmcli.errors import (
+    ContextOverflowError,
+    LlmcliError,
+    ModelInvalidError,
+    ModelNotFoundError,
+)
+
+GGUF_MAGIC = b"GGUF"
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def check_gguf_file(path: Path) -> None:
+    """Fail early, with a clear message, on what llama.cpp would only call 'failed'."""
+    if not path.exists():
+        raise ModelNotFoundError(f"model file not found: {path}")
+    if path.is_dir():
+        raise ModelNotFoundError(f"model path is a directory, not a GGUF file: {path}")
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+    except OSError as exc:
+        raise ModelNotFoundError(f"cannot read model file {path}: {exc.strerror}") from exc
+    if head[:4] != GGUF_MAGIC:
+        raise ModelInvalidError(f"not a GGUF model file: {path}")
+    if len(head) < 8:
+        raise ModelInvalidError(f"GGUF file is truncated: {path}")
+
+
+def _quiet_engine_log(verbose: bool) -> None:
+    # The bindings print llama.cpp's errors to stderr themselves; llmcli reports its own.
+    logging.getLogger("llama-cpp-python").setLevel(
+        logging.DEBUG if verbose else logging.CRITICAL + 10
+    )
+
+
+class Model:
+    """A loaded model and its context. Use as a context manager to free it."""
+
+    def __init__(self, options: LoadOptions) -> None:
+        check_gguf_file(options.path)
+        threads = options.n_threads or usable_cores()
+        gpu_layers = options.n_gpu_layers
+        if gpu_layers is None:
+            gpu_layers = -1 if gpu_offload_supported() else 0
+        kwargs: dict[str, Any] = {
+            "model_path": str(options.path),
+            "n_ctx": options.n_ctx,
+            "n_batch": options.n_batch,
+            "n_ubatch": options.n_batch,
+            "n_threads": threads,
+            "n_threads_batch": threads,
+            "n_gpu_layers": gpu_layers,
+            "flash_attn": options.flash_attn,
+            "embedding": options.embedding,
+            "verbose": options.verbose,
+        }
+        if options.embedding:
+            kwargs["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+        self.options = options
+        self.threads = threads
+        self.gpu_layers = gpu_layers
+        start = time.perf_counter()
+        try:
+            self.llama = llama_cpp.Llama(**kwargs)
+        except ValueError as exc:
+            if "context" in str(exc):
+                raise LlmcliError(
+                    f"could not create a context of {options.n_ctx} tokens (not enough memory?)",
+                    hint="try a smaller --ctx",
+                ) from exc
+            raise ModelInvalidError(
+                f"could not load {options.path}: the file is truncated, corrupt "
+                "or of an architecture this llama.cpp build does not know"
+            ) from exc
+        finally:
+            _quiet_engine_log(options.verbose)
+        self.load_s = time.perf_counter() - start
+        self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
+        self._piece_buf = ctypes.create_string_buffer(256)
+        self._formatter = self._make_formatter()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close(self) -> None:
+        self.llama.close()
+
+    def __enter__(self) -> Model:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- facts -------------------------------------------------------------------------
+
+    @property
+    def n_ctx(self) -> int:
+        # llama.cpp pads small contexts up (to 256) but the bindings size their token
+        # buffer by the request: the smaller of the two is the real limit.
+        return min(self.options.n_ctx, int(self.llama.n_ctx()))
+
+    @property
+    def chat_template(self) -> str | None:
+        return self.llama.metadata.get("tokenizer.chat_template") or None
+
+    @property
+    def has_chat_template(self) -> bool:
+        return self._formatter is not None
+
+    @property
+    def name(self) -> str:
+        return self.llama.metadata.get("general.name") or self.options.path.name
+
+    # -- tokens ------------------------------------------------------------------------
+
+    def tokenize(self, text: str, *, add_bos: bool = True, special: bool = False) -> list[int]:
+        data = text.encode("utf-8", errors="surrogateescape")
+        return list(self.llama.tokenize(data, add_bos=add_bos, special=special))
+
+    def token_bytes(self, token: int, *, special: bool = False) -> bytes:
+        """The bytes of one token (pieces of any length; the engine drops long ones)."""
+        buf = self._piece_buf
+        n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = llama_cpp.llama_token_to_piece(self._vocab, token, buf, len(buf), 0, special)
+        return buf.raw[:n]
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
+
+    def chat_tokens(self, messages: Sequence[Message], *, special: bool = False) -> list[int]:
+        """Tokens of a chat prompt rendered with the model's own template.
+
+        Message content is plain text unless `special` is set, so it cannot forge turns.
+        """
+        if self._formatter is None:
+            raise LlmcliError("this model has no chat template")
+        try:
+            parts = segments(self._render, messages)
+        except ValueError:
+            # Some templates (Gemma's) refuse a system role.
+            if not any(m["role"] == "system" for m in messages):
+                raise
+            parts = segments(self._render, merge_system(messages))
+        return self._tokenize_segments(parts, special=special)
+
+    def completion_tokens(self, text: str, *, special: bool = False) -> list[int]:
+        return self.tokenize(text, add_bos=True, special=special)
+
+    def _tokenize_segments(self, parts: Sequence[Segment], *, special: bool) -> list[int]:
+        tokens: list[int] = []
+        for part in parts:
+            tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
+        return tokens
+
+    def _make_formatter(self) -> Jinja2ChatFormatter | None:
+        template = self.chat_template
+        if not template:
+            return None
+        llama = self.llama
+
+        def text_of(token: int) -> str:
+            if token < 0:
+                return ""
+            return str(llama._model.token_get_text(token))
+
+        return Jinja2ChatFormatter(
+            template=template,
+            eos_token=text_of(llama.token_eos()),
+            bos_token=text_of(llama.token_bos()),
+        )
+
+    def _render(self, messages: Sequence[Message]) -> str:
+        assert self._formatter is not None
+        return self._formatter(messages=list(messages)).prompt  # type: ignore[arg-type]
+
+    # -- generation --------------------------------------------------------------------
+
+    def check_fits(self, prompt_tokens: Sequence[int]) -> None:
+        n = len(prompt_tokens)
+        if n >= self.n_ctx:
+            raise ContextOverflowError(
+                f"the prompt is {n} tokens but the context window holds {self.n_ctx}",
+                hint=f"raise it with --ctx {_round_up(n + 512)} or shorten the prompt",
+            )
+
+    def cached_prefix(self, prompt_tokens: Sequence[int]) -> int:
+        """Prompt tokens already in the KV cache that the next generation will reuse."""
+        cached = self.llama.input_ids[: self.llama.n_tokens]
+        n = 0
+        for a, b in zip(cached, prompt_tokens, strict=False):
+            if a != b:
+                break
+            n += 1
+        # The engine always re-evaluates at least the last prompt token.
+        return min(n, len(prompt_tokens) - 1)
+
+    def stream(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, result: GenerationResult
+    ) -> Iterator[str]:
+        """Yield the answer's text as it is generated; `result` is filled in as it goes,
+        so a caller interrupted mid-stream still has what was produced."""
+        self.check_fits(prompt_tokens)
+        llama = self.llama
+        budget = self.n_ctx - len(prompt_tokens)
+        if sampling.max_tokens is not None:
+            budget = min(budget, sampling.max_tokens)
+        seed = sampling.seed if sampling.seed is not None else secrets.randbits(31)
+        llama.set_seed(seed)
+        result.seed = seed
+        result.load_s = self.load_s
+        result.prompt_tokens = len(prompt_tokens)
+        result.prompt_tokens_evaluated = len(prompt_tokens) - self.cached_prefix(prompt_tokens)
+        result.finish_reason = "length"
+        llama_cpp.llama_perf_context_reset(llama.ctx)
+
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = StopScanner(sampling.stop)
+        pieces: list[str] = []
+        start = time.perf_counter()
+        first = last = start
+        generator = llama.generate(
+            prompt_tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+        )
+        try:
+            if budget <= 0:
+                return
+            for token in generator:
+                last = time.perf_counter()
+                if result.completion_tokens == 0:
+                    first = last
+                    result.ttft_s = first - start
+                    self._record_prompt_speed(result)
+                if self.is_end_of_generation(token):
+                    result.finish_reason = "stop"
+                    break
+                result.completion_tokens += 1
+                text = stops.feed(decoder.decode(self.token_bytes(token)))
+                if text:
+                    pieces.append(text)
+                    result.text = "".join(pieces)
+                    yield text
+                if stops.stopped:
+                    result.finish_reason = "stop"
+                    break
+                if result.completion_tokens >= budget:
+                    break
+            tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+            if tail:
+                pieces.append(tail)
+                result.text = "".join(pieces)
+                yield tail
+        finally:
+            generator.close()
+            if result.completion_tokens > 1 and last > first:
+                result.generation_tps = (result.completion_tokens - 1) / (last - first)
+
+    def _record_prompt_speed(self, result: GenerationResult) -> None:
+        perf = llama_cpp.llama_perf_context(self.llama.ctx)
+        if perf.t_p_eval_ms > 0 and perf.n_p_eval > 0:
+            result.prompt_tps = perf.n_p_eval * 1000.0 / perf.t_p_eval_ms
+        elif result.ttft_s > 0:
+            result.prompt_tps = result.prompt_tokens_evaluated / result.ttft_s
+
+
+def _round_up(n: int, step: int = 1024) -> int:
+    return ((n + step - 1) // step) * step

@@ -1,0 +1,82 @@
+"""Plain data passed across the engine seam (no llama_cpp import here)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+DEFAULT_CTX = 4096
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    path: Path
+    n_ctx: int = DEFAULT_CTX
+    # None: every usable core (see config.usable_cores).
+    n_threads: int | None = None
+    # None: all layers when this build can offload to a GPU, else 0.
+    n_gpu_layers: int | None = None
+    n_batch: int = 512
+    flash_attn: bool = True
+    verbose: bool = False
+    embedding: bool = False
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 40
+    min_p: float = 0.05
+    repeat_penalty: float = 1.0
+    # None: a fresh random seed per call (the engine would otherwise reuse one).
+    seed: int | None = None
+    # None: until the context is full.
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+
+
+FinishReason = Literal["stop", "length", "interrupted"]
+
+
+@dataclass
+class GenerationResult:
+    """What one generation produced and how fast. Filled in as tokens stream."""
+
+    text: str = ""
+    finish_reason: FinishReason = "stop"
+    prompt_tokens: int = 0
+    # Prompt tokens that were actually evaluated; the rest came from the KV cache.
+    prompt_tokens_evaluated: int = 0
+    completion_tokens: int = 0
+    load_s: float = 0.0
+    ttft_s: float = 0.0
+    prompt_tps: float = 0.0
+    generation_tps: float = 0.0
+    seed: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "cached_prompt_tokens": self.prompt_tokens - self.prompt_tokens_evaluated,
+        }
+
+    def timings(self) -> dict[str, float]:
+        return {
+            "load_s": round(self.load_s, 4),
+            "time_to_first_token_s": round(self.ttft_s, 4),
+            "prompt_tokens_per_s": round(self.prompt_tps, 2),
+            "generation_tokens_per_s": round(self.generation_tps, 2),
+        }
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)

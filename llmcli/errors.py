@@ -1,0 +1,67 @@
+"""The project's exception types and the exit-code table.
+
+Core modules raise these; `llmcli.cli.main` turns them into one line on stderr and the
+exit code below. Nothing else decides exit codes.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented exit codes (README, "Exit codes")."""
+
+    OK = 0
+    ERROR = 1  # anything not covered below
+    USAGE = 2  # bad option value, missing prompt (same code Click uses)
+    MODEL_NOT_FOUND = 3  # local file, repo, alias, file or quant that does not exist
+    MODEL_INVALID = 4  # not a GGUF, truncated/corrupt, hash mismatch
+    CONTEXT_OVERFLOW = 5  # prompt does not fit in the context window
+    NETWORK = 6  # offline and not cached, Hub unreachable, gated/private repo
+    DISK = 7  # disk full or cache not writable
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+    BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
+
+
+class LlmcliError(Exception):
+    """An error with a message fit for the user and an exit code."""
+
+    exit_code: ExitCode = ExitCode.ERROR
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if self.hint is None else f"{self.message} ({self.hint})"
+
+
+class UsageError(LlmcliError):
+    exit_code = ExitCode.USAGE
+
+
+class ModelNotFoundError(LlmcliError):
+    exit_code = ExitCode.MODEL_NOT_FOUND
+
+
+class ModelInvalidError(LlmcliError):
+    exit_code = ExitCode.MODEL_INVALID
+
+
+class ContextOverflowError(LlmcliError):
+    exit_code = ExitCode.CONTEXT_OVERFLOW
+
+
+class NetworkError(LlmcliError):
+    exit_code = ExitCode.NETWORK
+
+
+class DiskError(LlmcliError):
+    exit_code = ExitCode.DISK
+
+
+class OutputClosed(Exception):
+    """stdout was closed by its reader (`| head`). Not an OSError on purpose: the CLI
+    framework would otherwise turn it into exit 1 before llmcli sees it."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: the real test model, an isolated home, and the CLI as a subprocess."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from testmodel import model_path
+
+# Variables that would let the user's own setup leak into a test.
+_SCRUBBED = (
+    "LLMCLI_MODEL",
+    "LLMCLI_DEBUG",
+    "LLMCLI_CONFIG",
+    "HF_TOKEN",
+    "HUGGING_FACE_HUB_TOKEN",
+    "HF_ENDPOINT",
+    "HF_HUB_OFFLINE",
+    "NO_COLOR",
+    "FORCE_COLOR",
+)
+
+
+@pytest.fixture(scope="session")
+def model_file() -> Path:
+    """The real SmolLM2-135M-Instruct Q4_1 GGUF, provisioned and hash-checked once."""
+    return model_path()
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Every test gets its own data, config and Hugging Face cache directories, so the
+    user's real cache, token and settings are never read or written."""
+    home = tmp_path_factory.mktemp("home")
+    for name in _SCRUBBED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LLMCLI_HOME", str(home / "llmcli"))
+    monkeypatch.setenv("LLMCLI_CONFIG", str(home / "config.toml"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    # No machine running the tests reaches the Hub: fail fast instead of hanging.
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    return home
