@@ -46,6 +46,7 @@ def _root(
     """Run large language models on your own machine."""
 
 
+# Commands, in the order `llmcli --help` lists them. One line each.
 run.register(app)
 
 
