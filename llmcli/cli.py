@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from llmcli import __version__, config
-from llmcli.commands import run
+from llmcli.commands import bench, run
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
 app = typer.Typer(
@@ -48,6 +48,7 @@ def _root(
 
 # Commands, in the order `llmcli --help` lists them. One line each.
 run.register(app)
+bench.register(app)
 
 
 def _quiet_stdout() -> None:

@@ -20,6 +20,8 @@ class ExitCode(IntEnum):
     CONTEXT_OVERFLOW = 5  # prompt does not fit in the context window
     NETWORK = 6  # offline and not cached, Hub unreachable, gated/private repo
     DISK = 7  # disk full or cache not writable
+    BATCH_ITEMS_FAILED = 8  # a batch finished, but some of its items failed
+    OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -60,6 +62,14 @@ class NetworkError(LlmcliError):
 
 class DiskError(LlmcliError):
     exit_code = ExitCode.DISK
+
+
+class OutputInvalidError(LlmcliError):
+    exit_code = ExitCode.OUTPUT_INVALID
+
+
+class BatchItemsFailedError(LlmcliError):
+    exit_code = ExitCode.BATCH_ITEMS_FAILED
 
 
 class OutputClosed(Exception):

@@ -96,6 +96,7 @@ def sampling(
     seed: int | None,
     max_tokens: int | None,
     stop: list[str] | None,
+    grammar: str | None = None,
 ) -> Sampling:
     return Sampling(
         temperature=temperature,
@@ -106,6 +107,7 @@ def sampling(
         seed=seed,
         max_tokens=max_tokens,
         stop=tuple(stop or ()),
+        grammar=grammar,
     )
 
 

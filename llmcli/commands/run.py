@@ -1,4 +1,4 @@
-"""`llmcli run`: one prompt in, one streamed answer out."""
+"""`llmcli run`: one prompt in, one streamed answer out; or many prompts with --batch."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
+from llmcli.commands._prompting import PromptBuilder
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.engine.types import GenerationResult, LoadOptions, Message
+from llmcli.commands.structured import OutputFormat, output_format
+from llmcli.engine.types import GenerationResult, LoadOptions, Sampling
+from llmcli.errors import OutputInvalidError
 from llmcli.ui import console
 
 EPILOG = """\
@@ -24,6 +27,10 @@ Examples:
   git diff | llmcli run "Write a commit message for this diff:" --temperature 0
 
   llmcli run --json -n 64 "Name three primes" | jq -r .text
+
+  llmcli run --json-schema person.json "Invent a person" | jq .name
+
+  llmcli run --batch reviews.txt "Sentiment (positive/negative) of:" > out.jsonl
 """
 
 
@@ -31,7 +38,10 @@ def register(app: typer.Typer) -> None:
     app.command(
         "run",
         help="Answer one prompt, streaming the answer to stdout.\n\n"
-        "The prompt is the argument, stdin, or both: the argument, a blank line, then stdin.",
+        "The prompt is the argument, stdin, or both: the argument, a blank line, then "
+        "stdin. With --batch, every input line is a prompt (or a JSON object with "
+        '"prompt" and optional "system", "id" and sampling fields), the argument is put '
+        "before each, and one JSON line per input is written, in input order.",
         epilog=EPILOG,
     )(run)
 
@@ -59,6 +69,40 @@ def run(
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain text completion: no chat template.")
     ] = False,
+    special: Annotated[
+        bool,
+        typer.Option(
+            "--special",
+            help="Let control tokens in the prompt (e.g. <|im_end|>) act as such. "
+            "By default they are plain text.",
+        ),
+    ] = False,
+    json_schema: Annotated[
+        str | None,
+        typer.Option(
+            "--json-schema",
+            help="Make the answer JSON that matches this schema (a file or inline JSON).",
+            show_default=False,
+        ),
+    ] = None,
+    grammar: Annotated[
+        Path | None,
+        typer.Option(
+            "--grammar", help="Make the answer follow this GBNF grammar file.", show_default=False
+        ),
+    ] = None,
+    format_: Annotated[
+        str | None,
+        typer.Option("--format", help="'json': make the answer a JSON object.", show_default=False),
+    ] = None,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch",
+            help="Answer every line of this file ('-': stdin) as its own prompt; write JSON lines.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
@@ -67,7 +111,7 @@ def run(
     verbose: opt.VerboseOpt = False,
 ) -> None:
     term = terminal.current()
-    text = combine(prompt, None if term.stdin_isatty else read_stdin())
+    fmt = output_format(json_schema, grammar, format_)
     sampling = opt.sampling(
         temperature=temperature,
         top_p=top_p,
@@ -77,8 +121,18 @@ def run(
         seed=seed,
         max_tokens=max_tokens,
         stop=stop,
+        grammar=fmt.gbnf if fmt else None,
     )
+    if batch is None:
+        text = combine(prompt, None if term.stdin_isatty else read_stdin())
+        lines: list[str] = []
+    else:
+        lines = _batch_lines(batch)
     path = model_file(model)
+    if fmt is not None:
+        from llmcli.engine.grammar import check_grammar
+
+        check_grammar(path, fmt.gbnf)
     load = LoadOptions(
         path=path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
     )
@@ -86,43 +140,82 @@ def run(
     from llmcli.engine.model import Model
 
     with Model(load) as llm:
-        if raw or not llm.has_chat_template:
-            if not raw:
-                console.notice("this model has no chat template; running a plain text completion")
-            tokens = llm.completion_tokens(f"{system}\n\n{text}" if system else text)
-        else:
-            messages = [Message(role="system", content=system)] if system else []
-            messages.append(Message(role="user", content=text))
-            tokens = llm.chat_tokens(messages)
-        llm.check_fits(tokens)
+        builder = PromptBuilder(
+            llm, raw=raw, special=special, instruction=fmt.instruction() if fmt else None
+        )
+        if batch is not None:
+            from llmcli.commands.batch_run import run_batch
 
+            run_batch(llm, builder, lines, sampling, fmt, prefix=prompt, system=system, stats=stats)
+            return
+        tokens = builder.tokens(text, system)
+        llm.check_fits(tokens)
+        name = model or str(path)
         result = GenerationResult()
         try:
-            if json_out:
-                for _ in llm.stream(tokens, sampling, result):
-                    pass
-            else:
-                markdown = term.stdout_rich and not plain
-                with console.AnswerWriter(markdown=markdown) as writer:
-                    for chunk in llm.stream(tokens, sampling, result):
-                        writer.write(chunk)
+            _answer(
+                llm,
+                tokens,
+                sampling,
+                result,
+                json_out=json_out,
+                markdown=term.stdout_rich and not plain and fmt is None,
+            )
         except KeyboardInterrupt:
             result.finish_reason = "interrupted"
-            _report(result, model or str(path), path, json_out=json_out, stats=stats)
+            _report(result, name, path, json_out=json_out, stats=stats)
             raise
-        _report(result, model or str(path), path, json_out=json_out, stats=stats)
+        _report(result, name, path, json_out=json_out, stats=stats)
+        _check_format(fmt, result)
+
+
+def _batch_lines(source: str) -> list[str]:
+    if source == "-":
+        return read_stdin().splitlines()
+    from llmcli.errors import UsageError
+
+    try:
+        data = Path(source).expanduser().read_bytes()
+    except OSError as exc:
+        raise UsageError(f"cannot read batch file {source}: {exc.strerror}") from exc
+    return data.decode("utf-8", errors="replace").splitlines()
+
+
+def _answer(
+    llm: Any,
+    tokens: list[int],
+    sampling: Sampling,
+    result: GenerationResult,
+    *,
+    json_out: bool,
+    markdown: bool,
+) -> None:
+    if json_out:
+        for _ in llm.stream(tokens, sampling, result):
+            pass
+        return
+    with console.AnswerWriter(markdown=markdown) as writer:
+        for chunk in llm.stream(tokens, sampling, result):
+            writer.write(chunk)
+
+
+def _check_format(fmt: OutputFormat | None, result: GenerationResult) -> None:
+    problem = fmt.problem_with(result.text) if fmt else None
+    if problem:
+        hint = "raise --max-tokens" if result.finish_reason == "length" else None
+        raise OutputInvalidError(problem, hint=hint)
 
 
 def _report(
     result: GenerationResult, name: str, path: Path, *, json_out: bool, stats: bool
 ) -> None:
     if json_out:
-        console.emit_json(_as_json(result, name, path))
+        console.emit_json(as_json(result, name, path))
     if stats:
         console.info(stats_line(result))
 
 
-def _as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
+def as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
     return {
         "model": name,
         "model_path": str(path),

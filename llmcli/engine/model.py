@@ -13,6 +13,7 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.config import usable_cores
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
@@ -75,10 +76,15 @@ class Model:
             "n_gpu_layers": gpu_layers,
             "flash_attn": options.flash_attn,
             "embedding": options.embedding,
+            "vocab_only": options.vocab_only,
             "verbose": options.verbose,
         }
         if options.embedding:
-            kwargs["pooling_type"] = llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            kwargs["pooling_type"] = (
+                llama_cpp.LLAMA_POOLING_TYPE_MEAN
+                if options.pooling == "mean"
+                else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+            )
         self.options = options
         self.threads = threads
         self.gpu_layers = gpu_layers
@@ -128,6 +134,11 @@ class Model:
     @property
     def has_chat_template(self) -> bool:
         return self._formatter is not None
+
+    @property
+    def vocab(self) -> Any:
+        """The llama.cpp vocabulary handle, for engine modules that call the C API."""
+        return self._vocab
 
     @property
     def name(self) -> str:
@@ -249,6 +260,7 @@ class Model:
             min_p=sampling.min_p,
             temp=sampling.temperature,
             repeat_penalty=sampling.repeat_penalty,
+            grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
         )
         try:
             if budget <= 0:

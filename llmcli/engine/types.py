@@ -26,6 +26,11 @@ class LoadOptions:
     flash_attn: bool = True
     verbose: bool = False
     embedding: bool = False
+    # With embedding: "mean" averages the token vectors (right for generative models);
+    # "model" uses the pooling the GGUF declares (CLS, last token...) for embedding models.
+    pooling: Literal["mean", "model"] = "mean"
+    # Tokenizer only, no weights: fast even for big models, but nothing can be evaluated.
+    vocab_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,8 @@ class Sampling:
     # None: until the context is full.
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
+    # A GBNF grammar the answer must follow (JSON schemas are converted to one).
+    grammar: str | None = None
 
 
 FinishReason = Literal["stop", "length", "interrupted"]

@@ -1,0 +1,116 @@
+"""`llmcli bench`: prompt-processing and generation speed, comparable to llama-bench."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmcli.commands import _options as opt
+from llmcli.commands._model import model_file
+from llmcli.config import usable_cores
+from llmcli.engine.types import LoadOptions
+from llmcli.errors import UsageError
+from llmcli.ui import console
+
+if TYPE_CHECKING:
+    from llmcli.engine.bench import BenchResult
+
+EPILOG = """\
+Examples:
+
+  llmcli bench -m smollm2:135m
+
+  llmcli bench -m ./model.gguf -p 512 -g 128 -r 5 --threads 1,2,4 --json
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "bench",
+        help="Measure prompt processing (pp) and generation (tg) speed in tokens/s.\n\n"
+        "Measured like llama.cpp's llama-bench: random tokens, one warm-up run, then "
+        "repetitions on an empty cache; mean ± standard deviation.",
+        epilog=EPILOG,
+    )(bench)
+
+
+def _thread_list(value: str | None) -> list[int]:
+    if value is None:
+        return [usable_cores()]
+    try:
+        threads = [int(part) for part in value.split(",") if part.strip()]
+    except ValueError:
+        threads = []
+    if not threads or min(threads) < 1:
+        raise UsageError(f"invalid --threads {value!r}: give counts like 2 or 1,2,4")
+    return threads
+
+
+def bench(
+    model: opt.ModelOpt = None,
+    n_prompt: Annotated[
+        int, typer.Option("--n-prompt", "-p", min=0, help="Prompt tokens per pp test; 0: skip.")
+    ] = 512,
+    n_gen: Annotated[
+        int, typer.Option("--n-gen", "-g", min=0, help="Tokens per tg test; 0: skip.")
+    ] = 128,
+    reps: Annotated[int, typer.Option("--reps", "-r", min=1, help="Repetitions per test.")] = 5,
+    threads: Annotated[
+        str | None,
+        typer.Option(
+            "--threads",
+            "-t",
+            help="Thread counts to compare, e.g. 1,2,4. Default: every usable core.",
+            show_default=False,
+        ),
+    ] = None,
+    gpu_layers: opt.GpuLayersOpt = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
+) -> None:
+    thread_counts = _thread_list(threads)
+    if n_prompt == 0 and n_gen == 0:
+        raise UsageError("nothing to measure: both --n-prompt and --n-gen are 0")
+    path = model_file(model)
+    load = LoadOptions(
+        path=path,
+        n_ctx=max(n_prompt, n_gen, 16) + 16,
+        n_threads=max(thread_counts),
+        n_gpu_layers=gpu_layers,
+    )
+
+    from llmcli.engine.bench import run_bench
+    from llmcli.engine.model import Model
+
+    with Model(load) as llm:
+        backend = "GPU" if llm.gpu_layers else "CPU"
+        if not json_out:
+            console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}\n")
+            console.emit_text(
+                "| threads | test   |              t/s |\n|--------:|:-------|-----------------:|"
+            )
+
+        def row(r: BenchResult) -> None:
+            if not json_out:
+                speed = f"{r.mean_tps:.2f} ± {r.stddev_tps:.2f}"
+                console.emit_text(f"| {r.threads:>7} | {r.test:<6} | {speed:>16} |")
+
+        results = run_bench(
+            llm, n_prompt=n_prompt, n_gen=n_gen, reps=reps, threads=thread_counts, on_result=row
+        )
+        if json_out:
+            console.emit_json([_as_json(r, str(path), llm.gpu_layers) for r in results])
+
+
+def _as_json(result: BenchResult, path: str, gpu_layers: int) -> dict[str, Any]:
+    return {
+        "model_path": path,
+        "test": result.test,
+        "n_prompt": result.n_prompt,
+        "n_gen": result.n_gen,
+        "threads": result.threads,
+        "gpu_layers": gpu_layers,
+        "mean_tps": round(result.mean_tps, 2),
+        "stddev_tps": round(result.stddev_tps, 2),
+        "samples_tps": [round(s, 2) for s in result.samples_tps],
+    }
