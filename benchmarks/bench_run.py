@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from testmodel import model_path  # noqa: E402
+from testmodel import model_path
 
 PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 

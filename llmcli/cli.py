@@ -11,7 +11,18 @@ from typing import Annotated
 import typer
 
 from llmcli import __version__, config
-from llmcli.commands import bench, run
+from llmcli.commands import (
+    bench,
+    embed,
+    list_models,
+    next_token,
+    pull,
+    rm,
+    run,
+    show,
+    similarity,
+    tokenize,
+)
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
 app = typer.Typer(
@@ -48,7 +59,15 @@ def _root(
 
 # Commands, in the order `llmcli --help` lists them. One line each.
 run.register(app)
+pull.register(app)
+list_models.register(app)
+rm.register(app)
 bench.register(app)
+show.register(app)
+tokenize.register(app)
+embed.register(app)
+similarity.register(app)
+next_token.register(app)
 
 
 def _quiet_stdout() -> None:

@@ -6,7 +6,10 @@ from pathlib import Path
 
 
 def model_file(ref: str | None) -> Path:
-    """The local GGUF for a reference, pulling it first when it is not cached."""
+    """The local GGUF for a reference, pulling it first (with progress on stderr) when it
+    is not cached."""
     from llmcli.models import ensure_model
+    from llmcli.ui.progress import download_progress
 
-    return ensure_model(ref, progress=None)
+    with download_progress() as progress:
+        return ensure_model(ref, progress=progress)

@@ -1,0 +1,62 @@
+"""`llmcli pull`: download a model from the Hugging Face Hub into the local cache."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmcli import models, store
+from llmcli.errors import UsageError
+from llmcli.humanize import format_bytes
+from llmcli.refs import LocalRef
+from llmcli.ui import console
+from llmcli.ui.progress import download_progress
+
+EPILOG = """\
+Examples:
+
+  llmcli pull qwen2.5:1.5b
+
+  llmcli pull bartowski/Llama-3.2-1B-Instruct-GGUF:Q5_K_M
+
+  llmcli pull hf.co/unsloth/gemma-3-1b-it-GGUF:Q8_0
+
+  llmcli run -m "$(llmcli pull smollm2)" "Hi"
+"""
+
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--revision", help="Branch, tag or commit to pull. Default: main.", show_default=False
+    ),
+]
+ModelArg = Annotated[
+    str,
+    typer.Argument(
+        help="An alias (qwen2.5:1.5b), owner/repo[:QUANT], owner/repo/file.gguf or "
+        "hf.co/owner/repo:QUANT.",
+        show_default=False,
+    ),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "pull",
+        help="Download a model into the Hugging Face cache and verify its SHA-256.\n\n"
+        "Prints the path of the model file on stdout. Files already cached and verified "
+        "are not downloaded again.",
+        epilog=EPILOG,
+    )(pull)
+
+
+def pull(model: ModelArg, revision: RevisionOpt = None) -> None:
+    ref = models.parse(model)
+    if isinstance(ref, LocalRef):
+        raise UsageError(f"{model} is a local file: there is nothing to pull")
+    with download_progress() as progress:
+        progress.notice(f"pulling {ref.display}...")
+        local = store.pull(ref, revision=revision, progress=progress)
+    console.notice(f"{ref.display}: {format_bytes(local.size)}, verified")
+    console.emit_text(str(local.path))

@@ -1,0 +1,57 @@
+"""`llmcli rm`: delete models from the local Hugging Face cache."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmcli import store, terminal
+from llmcli.errors import LlmcliError, UsageError
+from llmcli.humanize import format_bytes
+from llmcli.ui import console
+from llmcli.ui.tables import render_table
+
+EPILOG = """\
+A bare owner/repo removes every cached revision of that repo; an alias, :QUANT or a
+file removes just that model.
+
+Examples:
+
+  llmcli rm smollm2
+
+  llmcli rm bartowski/Llama-3.2-1B-Instruct-GGUF:Q8_0 --yes
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "rm",
+        help="Delete models from the cache: shows what goes and the space freed, then asks.",
+        epilog=EPILOG,
+    )(rm)
+
+
+def rm(
+    models: Annotated[
+        list[str],
+        typer.Argument(help="Models to delete, as `llmcli list` names them.", show_default=False),
+    ],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+    ] = False,
+) -> None:
+    plan = store.plan_removal(models)
+    rows = [[m.name, format_bytes(m.size), m.repo_id] for m in plan.models]
+    render_table(["NAME", "SIZE", "REPO"], rows, numeric=[1], to_stderr=True)
+    console.info(f"this frees {format_bytes(plan.freed_bytes)}")
+    if not yes:
+        if not terminal.current().stdin_isatty:
+            # Nobody can answer a prompt: refusing beats hanging or guessing.
+            raise UsageError("not deleting without --yes when stdin is not a terminal")
+        if not typer.confirm("Delete?", default=False, err=True):
+            raise LlmcliError("nothing deleted")
+    freed = plan.execute()
+    for model in plan.models:
+        console.emit_text(model.name)
+    console.notice(f"deleted {len(plan.models)} model(s), freed {format_bytes(freed)}")

@@ -1,0 +1,64 @@
+"""From whatever the user typed after `-m` to a local GGUF file, pulling it if needed.
+
+The one entry point every command that takes a model uses. A cached model is found
+without any network call, so everything works offline once a model is pulled.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from llmcli import aliases, config, store
+from llmcli.errors import ModelNotFoundError, NetworkError
+from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
+from llmcli.reporting import ProgressFactory
+
+
+def default_ref() -> str:
+    """The model used when none is named: LLMCLI_MODEL, else the built-in default."""
+    return config.env_model() or aliases.DEFAULT_MODEL
+
+
+def parse(text: str) -> ModelRef:
+    """`refs.parse_ref` with the file system consulted: an existing path is a file."""
+    return parse_ref(text, exists=lambda p: os.path.exists(os.path.expanduser(p)))
+
+
+def ensure_model(
+    ref: str | None,
+    *,
+    progress: ProgressFactory | None,
+    revision: str | None = None,
+) -> Path:
+    """The local file for `ref`, downloading it first if the cache lacks it.
+
+    `ref=None` means LLMCLI_MODEL, else the built-in default. A local path is returned
+    as given (its contents are the engine's business). Raises the errors of
+    `llmcli.errors`: ModelNotFoundError (3), ModelInvalidError (4), NetworkError (6),
+    DiskError (7).
+    """
+    text = ref if ref is not None else default_ref()
+    parsed = parse(text)
+    if isinstance(parsed, LocalRef):
+        path = Path(parsed.path).expanduser()
+        if not path.is_file():
+            raise ModelNotFoundError(f"model file not found: {parsed.path}")
+        return path
+    return ensure_hub_model(parsed, progress=progress, revision=revision).path
+
+
+def ensure_hub_model(
+    ref: HubRef, *, progress: ProgressFactory | None, revision: str | None = None
+) -> store.LocalModel:
+    cached = store.find_cached(ref, revision=revision, progress=progress)
+    if cached is not None:
+        return cached
+    if store.HubSettings.from_env().offline:
+        raise NetworkError(
+            f"{ref.display} is not in the cache and offline mode is on",
+            hint=f"run `llmcli pull {ref.display}` while online",
+        )
+    if progress is not None:
+        progress.notice(f"pulling {ref.display}...")
+    return store.pull(ref, revision=revision, progress=progress)

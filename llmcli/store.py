@@ -1,0 +1,574 @@
+"""Models on the Hugging Face Hub and in the local cache: find, pull, list, remove.
+
+The only module that imports `huggingface_hub`, and only inside functions so that
+`llmcli --help` and shell completion do not pay for it.
+
+Files live in the standard Hugging Face cache (`HF_HUB_CACHE`, else `HF_HOME/hub`), so
+models other tools downloaded are found and ours are theirs.
+
+Every file handed to the engine has had its SHA-256 checked (`llmcli.integrity`); a
+file that fails is never used.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from llmcli import aliases, integrity
+from llmcli.errors import (
+    DiskError,
+    LlmcliError,
+    ModelInvalidError,
+    ModelNotFoundError,
+    NetworkError,
+    UsageError,
+)
+from llmcli.quants import Candidate, SelectionError, candidates, is_model_file, select
+from llmcli.refs import HubRef, is_safe_repo_path, parse_ref
+from llmcli.reporting import FileProgress, ProgressFactory
+
+if TYPE_CHECKING:
+    from huggingface_hub import CachedFileInfo, HFCacheInfo
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of "true" in env vars
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """The Hub environment, read at call time.
+
+    huggingface_hub reads its environment variables once, at import; reading them here
+    on every call and passing them explicitly means a change (a test, an embedding
+    program) is honoured even after the library was imported.
+    """
+
+    endpoint: str | None
+    cache_dir: Path
+    offline: bool
+    token: str | bool | None
+
+    @classmethod
+    def from_env(cls) -> HubSettings:
+        env = os.environ
+        cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+        if not cache:
+            home = env.get("HF_HOME") or os.path.join(
+                env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+            )
+            cache = os.path.join(home, "hub")
+        token: str | bool | None = env.get("HF_TOKEN") or None
+        if token is None and env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").upper() in _TRUE:
+            token = False  # send no token at all, not even the one saved by `hf auth login`
+        return cls(
+            endpoint=env.get("HF_ENDPOINT", "").rstrip("/") or None,
+            cache_dir=Path(cache).expanduser(),
+            offline=env.get("HF_HUB_OFFLINE", "").upper() in _TRUE,
+            token=token,
+        )
+
+
+def _repo_dir(settings: HubSettings, repo_id: str) -> Path:
+    return settings.cache_dir / ("models--" + repo_id.replace("/", "--"))
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """A model in the cache, ready to load: `path` is the file to hand to the engine
+    (the first part of a split model; llama.cpp finds the others beside it)."""
+
+    repo_id: str
+    commit: str
+    files: tuple[Path, ...]
+    quant: str | None
+
+    @property
+    def path(self) -> Path:
+        return self.files[0]
+
+    @property
+    def size(self) -> int:
+        return sum(f.stat().st_size for f in self.files)
+
+
+@dataclass(frozen=True)
+class CachedModel:
+    """One row of `llmcli list`."""
+
+    name: str  # what to type to use it: an alias, owner/repo:QUANT or owner/repo/file
+    repo_id: str
+    commit: str
+    refs: tuple[str, ...]
+    files: tuple[str, ...]  # repo-relative
+    quant: str | None
+    size: int
+    modified: float  # seconds since the epoch
+    path: Path
+
+
+@dataclass(frozen=True)
+class RemovalPlan:
+    """What `remove` would delete; `execute()` does it."""
+
+    models: tuple[CachedModel, ...]
+    freed_bytes: int
+    _strategies: tuple[Any, ...]  # huggingface_hub DeleteCacheStrategy objects
+
+    def execute(self) -> int:
+        for strategy in self._strategies:
+            strategy.execute()
+        return self.freed_bytes
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@contextlib.contextmanager
+def _hub_errors(what: str, settings: HubSettings) -> Iterator[None]:
+    """Translate huggingface_hub and network exceptions into llmcli's, one line each.
+
+    Order matters: GatedRepoError is a RepositoryNotFoundError, and every HTTP error is
+    also an OSError.
+    """
+    import httpx2
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    repo = what.split(":")[0]
+    try:
+        yield
+    except LlmcliError:
+        raise
+    except GatedRepoError as e:
+        raise NetworkError(
+            f"{repo} is gated: access needs approval on the Hub",
+            hint="request access on its Hub page, then set HF_TOKEN to a token of that account",
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise ModelNotFoundError(
+            f"model repo not found on the Hub: {repo}",
+            hint="check the name; a private repo needs HF_TOKEN",
+        ) from e
+    except RevisionNotFoundError as e:
+        raise ModelNotFoundError(f"revision not found in {repo}") from e
+    except RemoteEntryNotFoundError as e:
+        raise ModelNotFoundError(f"file not found on the Hub: {what}") from e
+    except (OfflineModeIsEnabled, LocalEntryNotFoundError) as e:
+        raise NetworkError(
+            f"{what} is not in the cache and the Hub cannot be reached",
+            hint="connect to the network, or unset HF_HUB_OFFLINE",
+        ) from e
+    except HfHubHTTPError as e:
+        status = e.response.status_code if e.response is not None else "?"
+        raise NetworkError(f"the Hub answered HTTP {status} for {what}") from e
+    except (httpx2.TransportError, ConnectionError, TimeoutError) as e:
+        where = settings.endpoint or "https://huggingface.co"
+        raise NetworkError(
+            f"cannot reach the Hub at {where}", hint="check the network, or use a cached model"
+        ) from e
+    except OSError as e:
+        raise _os_error(e, settings) from e
+
+
+def _os_error(error: OSError, settings: HubSettings) -> LlmcliError:
+    if error.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        return DiskError(f"disk full while writing to {settings.cache_dir}")
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return DiskError(
+            f"cannot write to the model cache {settings.cache_dir}",
+            hint="set HF_HUB_CACHE to a writable folder",
+        )
+    if "Consistency check failed" in str(error):  # huggingface_hub's size check
+        return NetworkError("the download was cut short", hint="run the command again")
+    return LlmcliError(f"{error.strerror or error}")
+
+
+# --------------------------------------------------------------------------- cache lookup
+
+
+def _snapshot_files(snapshot: Path) -> list[str]:
+    """Repo-relative paths of the complete files in a snapshot folder.
+
+    A file is listed only when its symlink resolves: an interrupted download leaves a
+    `.incomplete` blob and no link, so it can never be mistaken for a model.
+    """
+    found: list[str] = []
+    for root, _dirs, files in os.walk(snapshot):
+        for name in files:
+            full = Path(root, name)
+            if full.exists():
+                found.append(full.relative_to(snapshot).as_posix())
+    return found
+
+
+def _cached_commits(repo_dir: Path, revision: str | None) -> list[str]:
+    if revision is not None and _COMMIT.match(revision):
+        return [revision]
+    ref = repo_dir / "refs" / (revision or "main")
+    try:
+        return [ref.read_text().strip()]
+    except OSError:
+        pass
+    if revision is not None:
+        return []
+    # No `main` ref (a model fetched by commit hash): any snapshot will do, newest first.
+    snapshots = repo_dir / "snapshots"
+    try:
+        dirs = sorted(snapshots.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return []
+    return [d.name for d in dirs]
+
+
+def find_cached(
+    ref: HubRef, *, revision: str | None = None, progress: ProgressFactory | None = None
+) -> LocalModel | None:
+    """The cached model `ref` means, verified, without any network access; None if the
+    cache does not hold it completely."""
+    settings = HubSettings.from_env()
+    repo_dir = _repo_dir(settings, ref.repo_id)
+    for commit in _cached_commits(repo_dir, revision):
+        snapshot = repo_dir / "snapshots" / commit
+        try:
+            chosen = select(_snapshot_files(snapshot), quant=ref.quant, filename=ref.filename)
+        except SelectionError:
+            continue
+        files = tuple(snapshot / p for p in chosen.paths)
+        for path, rel in zip(files, chosen.paths, strict=True):
+            if not integrity.check_file(path, sha256=None, progress=progress, label=rel):
+                raise ModelInvalidError(
+                    f"cached file fails its checksum: {ref.repo_id}/{rel}",
+                    hint=f"run `llmcli pull {ref.display}` to download it again",
+                )
+        return LocalModel(ref.repo_id, commit, files, chosen.quant)
+    return None
+
+
+# --------------------------------------------------------------------------- pull
+
+
+@dataclass(frozen=True)
+class _RemoteFile:
+    path: str
+    size: int
+    sha256: str | None  # LFS files; small files have only a git object id
+
+
+def _list_remote(
+    settings: HubSettings, repo_id: str, revision: str | None
+) -> dict[str, _RemoteFile]:
+    from huggingface_hub import HfApi
+    from huggingface_hub.hf_api import RepoFile
+
+    api = HfApi(endpoint=settings.endpoint, token=settings.token)
+    listing: dict[str, _RemoteFile] = {}
+    for entry in api.list_repo_tree(repo_id, recursive=True, revision=revision):
+        if isinstance(entry, RepoFile):
+            sha = entry.lfs.sha256 if entry.lfs is not None else None
+            listing[entry.path] = _RemoteFile(entry.path, entry.size, sha)
+    return listing
+
+
+def _choose(ref: HubRef, listing: dict[str, _RemoteFile]) -> Candidate:
+    unsafe = [p for p in listing if is_model_file(p) and not is_safe_repo_path(p)]
+    if unsafe:
+        raise ModelInvalidError(f"{ref.repo_id} lists an unsafe file name: {unsafe[0]!r}")
+    try:
+        return select(listing, quant=ref.quant, filename=ref.filename)
+    except SelectionError as e:
+        raise _selection_error(ref, e) from e
+
+
+def _selection_error(ref: HubRef, error: SelectionError) -> ModelNotFoundError:
+    if not error.available:
+        return ModelNotFoundError(f"{ref.repo_id} has no GGUF model files")
+    shown = ", ".join(error.available[:12]) + (" ..." if len(error.available) > 12 else "")
+    kind = "files" if ref.filename else "quantizations"
+    return ModelNotFoundError(f"{ref.display}: {error}", hint=f"available {kind}: {shown}")
+
+
+def _progress_class(
+    progress: ProgressFactory | None, label: str, hasher: integrity.TailHasher | None
+) -> type[Any]:
+    """A tqdm class for hf_hub_download, the only hook it offers into a transfer: it
+    forwards byte counts to `progress` and starts `hasher` when the transfer starts.
+
+    The tqdm base stays disabled so that it never draws its own bar.
+    """
+    from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+    class _Forwarding(tqdm):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            total, initial = kwargs.get("total"), kwargs.get("initial") or 0
+            kwargs.pop("name", None)  # huggingface_hub's own option; tqdm rejects it
+            kwargs["disable"] = True
+            super().__init__(*args, **kwargs)
+            if hasher is not None:
+                hasher.start()
+                if initial:
+                    hasher.invalidate()  # a resumed file: its start was never followed
+            self._sink: FileProgress | None = (
+                progress.start_file(label, total, initial) if progress is not None else None
+            )
+
+        def update(self, n: float | None = 1) -> bool | None:
+            if n is not None and n < 0 and hasher is not None:
+                hasher.invalidate()  # the download restarted from scratch in the same file
+            if self._sink is not None and n:
+                self._sink.advance(int(n))
+            return None
+
+        def close(self) -> None:
+            sink: FileProgress | None = getattr(self, "_sink", None)
+            if sink is not None:
+                self._sink = None
+                sink.close()
+            super().close()
+
+    return _Forwarding
+
+
+def _verified_in_flight(path: Path, hasher: integrity.TailHasher | None, sha256: str) -> bool:
+    """True when the hash taken during the download provably covers the finished file:
+    same device and inode (the rename keeps them), same length, expected digest."""
+    result = hasher.result() if hasher is not None else None
+    if result is None:
+        return False
+    st = os.stat(path)
+    if result != (st.st_dev, st.st_ino, st.st_size, sha256):
+        return False
+    integrity.record_verified(integrity.blob_entry(path), sha256)
+    return True
+
+
+def _delete_files(settings: HubSettings, paths: list[Path]) -> None:
+    """Remove cached files (link and blob) that must not be used, through the cache API
+    so that blobs other files still share are kept."""
+    from huggingface_hub import scan_cache_dir
+
+    targets = {p.absolute() for p in paths}
+    try:
+        info = scan_cache_dir(settings.cache_dir)
+    except Exception:
+        info = None
+    doomed = [f for f in _all_files(info) if f.file_path.absolute() in targets] if info else []
+    if info is not None and doomed:
+        info.delete_files(*doomed).execute()
+    for path in paths:  # anything the scan did not see (a half-written cache entry)
+        with contextlib.suppress(OSError):
+            blob = path.resolve()
+            path.unlink()
+            if blob != path.absolute():
+                blob.unlink()
+
+
+def _all_files(info: HFCacheInfo) -> Iterator[CachedFileInfo]:
+    for repo in info.repos:
+        for revision in repo.revisions:
+            yield from revision.files
+
+
+def _cached_copy(
+    settings: HubSettings, repo_id: str, rel: str, revision: str | None
+) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, rel, cache_dir=settings.cache_dir, revision=revision)
+    return Path(found) if isinstance(found, str) else None
+
+
+def pull(
+    ref: HubRef, *, revision: str | None = None, progress: ProgressFactory | None = None
+) -> LocalModel:
+    """Download what `ref` means (files already cached and intact are kept), verify
+    each file against the Hub's listing, and return the model.
+
+    On a checksum mismatch the model's files are deleted from the cache and
+    ModelInvalidError is raised: nothing unverified is left for a later run to use.
+    """
+    from huggingface_hub import hf_hub_download
+
+    settings = HubSettings.from_env()
+    if settings.offline:
+        raise NetworkError(
+            f"cannot pull {ref.display}: offline mode is on", hint="unset HF_HUB_OFFLINE"
+        )
+    with _hub_errors(ref.display, settings):
+        listing = _list_remote(settings, ref.repo_id, revision)
+        chosen = _choose(ref, listing)
+        local: list[Path] = []
+        for rel in chosen.paths:
+            # hf_hub_download returns a cached file as is: one damaged since (or put
+            # there unverified by another tool) must go first so that it is replaced.
+            stale = _cached_copy(settings, ref.repo_id, rel, revision)
+            if stale is not None and not integrity.check_file(
+                stale, sha256=None, progress=progress, label=rel
+            ):
+                _delete_files(settings, [stale])
+            expected = listing[rel].sha256
+            # The Hub names an LFS blob by its SHA-256, so the file being written is
+            # `blobs/<sha256>.*.incomplete`: hash it while it arrives.
+            blobs = _repo_dir(settings, ref.repo_id) / "blobs"
+            hasher = integrity.TailHasher(blobs, expected) if expected else None
+            try:
+                path = Path(
+                    hf_hub_download(
+                        ref.repo_id,
+                        rel,
+                        revision=revision,
+                        cache_dir=settings.cache_dir,
+                        endpoint=settings.endpoint,
+                        token=settings.token,
+                        tqdm_class=_progress_class(progress, rel, hasher),
+                    )
+                )
+            except BaseException:
+                if hasher is not None:
+                    hasher.result()  # stop following the file
+                raise
+            if expected is not None and _verified_in_flight(path, hasher, expected):
+                local.append(path)
+                continue
+            if not integrity.check_file(path, sha256=expected, progress=progress, label=rel):
+                _delete_files(settings, [*local, path])
+                raise ModelInvalidError(
+                    f"{ref.repo_id}/{rel} does not match the SHA-256 the Hub lists for it;"
+                    " nothing was kept",
+                    hint="try again later; if it persists the repo itself is broken",
+                )
+            local.append(path)
+    commit = local[0].relative_to(_repo_dir(settings, ref.repo_id) / "snapshots").parts[0]
+    return LocalModel(ref.repo_id, commit, tuple(local), chosen.quant)
+
+
+# --------------------------------------------------------------------------- list / rm
+
+
+def _scan(settings: HubSettings) -> HFCacheInfo | None:
+    from huggingface_hub import scan_cache_dir
+    from huggingface_hub.errors import CacheNotFound
+
+    try:
+        return scan_cache_dir(settings.cache_dir)
+    except CacheNotFound:
+        return None
+    except OSError as e:
+        raise _os_error(e, settings) from e
+
+
+def _models_in(info: HFCacheInfo) -> Iterator[tuple[CachedModel, list[CachedFileInfo], Any]]:
+    """Every GGUF model in the cache, with its cache entries and its revision."""
+    for repo in info.repos:
+        if repo.repo_type != "model":
+            continue
+        for rev in repo.revisions:
+            by_rel = {f.file_path.relative_to(rev.snapshot_path).as_posix(): f for f in rev.files}
+            found = candidates(by_rel)
+            quants = [c.quant for c in found]
+            for cand in found:
+                entries = [by_rel[p] for p in cand.paths]
+                unique = cand.quant is not None and quants.count(cand.quant) == 1
+                alias = aliases.alias_for(repo.repo_id, cand.quant) if unique else None
+                if alias is not None:
+                    name = alias
+                elif unique:
+                    name = f"{repo.repo_id}:{cand.quant}"
+                else:
+                    name = f"{repo.repo_id}/{cand.primary}"
+                model = CachedModel(
+                    name=name,
+                    repo_id=repo.repo_id,
+                    commit=rev.commit_hash,
+                    refs=tuple(sorted(rev.refs)),
+                    files=cand.paths,
+                    quant=cand.quant,
+                    size=sum(e.size_on_disk for e in entries),
+                    modified=max(e.blob_last_modified for e in entries),
+                    path=entries[0].file_path,
+                )
+                yield model, entries, rev
+
+
+def list_models() -> list[CachedModel]:
+    """Cached GGUF models, including those other tools downloaded, by name."""
+    info = _scan(HubSettings.from_env())
+    if info is None:
+        return []
+    return sorted((m for m, _e, _r in _models_in(info)), key=lambda m: (m.name.lower(), m.commit))
+
+
+def _matches(ref: HubRef, model: CachedModel) -> bool:
+    if model.repo_id.lower() != ref.repo_id.lower():
+        return False
+    if ref.filename is not None:
+        return any(f.lower() == ref.filename.lower() for f in model.files)
+    if ref.quant is not None:
+        return model.quant == ref.quant
+    return True  # a bare owner/repo means every model of that repo
+
+
+def plan_removal(texts: list[str]) -> RemovalPlan:
+    """What removing these references would delete, without deleting anything.
+
+    A bare `owner/repo` removes every cached revision of that repo; an alias, `:QUANT`
+    or file removes just that model's files (and the revision, once no model is left
+    in it).
+    """
+    settings = HubSettings.from_env()
+    refs: list[HubRef] = []
+    for text in texts:
+        parsed = parse_ref(text)
+        if not isinstance(parsed, HubRef):
+            raise UsageError(f"{text} is a local file, not a cached model; delete it yourself")
+        refs.append(parsed)
+    info = _scan(settings)
+    entries = list(_models_in(info)) if info is not None else []
+    chosen: dict[tuple[str, str, tuple[str, ...]], tuple[CachedModel, list[Any], Any]] = {}
+    for ref, text in zip(refs, texts, strict=True):
+        hits = [e for e in entries if _matches(ref, e[0])]
+        if not hits:
+            raise ModelNotFoundError(f"not in the cache: {text}", hint="see `llmcli list`")
+        for hit in hits:
+            chosen[(hit[0].repo_id, hit[0].commit, hit[0].files)] = hit
+    if info is None:  # unreachable: no cache means no hits
+        return RemovalPlan((), 0, ())
+    whole: list[str] = []
+    partial: list[CachedFileInfo] = []
+    for commit in {key[1] for key in chosen}:
+        hits = [v for k, v in chosen.items() if k[1] == commit]
+        revision = hits[0][2]
+        doomed = {f.file_path for _m, files, _r in hits for f in files}
+        others = [f for f in revision.files if f.file_path not in doomed]
+        rest_has_models = any(is_model_file(f.file_path.name) for f in others)
+        if rest_has_models:
+            partial.extend(f for _m, files, _r in hits for f in files)
+        else:
+            whole.append(commit)
+    strategies: list[Any] = []
+    if whole:
+        strategies.append(info.delete_revisions(*whole))
+    if partial:
+        strategies.append(info.delete_files(*partial))
+    freed = sum(int(s.expected_freed_size) for s in strategies)
+    models = tuple(sorted((v[0] for v in chosen.values()), key=lambda m: m.name))
+    return RemovalPlan(models, freed, tuple(strategies))
