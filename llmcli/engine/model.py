@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import codecs
 import ctypes
-import logging
 import secrets
 import time
 from collections.abc import Iterator, Sequence
@@ -17,6 +16,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.config import usable_cores
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
+from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
@@ -50,13 +50,6 @@ def check_gguf_file(path: Path) -> None:
         raise ModelInvalidError(f"GGUF file is truncated: {path}")
 
 
-def _quiet_engine_log(verbose: bool) -> None:
-    # The bindings print llama.cpp's errors to stderr themselves; llmcli reports its own.
-    logging.getLogger("llama-cpp-python").setLevel(
-        logging.DEBUG if verbose else logging.CRITICAL + 10
-    )
-
-
 class Model:
     """A loaded model and its context. Use as a context manager to free it."""
 
@@ -88,6 +81,7 @@ class Model:
         self.options = options
         self.threads = threads
         self.gpu_layers = gpu_layers
+        quiet_engine_log(options.verbose)
         start = time.perf_counter()
         try:
             self.llama = llama_cpp.Llama(**kwargs)
@@ -101,8 +95,6 @@ class Model:
                 f"could not load {options.path}: the file is truncated, corrupt "
                 "or of an architecture this llama.cpp build does not know"
             ) from exc
-        finally:
-            _quiet_engine_log(options.verbose)
         self.load_s = time.perf_counter() - start
         self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self._piece_buf = ctypes.create_string_buffer(256)

@@ -1,0 +1,30 @@
+"""Keep llama.cpp's own log off stderr unless --verbose asked for it.
+
+The bindings filter the log by level, but their table predates llama.cpp renumbering its
+levels, so warnings pass as errors while a context is created (e.g. "n_ctx_seq (64) >
+n_ctx_train (0)" for a vocabulary-only load, "model default pooling_type is [-1]" for
+embeddings). llmcli reports failures itself, so without --verbose nothing is shown.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+import llama_cpp
+
+_verbose = False
+
+
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
+def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+    if _verbose and text:
+        sys.stderr.write(text.decode("utf-8", errors="replace"))
+        sys.stderr.flush()
+
+
+def quiet_engine_log(verbose: bool) -> None:
+    """Install the filter (idempotent); the callback object lives as long as the module."""
+    global _verbose
+    _verbose = verbose
+    llama_cpp.llama_log_set(_forward, ctypes.c_void_p(0))
