@@ -9,10 +9,16 @@ from collections.abc import Sequence
 from typing import Annotated
 
 import typer
+from typer.core import TyperGroup
 
 from llmcli import __version__, config
 from llmcli.commands import (
     bench,
+    cache,
+    chat,
+    completion_cmd,
+    config_cmd,
+    doctor,
     embed,
     list_models,
     next_token,
@@ -47,14 +53,31 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+# These work with a broken config file: they are how one finds, inspects and fixes it.
+_WITHOUT_CONFIG = {"config", "doctor", "completion"}
+
+
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool,
         typer.Option("--version", callback=_version, is_eager=True, help="Show versions and exit."),
     ] = False,
 ) -> None:
     """Run large language models on your own machine."""
+    if ctx.invoked_subcommand in _WITHOUT_CONFIG or ctx.resilient_parsing:
+        return
+    from llmcli.commands._options import config_default_map
+    from llmcli.ui import console
+
+    settings = config.load()
+    for warning in settings.warnings:
+        console.notice(f"warning: {warning}")
+    # The config's option defaults become click's default map: a command-line option
+    # still wins, and `--help` shows the configured defaults.
+    if isinstance(ctx.command, TyperGroup):
+        ctx.default_map = config_default_map(ctx.command, settings.defaults)
 
 
 # Commands, in the order `llmcli --help` lists them. One line each.
@@ -63,11 +86,16 @@ pull.register(app)
 list_models.register(app)
 rm.register(app)
 bench.register(app)
+cache.register(app)
 show.register(app)
+chat.register(app)
 tokenize.register(app)
 embed.register(app)
 similarity.register(app)
 next_token.register(app)
+config_cmd.register(app)
+doctor.register(app)
+completion_cmd.register(app)
 
 
 def _quiet_stdout() -> None:
@@ -103,11 +131,36 @@ def _exit_code(exc: BaseException) -> tuple[int, str | None]:
     return ExitCode.ERROR, f"unexpected error: {type(exc).__name__}: {exc}"
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    from llmcli.ui import console
+def _complete(instruction: str) -> int:
+    """Answer a shell completion script (see llmcli.completion); never a traceback in
+    the middle of someone's command line."""
+    from llmcli import completion
 
     try:
-        result = app(args=list(argv) if argv is not None else None, standalone_mode=False)
+        return completion.respond(typer.main.get_command(app), instruction, {})
+    except BrokenPipeError:
+        _quiet_stdout()
+        return ExitCode.BROKEN_PIPE
+    except Exception:
+        if config.debug_enabled():
+            traceback.print_exc()
+        return 1
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    from llmcli.completion import PROG_NAME, requested
+    from llmcli.ui import console
+
+    instruction = requested()
+    if instruction is not None:
+        sys.exit(_complete(instruction))
+    try:
+        # A fixed program name: `python -m llmcli` is still `llmcli` in usage lines.
+        result = app(
+            args=list(argv) if argv is not None else None,
+            prog_name=PROG_NAME,
+            standalone_mode=False,
+        )
         code = int(result) if isinstance(result, int) else 0
     except (Exception, KeyboardInterrupt) as exc:
         code, message = _exit_code(exc)

@@ -26,6 +26,24 @@ class ExitCode(IntEnum):
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
 
+# One line per exit code, for `--help`-style references (the README table is generated
+# from this, so the documentation cannot drift from the enum).
+EXIT_CODE_DOCS: dict[ExitCode, str] = {
+    ExitCode.OK: "success",
+    ExitCode.ERROR: "unexpected error",
+    ExitCode.USAGE: "usage error: bad option value, no prompt, invalid config file",
+    ExitCode.MODEL_NOT_FOUND: "model not found: file, repo, alias, file or quantization",
+    ExitCode.MODEL_INVALID: "invalid model: not a GGUF, truncated or corrupt, failed hash check",
+    ExitCode.CONTEXT_OVERFLOW: "the prompt does not fit in the context window (raise `--ctx`)",
+    ExitCode.NETWORK: "network: offline and not cached, Hub unreachable, gated or private repo",
+    ExitCode.DISK: "disk full or cache not writable",
+    ExitCode.BATCH_ITEMS_FAILED: "`run --batch` finished, but some items failed",
+    ExitCode.OUTPUT_INVALID: "the answer does not match the requested JSON schema or format",
+    ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
+    ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
+}
+
+
 class LlmcliError(Exception):
     """An error with a message fit for the user and an exit code."""
 
@@ -41,6 +59,12 @@ class LlmcliError(Exception):
 
 
 class UsageError(LlmcliError):
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(LlmcliError):
+    """The config file does not parse or holds a value of the wrong type."""
+
     exit_code = ExitCode.USAGE
 
 

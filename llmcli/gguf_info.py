@@ -36,6 +36,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from llmcli import config
 from llmcli.errors import ModelInvalidError, ModelNotFoundError
 
 MAGIC = b"GGUF"
@@ -465,17 +466,6 @@ def build_card(path: Path) -> ModelCard:
 # -- the cache ---------------------------------------------------------------------------
 
 
-def cache_dir() -> Path:
-    """Where llmcli keeps what it can recompute. Inside LLMCLI_HOME when that is set."""
-    override = os.environ.get("LLMCLI_HOME")
-    if override:
-        return Path(override) / "cache"
-    if sys.platform == "darwin":
-        return Path.home() / "Library" / "Caches" / "llmcli"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "llmcli"
-
-
 def _cache_file(path: Path) -> Path | None:
     try:
         resolved = path.resolve()
@@ -483,7 +473,11 @@ def _cache_file(path: Path) -> Path | None:
     except OSError:
         return None
     key = f"{CARD_FORMAT}\0{resolved}\0{st.st_size}\0{st.st_mtime_ns}"
-    return cache_dir() / "cards" / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    return (
+        config.user_cache_dir()
+        / "cards"
+        / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".json")
+    )
 
 
 def model_card(path: Path, *, use_cache: bool = True) -> ModelCard:

@@ -10,19 +10,50 @@ import os
 from pathlib import Path
 
 from llmcli import aliases, config, store
-from llmcli.errors import ModelNotFoundError, NetworkError
+from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError
 from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
 from llmcli.reporting import ProgressFactory
 
 
 def default_ref() -> str:
-    """The model used when none is named: LLMCLI_MODEL, else the built-in default."""
-    return config.env_model() or aliases.DEFAULT_MODEL
+    """The model used when none is named: LLMCLI_MODEL, else `model` in the config file,
+    else the built-in default."""
+    return config.env_model() or config.load().model or aliases.DEFAULT_MODEL
 
 
 def parse(text: str) -> ModelRef:
-    """`refs.parse_ref` with the file system consulted: an existing path is a file."""
-    return parse_ref(text, exists=lambda p: os.path.exists(os.path.expanduser(p)))
+    """`refs.parse_ref` with the file system and the user's aliases consulted: an
+    existing path is a file."""
+    return parse_ref(
+        text,
+        exists=lambda p: os.path.exists(os.path.expanduser(p)),
+        user_aliases=config.load().aliases,
+    )
+
+
+def _identity(text: str) -> tuple[str, ...] | None:
+    """What a reference points at, so that `qwen2.5`, `qwen2.5:1.5b` and
+    `hf.co/Qwen/Qwen2.5-1.5B-Instruct-GGUF:Q4_K_M` count as one model."""
+    try:
+        ref = parse(text)
+    except LlmcliError:
+        return None
+    if isinstance(ref, LocalRef):
+        return ("local", os.path.realpath(os.path.expanduser(ref.path)))
+    return ("hub", ref.repo_id.lower(), ref.quant or "", (ref.filename or "").lower())
+
+
+def model_overrides(text: str) -> dict[str, config.Number]:
+    """The config file's `[models."<name>"]` options that apply to this model."""
+    tables = config.load().models
+    if not tables:
+        return {}
+    wanted = _identity(text)
+    merged: dict[str, config.Number] = {}
+    for name, values in tables.items():
+        if name == text or (wanted is not None and _identity(name) == wanted):
+            merged.update(values)
+    return merged
 
 
 def ensure_model(
@@ -33,7 +64,7 @@ def ensure_model(
 ) -> Path:
     """The local file for `ref`, downloading it first if the cache lacks it.
 
-    `ref=None` means LLMCLI_MODEL, else the built-in default. A local path is returned
+    `ref=None` means `default_ref()`. A local path is returned
     as given (its contents are the engine's business). Raises the errors of
     `llmcli.errors`: ModelNotFoundError (3), ModelInvalidError (4), NetworkError (6),
     DiskError (7).

@@ -1,5 +1,6 @@
 """Model references: what a user may type after `-m`, `pull`, `rm`.
 
+    work                             a user alias (`[aliases]` in the config file)
     smollm2, qwen2.5:1.5b            built-in alias (`llmcli.aliases`)
     owner/repo                       a Hub repo; quantization by preference order
     owner/repo:Q5_K_M                a Hub repo and a quantization (any case)
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from llmcli import aliases
@@ -58,11 +59,18 @@ def _never_exists(_path: str) -> bool:
     return False
 
 
-def parse_ref(text: str, *, exists: Callable[[str], bool] = _never_exists) -> ModelRef:
+def parse_ref(
+    text: str,
+    *,
+    exists: Callable[[str], bool] = _never_exists,
+    user_aliases: Mapping[str, str] | None = None,
+) -> ModelRef:
     """Turn what the user typed into a reference, or raise UsageError/ModelNotFoundError.
 
     `exists(text)` tells whether a local file of that name exists; a path that exists
-    always means that file, whatever it looks like.
+    always means that file, whatever it looks like. `user_aliases` (lower-case name ->
+    reference, from the config file) come before the built-in aliases but never before
+    a local path.
     """
     ref = text.strip()
     if not ref:
@@ -78,6 +86,10 @@ def parse_ref(text: str, *, exists: Callable[[str], bool] = _never_exists) -> Mo
             return _parse_hub(ref[len(prefix) :], original=text)
     if _is_local_spelling(ref) or exists(ref):
         return LocalRef(ref)
+    target = (user_aliases or {}).get(lowered)
+    if target is not None:
+        # Resolved without the user's aliases, so that aliases cannot loop.
+        return parse_ref(target, exists=exists)
     if "/" not in ref:
         return _parse_alias(ref)
     return _parse_hub(ref, original=text)

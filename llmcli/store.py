@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmcli import aliases, integrity
+from llmcli import aliases, config, integrity
 from llmcli.errors import (
     DiskError,
     LlmcliError,
@@ -484,17 +484,8 @@ def _models_in(info: HFCacheInfo) -> Iterator[tuple[CachedModel, list[CachedFile
         for rev in repo.revisions:
             by_rel = {f.file_path.relative_to(rev.snapshot_path).as_posix(): f for f in rev.files}
             found = candidates(by_rel)
-            quants = [c.quant for c in found]
-            for cand in found:
+            for cand, name in zip(found, model_names(repo.repo_id, found), strict=True):
                 entries = [by_rel[p] for p in cand.paths]
-                unique = cand.quant is not None and quants.count(cand.quant) == 1
-                alias = aliases.alias_for(repo.repo_id, cand.quant) if unique else None
-                if alias is not None:
-                    name = alias
-                elif unique:
-                    name = f"{repo.repo_id}:{cand.quant}"
-                else:
-                    name = f"{repo.repo_id}/{cand.primary}"
                 model = CachedModel(
                     name=name,
                     repo_id=repo.repo_id,
@@ -507,6 +498,45 @@ def _models_in(info: HFCacheInfo) -> Iterator[tuple[CachedModel, list[CachedFile
                     path=entries[0].file_path,
                 )
                 yield model, entries, rev
+
+
+def model_names(repo_id: str, found: list[Candidate]) -> list[str]:
+    """What to type to use each model of one cached revision: its alias, else
+    owner/repo:QUANT when the quant is unique in the revision, else owner/repo/file."""
+    quants = [c.quant for c in found]
+    names: list[str] = []
+    for cand in found:
+        unique = cand.quant is not None and quants.count(cand.quant) == 1
+        alias = aliases.alias_for(repo_id, cand.quant) if unique else None
+        if alias is not None:
+            names.append(alias)
+        elif unique:
+            names.append(f"{repo_id}:{cand.quant}")
+        else:
+            names.append(f"{repo_id}/{cand.primary}")
+    return names
+
+
+def cached_model_names() -> list[str]:
+    """The names `list_models` would give, read straight from the cache's folder layout
+    (`models--owner--repo/snapshots/<commit>/...`) without huggingface_hub: shell
+    completion calls this on every Tab and must answer at once."""
+    cache = HubSettings.from_env().cache_dir
+    names: set[str] = set()
+    try:
+        repos = [d for d in cache.iterdir() if d.name.startswith("models--")]
+    except OSError:
+        return []
+    for repo_dir in repos:
+        repo_id = repo_dir.name[len("models--") :].replace("--", "/")
+        try:
+            snapshots = list((repo_dir / "snapshots").iterdir())
+        except OSError:
+            continue
+        for snapshot in snapshots:
+            found = candidates(_snapshot_files(snapshot))
+            names.update(model_names(repo_id, found))
+    return sorted(names, key=str.lower)
 
 
 def list_models() -> list[CachedModel]:
@@ -537,7 +567,7 @@ def plan_removal(texts: list[str]) -> RemovalPlan:
     settings = HubSettings.from_env()
     refs: list[HubRef] = []
     for text in texts:
-        parsed = parse_ref(text)
+        parsed = parse_ref(text, user_aliases=config.load().aliases)
         if not isinstance(parsed, HubRef):
             raise UsageError(f"{text} is a local file, not a cached model; delete it yourself")
         refs.append(parsed)

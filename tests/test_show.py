@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from clihelpers import run_cli
 
-from llmcli import gguf_info
+from llmcli import config, gguf_info
 from llmcli.errors import ModelInvalidError
 from llmcli.gguf_info import ModelCard, build_card, model_card, read_header
 from llmcli.ui.model_card import explain, format_count
@@ -156,7 +156,7 @@ def test_split_model_sums_its_parts(tmp_path: Path) -> None:
 def test_cache_follows_changes_to_the_file(tmp_path: Path) -> None:
     path = write_gguf(tmp_path / "x.gguf", tensors={"a": (4, 8)})
     assert model_card(path).parameters == 32
-    assert list((gguf_info.cache_dir() / "cards").glob("*.json"))
+    assert list((config.user_cache_dir() / "cards").glob("*.json"))
     assert model_card(path) == build_card(path)  # a cache hit gives the same card
     write_gguf(path, tensors={"a": (4, 8), "b": (100,)})
     assert model_card(path).parameters == 132

@@ -2,21 +2,68 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Mapping
+from typing import Annotated, Any
 
 import typer
+from typer._click import Command
+from typer.core import TyperGroup, TyperOption
 
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
+
+
+def _model_defaults(ctx: typer.Context, value: str | None) -> str | None:
+    """Make the config file's options for this model (`[models."<name>"]`) this
+    command's defaults.
+
+    Runs first (the option is eager), before the other options take their values, so
+    that click's own order still decides: command line > per-model config > global
+    config (the root's default map) > built-in default.
+    """
+    if ctx.resilient_parsing:  # shell completion: nothing is run, stay fast
+        return value
+    from llmcli import models
+
+    overrides = models.model_overrides(value if value is not None else models.default_ref())
+    if overrides:
+        usable = config_keys(ctx.command)
+        ctx.default_map = {
+            **(ctx.default_map or {}),
+            **{k: v for k, v in overrides.items() if k in usable},
+        }
+    return value
+
+
+def complete_model(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for a model: cached models, the user's aliases, built-in ones."""
+    from llmcli.completion import complete_model
+
+    return complete_model(incomplete)
+
+
+def complete_cached_model(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for a model in the cache (what `rm` can delete)."""
+    from llmcli.completion import complete_model
+
+    return complete_model(incomplete, cached_only=True)
+
+
+MODEL_HELP = (
+    "Model: an alias (smollm2:135m), owner/repo[:QUANT], owner/repo/file.gguf, "
+    "hf.co/owner/repo:QUANT or a local .gguf path. Default: $LLMCLI_MODEL, else `model` "
+    "in the config file, else the built-in default model."
+)
 
 ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
-        help="Model: an alias (smollm2:135m), owner/repo[:QUANT], owner/repo/file.gguf, "
-        "hf.co/owner/repo:QUANT or a local .gguf path. Default: $LLMCLI_MODEL, "
-        "else the built-in default model.",
+        help=MODEL_HELP,
         show_default=False,
+        is_eager=True,
+        callback=_model_defaults,
+        autocompletion=complete_model,
     ),
 ]
 SystemOpt = Annotated[
@@ -109,6 +156,37 @@ def sampling(
         stop=tuple(stop or ()),
         grammar=grammar,
     )
+
+
+def config_keys(command: Command) -> set[str]:
+    """The options of `command` that the config file may give defaults for: single-value
+    options named like a config key (bench's `--threads` takes a list as text, and an
+    int default still converts to it)."""
+    from llmcli.config import OPTIONS
+
+    return {
+        p.name
+        for p in command.params
+        if isinstance(p, TyperOption)
+        and p.name in OPTIONS
+        and not p.multiple
+        and not p.is_flag
+        and p.nargs == 1
+    }
+
+
+def config_default_map(group: TyperGroup, defaults: Mapping[str, object]) -> dict[str, Any]:
+    """click's `default_map` for every command of `group`, from the config file's
+    option defaults (click applies: command line > environment > default map >
+    declared default)."""
+    result: dict[str, Any] = {}
+    for name, command in group.commands.items():
+        values = {k: v for k, v in defaults.items() if k in config_keys(command)}
+        if isinstance(command, TyperGroup):
+            values.update(config_default_map(command, defaults))
+        if values:
+            result[name] = values
+    return result
 
 
 DEFAULTS = Sampling()

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from llmcli import models, store
+from llmcli.commands._options import complete_model
 from llmcli.errors import UsageError
 from llmcli.humanize import format_bytes
 from llmcli.refs import LocalRef
@@ -37,6 +38,7 @@ ModelArg = Annotated[
         help="An alias (qwen2.5:1.5b), owner/repo[:QUANT], owner/repo/file.gguf or "
         "hf.co/owner/repo:QUANT.",
         show_default=False,
+        autocompletion=complete_model,
     ),
 ]
 

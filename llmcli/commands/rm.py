@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from llmcli import store, terminal
+from llmcli.commands._options import complete_cached_model
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.humanize import format_bytes
 from llmcli.ui import console
@@ -35,7 +36,11 @@ def register(app: typer.Typer) -> None:
 def rm(
     models: Annotated[
         list[str],
-        typer.Argument(help="Models to delete, as `llmcli list` names them.", show_default=False),
+        typer.Argument(
+            help="Models to delete, as `llmcli list` names them.",
+            show_default=False,
+            autocompletion=complete_cached_model,
+        ),
     ],
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")

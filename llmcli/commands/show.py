@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from llmcli.commands._model import model_file
+from llmcli.commands._options import complete_model
 from llmcli.errors import LlmcliError
 from llmcli.ui import console
 
@@ -36,6 +37,7 @@ def show(
         str | None,
         typer.Argument(
             metavar="MODEL",
+            autocompletion=complete_model,
             help="An alias, owner/repo[:QUANT], owner/repo/file.gguf or a local .gguf path. "
             "Default: $LLMCLI_MODEL, else the built-in default model.",
             show_default=False,

@@ -1,0 +1,75 @@
+"""`llmcli doctor` on stdout: a two-column table on a terminal, `key: value` lines when
+piped (grep-able; `--json` is for programs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llmcli import terminal
+from llmcli.humanize import format_bytes
+from llmcli.ui import console
+
+
+def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    engine, threads, cache, hub, cfg = (
+        report["engine"],
+        report["threads"],
+        report["cache"],
+        report["hub"],
+        report["config"],
+    )
+    out = [
+        ("llmcli", report["llmcli"]),
+        ("llama-cpp-python", engine["llama_cpp_python"] or f"not usable: {engine['error']}"),
+    ]
+    for name, features in engine["backends"].items():
+        out.append((f"backend {name}", " ".join(features) or "-"))
+    if engine["gpu_offload"]:
+        out.append(("GPU offload", "yes"))
+    else:
+        out.append(("GPU offload", "no: this build runs on the CPU only"))
+        out.extend(("  to rebuild", cmd) for cmd in report["gpu_install"])
+    source = "config file" if threads["from_config"] else "usable cores"
+    out.append(("threads", f"{threads['default']} ({source}; {threads['usable_cores']} usable)"))
+    free = cache["free_bytes"]
+    out.append(("cache", cache["path"]))
+    out.append(
+        (
+            "  size",
+            f"{format_bytes(cache['size_bytes'])} in {cache['models']} model(s), "
+            + (f"{format_bytes(free)} free" if free is not None else "free space unknown"),
+        )
+    )
+    out.append(("offline", "yes (HF_HUB_OFFLINE)" if hub["offline"] else "no"))
+    out.append(("endpoint", hub["endpoint"]))
+    out.append(("token", f"yes ({hub['token_source']})" if hub["token"] else "no"))
+    if not cfg["exists"]:
+        state = "not found (defaults in use)"
+    elif cfg["valid"]:
+        state = "ok" + (f", {len(cfg['warnings'])} warning(s)" if cfg["warnings"] else "")
+    else:
+        state = f"does not load: {cfg['error']}"
+    out.append(("config", f"{cfg['path']}: {state}"))
+    out.append(("python", report["python"]))
+    out.append(("platform", report["platform"]))
+    return out
+
+
+def render(report: dict[str, Any]) -> None:
+    lines = rows(report)
+    if not terminal.current().stdout_rich:
+        width = max(len(k.strip()) for k, _ in lines)
+        text = "\n".join(f"{k.strip() + ':':<{width + 1}} {v}" for k, v in lines)
+        console.emit_text(text)
+        return
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column()
+    for key, value in lines:
+        warn = (key == "GPU offload" and value != "yes") or "does not load" in value
+        # Text, not markup: paths and commands may contain brackets.
+        table.add_row(Text(key), Text(value, style="yellow" if warn else ""))
+    console.stdout_console().print(table)

@@ -1,0 +1,233 @@
+"""The config file: precedence, per-model options, user aliases, errors, `config set`."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clihelpers import run_cli
+from typer._click.globals import get_current_context
+
+from llmcli import config, models
+from llmcli.cli import app
+from llmcli.commands import _options
+from llmcli.refs import HubRef, LocalRef
+from llmcli.toml_writer import dumps
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class _Captured(Exception):
+    """Stops `llmcli run` right after its options are parsed, before any model loads."""
+
+
+def _effective(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, Any]:
+    """What `llmcli run ARGV` would use: its parsed options and the model it resolves."""
+
+    def capture(**_kwargs: Any) -> None:
+        raise _Captured(dict(get_current_context().params))
+
+    monkeypatch.setattr(_options, "sampling", capture)
+    with pytest.raises(_Captured) as caught:
+        app(args=["run", *argv, "hi"], prog_name="llmcli", standalone_mode=False)
+    params: dict[str, Any] = caught.value.args[0]
+    params["model"] = params["model"] or models.default_ref()
+    return params
+
+
+def _write_config(text: str) -> Path:
+    path = Path(os.environ["LLMCLI_CONFIG"])
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+FULL = """\
+model = "qwen2.5:3b"
+temperature = 0.3
+ctx = 8192
+
+[models."smollm2:135m"]
+temperature = 0
+top_k = 5
+"""
+
+# (config file, LLMCLI_MODEL, command line, expected model, temperature, ctx, top_k)
+PRECEDENCE = [
+    pytest.param("", None, [], "qwen2.5:1.5b", 0.8, 4096, 40, id="built-in"),
+    pytest.param(FULL, None, [], "qwen2.5:3b", 0.3, 8192, 40, id="config"),
+    pytest.param(FULL, "llama3.2:1b", [], "llama3.2:1b", 0.3, 8192, 40, id="env>config"),
+    pytest.param(FULL, "llama3.2:1b", ["-m", "gemma3"], "gemma3", 0.3, 8192, 40, id="flag>env"),
+    pytest.param(FULL, None, ["--temperature", "0.9"], "qwen2.5:3b", 0.9, 8192, 40, id="flag"),
+    pytest.param(FULL, None, ["-c", "512"], "qwen2.5:3b", 0.3, 512, 40, id="flag-ctx"),
+    pytest.param(FULL, None, ["-m", "smollm2:135m"], "smollm2:135m", 0.0, 8192, 5, id="per-model"),
+    pytest.param(
+        FULL,
+        None,
+        ["-m", "hf.co/bartowski/SmolLM2-135M-Instruct-GGUF:q4_k_m"],
+        "hf.co/bartowski/SmolLM2-135M-Instruct-GGUF:q4_k_m",
+        0.0,
+        8192,
+        5,
+        id="per-model-other-spelling",
+    ),
+    pytest.param(
+        FULL,
+        None,
+        ["--temperature", "0.5", "-m", "smollm2"],
+        "smollm2",
+        0.5,
+        8192,
+        5,
+        id="flag>per-model",
+    ),
+    pytest.param(
+        FULL, "smollm2:135m", [], "smollm2:135m", 0.0, 8192, 5, id="per-model-of-env-model"
+    ),
+    pytest.param(
+        FULL + '\n[aliases]\nmine = "bartowski/SmolLM2-135M-Instruct-GGUF"\n'
+        "[models.mine]\ntop_k = 7\n",
+        None,
+        ["-m", "mine"],
+        "mine",
+        0.3,
+        8192,
+        7,
+        id="user-alias-per-model",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("config_text", "env_model", "argv", "model", "temperature", "ctx", "top_k"), PRECEDENCE
+)
+def test_precedence(
+    monkeypatch: pytest.MonkeyPatch,
+    config_text: str,
+    env_model: str | None,
+    argv: list[str],
+    model: str,
+    temperature: float,
+    ctx: int,
+    top_k: int,
+) -> None:
+    _write_config(config_text)
+    if env_model is not None:
+        monkeypatch.setenv("LLMCLI_MODEL", env_model)
+    got = _effective(monkeypatch, argv)
+    assert (got["model"], got["temperature"], got["ctx"], got["top_k"]) == (
+        model,
+        temperature,
+        ctx,
+        top_k,
+    )
+
+
+def test_user_alias_resolves_before_builtins_but_not_before_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_config('[aliases]\nsmollm2 = "owner/repo:Q5_K_M"\nwork = "other/repo"\n')
+    assert models.parse("smollm2") == HubRef("owner/repo", quant="Q5_K_M")
+    assert models.parse("WORK") == HubRef("other/repo")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "work").write_bytes(b"GGUF")
+    assert models.parse("work") == LocalRef("work")
+
+
+def test_config_path_follows_xdg_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMCLI_CONFIG")
+    monkeypatch.setenv("XDG_CONFIG_HOME", "/x/conf")
+    monkeypatch.setattr(config.sys, "platform", "linux")
+    assert config.config_path() == Path("/x/conf/llmcli/config.toml")
+    monkeypatch.setenv("LLMCLI_CONFIG", "/elsewhere/c.toml")
+    assert config.config_path() == Path("/elsewhere/c.toml")
+
+
+def test_broken_file_names_file_and_line() -> None:
+    path = _write_config('model = "qwen2.5:3b"\n\ntemperature = = 1\n')
+    proc = run_cli("list")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"llmcli: error: {path}:3:")
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_type_is_an_error_naming_the_key() -> None:
+    path = _write_config('temperature = "hot"\n')
+    proc = run_cli("list")
+    assert proc.returncode == 2
+    assert f"{path}: temperature: temperature must be a number" in proc.stderr
+
+
+def test_unknown_keys_only_warn() -> None:
+    _write_config("colour = true\n[models.smollm2]\nwarmth = 1\n")
+    proc = run_cli("list", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+    assert "unknown key 'colour'" in proc.stderr
+    assert "unknown key 'warmth'" in proc.stderr
+
+
+def test_config_and_doctor_work_with_a_broken_file() -> None:
+    path = _write_config("[[[\n")
+    proc = run_cli("config", "path")
+    assert (proc.returncode, proc.stdout.strip()) == (0, str(path))
+    assert run_cli("config", "show").returncode == 2
+
+
+def test_set_and_unset_round_trip() -> None:
+    path = Path(os.environ["LLMCLI_CONFIG"])
+    for key, value in [
+        ("temperature", "0.3"),
+        ("gpu_layers", "-1"),
+        ("model", "qwen2.5:3b"),
+        ("models.smollm2:135m.top-k", "5"),
+        ("aliases.work", "owner/repo:Q5_K_M"),
+    ]:
+        proc = run_cli("config", "set", key, value)
+        assert proc.returncode == 0, proc.stderr
+    assert tomllib.loads(path.read_text()) == {
+        "temperature": 0.3,
+        "gpu_layers": -1,
+        "model": "qwen2.5:3b",
+        "models": {"smollm2:135m": {"top_k": 5}},
+        "aliases": {"work": "owner/repo:Q5_K_M"},
+    }
+    assert run_cli("config", "unset", "models.smollm2:135m.top_k").returncode == 0
+    assert "models" not in tomllib.loads(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("temperature", "-1", "temperature must be at least 0"),
+        ("top_p", "abc", "top_p must be a number"),
+        ("ctx", "1.5", "ctx must be a whole number"),
+        ("colour", "red", "unknown config key 'colour'"),
+        ("model", "no-such-model", "unknown model name"),
+        ("aliases.a/b", "owner/repo", "invalid alias name"),
+    ],
+)
+def test_set_rejects_bad_input(key: str, value: str, message: str) -> None:
+    proc = run_cli("config", "set", key, value)
+    assert proc.returncode in (2, 3)
+    assert message in proc.stderr
+    assert not Path(os.environ["LLMCLI_CONFIG"]).exists()
+
+
+def test_writer_round_trips() -> None:
+    doc = {
+        "model": 'a "quoted" name\\',
+        "seed": 3,
+        "top_p": 1e-05,
+        "list": [1, "two", True],
+        "models": {"qwen2.5:1.5b": {"temperature": 0.0}, "x.y": {"ctx": 16}},
+        "aliases": {"work": "o/r:Q5_K_M"},
+    }
+    assert tomllib.loads(dumps(doc)) == doc
