@@ -29,9 +29,24 @@ PROMPT = "1, 2, 3, 4, 5, 6, 7, 8,"
 
 def llmcli_tps(model: Path, tokens: int) -> float:
     out = subprocess.run(
-        [sys.executable, "-m", "llmcli", "run", "-m", str(model), "--raw", "--json",
-         "--temperature", "0", "-n", str(tokens), PROMPT],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "llmcli",
+            "run",
+            "-m",
+            str(model),
+            "--raw",
+            "--json",
+            "--temperature",
+            "0",
+            "-n",
+            str(tokens),
+            PROMPT,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return float(json.loads(out.stdout)["timings"]["generation_tokens_per_s"])
 
@@ -85,8 +100,10 @@ def main() -> None:
     print(f"llama-cpp-python, same settings: {med(best):7.1f} tok/s")
     print(f"llama-cpp-python, its defaults:  {med(defaults):7.1f} tok/s")
     ratios = [o / b for o, b in zip(ours, best, strict=True)]
-    print(f"ratio llmcli / engine best:      {med(ratios):7.3f} "
-          f"(per rep: {', '.join(f'{r:.3f}' for r in ratios)})")
+    print(
+        f"ratio llmcli / engine best:      {med(ratios):7.3f} "
+        f"(per rep: {', '.join(f'{r:.3f}' for r in ratios)})"
+    )
     print(f"ratio llmcli / engine defaults:  {med(ours) / med(defaults):7.3f}")
     print(f"llmcli --help wall time:         {med(helps):7.3f} s (median)")
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmcli.batch import BatchItem, item_sampling, read_items
 from llmcli.commands.prompt_input import combine
-from llmcli.engine.types import GenerationResult, Sampling
+from llmcli.engine.types import Decoding, GenerationResult, Sampling
 from llmcli.errors import BatchItemsFailedError, LlmcliError
 from llmcli.ui import console
 from llmcli.ui.batch_view import batch_progress
@@ -28,13 +28,16 @@ def run_batch(
     prefix: str | None,
     system: str | None,
     stats: bool,
+    decoding: Decoding,
 ) -> None:
     items = list(read_items(lines))
     failed = tokens_out = 0
     start = time.perf_counter()
     with batch_progress(len(items)) as progress:
         for item in items:
-            line = _answer_item(llm, builder, item, sampling, fmt, prefix=prefix, system=system)
+            line = _answer_item(
+                llm, builder, item, sampling, fmt, decoding, prefix=prefix, system=system
+            )
             console.emit_json(line)
             failed += line["error"] is not None
             tokens_out += line.get("usage", {}).get("completion_tokens", 0)
@@ -56,6 +59,7 @@ def _answer_item(
     item: BatchItem,
     base: Sampling,
     fmt: OutputFormat | None,
+    decoding: Decoding,
     *,
     prefix: str | None,
     system: str | None,
@@ -69,7 +73,7 @@ def _answer_item(
     result = GenerationResult()
     try:
         tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
-        for _ in llm.stream(tokens, item_sampling(base, item), result):
+        for _ in llm.stream(tokens, item_sampling(base, item), result, decoding):
             pass
     except LlmcliError as exc:
         line["error"] = str(exc)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,9 +15,13 @@ from llmcli.commands._model import model_file
 from llmcli.commands._prompting import PromptBuilder
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import OutputFormat, output_format
-from llmcli.engine.types import GenerationResult, LoadOptions, Sampling
+from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Sampling
 from llmcli.errors import OutputInvalidError
 from llmcli.ui import console
+
+if TYPE_CHECKING:
+    from llmcli.engine.model import Model
+    from llmcli.engine.prompt_cache import PromptCache
 
 EPILOG = """\
 Examples:
@@ -103,6 +109,22 @@ def run(
             show_default=False,
         ),
     ] = None,
+    prompt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--prompt-cache/--no-prompt-cache",
+            help="Keep the state of long prompts on disk, so a later prompt that starts the "
+            "same way skips that part (see `llmcli cache`).",
+        ),
+    ] = True,
+    lookup: Annotated[
+        bool,
+        typer.Option(
+            "--lookup/--no-lookup",
+            help="Prompt-lookup decoding at --temperature 0: guess tokens from the prompt "
+            "and check them in one batch; faster when the answer quotes its input.",
+        ),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
@@ -139,14 +161,24 @@ def run(
 
     from llmcli.engine.model import Model
 
-    with Model(load) as llm:
+    with Model(load) as llm, _prompt_cache(llm, prompt_cache) as cache:
         builder = PromptBuilder(
             llm, raw=raw, special=special, instruction=fmt.instruction() if fmt else None
         )
         if batch is not None:
             from llmcli.commands.batch_run import run_batch
 
-            run_batch(llm, builder, lines, sampling, fmt, prefix=prompt, system=system, stats=stats)
+            run_batch(
+                llm,
+                builder,
+                lines,
+                sampling,
+                fmt,
+                prefix=prompt,
+                system=system,
+                stats=stats,
+                decoding=Decoding(lookup=lookup, prompt_cache=cache),
+            )
             return
         tokens = builder.tokens(text, system)
         llm.check_fits(tokens)
@@ -158,6 +190,7 @@ def run(
                 tokens,
                 sampling,
                 result,
+                Decoding(lookup=lookup, prompt_cache=cache),
                 json_out=json_out,
                 markdown=term.stdout_rich and not plain and fmt is None,
             )
@@ -182,21 +215,37 @@ def _batch_lines(source: str) -> list[str]:
 
 
 def _answer(
-    llm: Any,
+    llm: Model,
     tokens: list[int],
     sampling: Sampling,
     result: GenerationResult,
+    decoding: Decoding,
     *,
     json_out: bool,
     markdown: bool,
 ) -> None:
+    chunks = llm.stream(tokens, sampling, result, decoding)
     if json_out:
-        for _ in llm.stream(tokens, sampling, result):
+        for _ in chunks:
             pass
         return
     with console.AnswerWriter(markdown=markdown) as writer:
-        for chunk in llm.stream(tokens, sampling, result):
+        for chunk in chunks:
             writer.write(chunk)
+
+
+@contextmanager
+def _prompt_cache(llm: Model, enabled: bool) -> Iterator[PromptCache | None]:
+    if not enabled:
+        yield None
+        return
+    from llmcli.engine.prompt_cache import PromptCache, prompt_cache_dir
+
+    cache = PromptCache(prompt_cache_dir(), llm)
+    try:
+        yield cache
+    finally:
+        cache.wait()  # the state is being written in the background
 
 
 def _check_format(fmt: OutputFormat | None, result: GenerationResult) -> None:
@@ -224,15 +273,30 @@ def as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
         "seed": result.seed,
         "usage": result.usage(),
         "timings": result.timings(),
+        "prompt_cache": {
+            "reused_tokens": result.prompt_cache_tokens,
+            "saved": result.prompt_cache_saved,
+        },
+        "lookup": {
+            "drafted_tokens": result.draft_tokens,
+            "accepted_tokens": result.accepted_tokens,
+        },
     }
 
 
 def stats_line(result: GenerationResult) -> str:
     cached = result.prompt_tokens - result.prompt_tokens_evaluated
     reuse = f", {cached} cached" if cached > 0 else ""
+    if result.prompt_cache_tokens:
+        reuse += f" ({result.prompt_cache_tokens} from the prompt cache)"
+    lookup = (
+        f" · lookup kept {result.accepted_tokens} of {result.draft_tokens} drafted"
+        if result.draft_tokens
+        else ""
+    )
     return (
         f"load {result.load_s:.2f} s · first token {result.ttft_s:.3f} s · "
         f"prompt {result.prompt_tokens} tokens{reuse} at {result.prompt_tps:.1f} tok/s · "
-        f"answer {result.completion_tokens} tokens at {result.generation_tps:.1f} tok/s · "
-        f"{result.finish_reason}"
+        f"answer {result.completion_tokens} tokens at {result.generation_tps:.1f} tok/s"
+        f"{lookup} · {result.finish_reason}"
     )

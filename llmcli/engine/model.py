@@ -6,7 +6,7 @@ import codecs
 import ctypes
 import secrets
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +17,9 @@ from llama_cpp.llama_grammar import LlamaGrammar
 from llmcli.config import usable_cores
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
+from llmcli.engine.lookup import LookupStats, greedy_tokens
 from llmcli.engine.stops import StopScanner
-from llmcli.engine.types import GenerationResult, LoadOptions, Message, Sampling
+from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
     ContextOverflowError,
     LlmcliError,
@@ -222,10 +223,20 @@ class Model:
         return min(n, len(prompt_tokens) - 1)
 
     def stream(
-        self, prompt_tokens: Sequence[int], sampling: Sampling, result: GenerationResult
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: Sampling,
+        result: GenerationResult,
+        decoding: Decoding | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated; `result` is filled in as it goes,
-        so a caller interrupted mid-stream still has what was produced."""
+        so a caller interrupted mid-stream still has what was produced.
+
+        `decoding.lookup` asks for prompt-lookup decoding, used only for plain greedy
+        choice; `decoding.prompt_cache` loads and saves the KV state of long prompts.
+        """
+        decoding = decoding or Decoding()
+        prompt_cache = decoding.prompt_cache
         self.check_fits(prompt_tokens)
         llama = self.llama
         budget = self.n_ctx - len(prompt_tokens)
@@ -236,24 +247,22 @@ class Model:
         result.seed = seed
         result.load_s = self.load_s
         result.prompt_tokens = len(prompt_tokens)
-        result.prompt_tokens_evaluated = len(prompt_tokens) - self.cached_prefix(prompt_tokens)
         result.finish_reason = "length"
-        llama_cpp.llama_perf_context_reset(llama.ctx)
+        start = time.perf_counter()
+        if prompt_cache is not None:
+            result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
+        reused = self.cached_prefix(prompt_tokens)
+        result.prompt_tokens_evaluated = len(prompt_tokens) - reused
+        if prompt_cache is not None and prompt_cache.worth_saving(prompt_tokens, reused):
+            self._evaluate_prompt(prompt_tokens, reused)
+            prompt_cache.save(prompt_tokens)
+            result.prompt_cache_saved = True
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(sampling.stop)
         pieces: list[str] = []
-        start = time.perf_counter()
         first = last = start
-        generator = llama.generate(
-            prompt_tokens,
-            top_k=sampling.top_k,
-            top_p=sampling.top_p,
-            min_p=sampling.min_p,
-            temp=sampling.temperature,
-            repeat_penalty=sampling.repeat_penalty,
-            grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
-        )
+        generator = self._tokens(prompt_tokens, sampling, result, lookup=decoding.lookup)
         try:
             if budget <= 0:
                 return
@@ -262,7 +271,7 @@ class Model:
                 if result.completion_tokens == 0:
                     first = last
                     result.ttft_s = first - start
-                    self._record_prompt_speed(result)
+                    result.prompt_tps = result.prompt_tokens_evaluated / result.ttft_s
                 if self.is_end_of_generation(token):
                     result.finish_reason = "stop"
                     break
@@ -287,12 +296,47 @@ class Model:
             if result.completion_tokens > 1 and last > first:
                 result.generation_tps = (result.completion_tokens - 1) / (last - first)
 
-    def _record_prompt_speed(self, result: GenerationResult) -> None:
-        perf = llama_cpp.llama_perf_context(self.llama.ctx)
-        if perf.t_p_eval_ms > 0 and perf.n_p_eval > 0:
-            result.prompt_tps = perf.n_p_eval * 1000.0 / perf.t_p_eval_ms
-        elif result.ttft_s > 0:
-            result.prompt_tps = result.prompt_tokens_evaluated / result.ttft_s
+    @staticmethod
+    def lookup_applies(sampling: Sampling) -> bool:
+        """Prompt-lookup decoding reproduces plain decoding only for plain greedy choice."""
+        return (
+            sampling.temperature == 0
+            and sampling.grammar is None
+            and sampling.repeat_penalty == 1.0
+        )
+
+    def _tokens(
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: Sampling,
+        result: GenerationResult,
+        *,
+        lookup: bool,
+    ) -> Generator[int, None, None]:
+        if lookup and self.lookup_applies(sampling):
+            stats = LookupStats()
+            try:
+                yield from greedy_tokens(self, prompt_tokens, stats)
+            finally:
+                result.draft_tokens, result.accepted_tokens = stats.drafted, stats.accepted
+            return
+        yield from self.llama.generate(
+            prompt_tokens,
+            top_k=sampling.top_k,
+            top_p=sampling.top_p,
+            min_p=sampling.min_p,
+            temp=sampling.temperature,
+            repeat_penalty=sampling.repeat_penalty,
+            grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
+        )
+
+    def _evaluate_prompt(self, prompt_tokens: Sequence[int], reused: int) -> None:
+        """Evaluate the prompt now, in one call as generation would, so its state can be
+        saved; generation then finds it complete, with fresh logits, and samples at once."""
+        llama = self.llama
+        llama._ctx.kv_cache_seq_rm(0, reused, -1)
+        llama.n_tokens = reused
+        llama.eval(prompt_tokens[reused:])
 
 
 def _round_up(n: int, step: int = 1024) -> int:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+if TYPE_CHECKING:
+    from llmcli.engine.prompt_cache import PromptCache
 
 DEFAULT_CTX = 4096
 
@@ -49,6 +52,15 @@ class Sampling:
     grammar: str | None = None
 
 
+@dataclass(frozen=True)
+class Decoding:
+    """Speed-ups that leave the answer as it is: prompt-lookup decoding (used only where
+    it matches plain decoding) and the on-disk prompt cache."""
+
+    lookup: bool = False
+    prompt_cache: PromptCache | None = None
+
+
 FinishReason = Literal["stop", "length", "interrupted"]
 
 
@@ -67,6 +79,13 @@ class GenerationResult:
     prompt_tps: float = 0.0
     generation_tps: float = 0.0
     seed: int = 0
+    # Prompt tokens whose KV state came from the on-disk prompt cache, and whether this
+    # prompt's state was saved there for later runs.
+    prompt_cache_tokens: int = 0
+    prompt_cache_saved: bool = False
+    # Prompt-lookup decoding: tokens guessed from earlier text, and how many the model kept.
+    draft_tokens: int = 0
+    accepted_tokens: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def usage(self) -> dict[str, int]:
