@@ -57,7 +57,8 @@ def direct_tps(model: Path, tokens: int, *, tuned: bool) -> float:
 import time, llama_cpp
 from llmcli.config import usable_cores
 t = usable_cores()
-kw = dict(n_ctx=4096, n_threads=t, n_threads_batch=t, flash_attn=True) if {tuned} else {{}}
+tuned = dict(n_ctx=4096, n_threads=t, n_threads_batch=t, flash_attn=True, n_batch=256)
+kw = tuned if {tuned} else {{}}
 llm = llama_cpp.Llama({str(model)!r}, verbose=False, **kw)
 ids = llm.tokenize({PROMPT!r}.encode())
 n = 0

@@ -47,7 +47,7 @@ def test_greedy_equals_a_direct_engine_run(model_file: Path) -> None:
 
     from llmcli.config import usable_cores
 
-    # Same threads and attention kernel as llmcli: both change the floating-point sums.
+    # Same threads, attention kernel and batch size as llmcli: all change the sums.
     threads = usable_cores()
     llm = llama_cpp.Llama(
         str(model_file),
@@ -55,6 +55,7 @@ def test_greedy_equals_a_direct_engine_run(model_file: Path) -> None:
         n_threads=threads,
         n_threads_batch=threads,
         flash_attn=True,
+        n_batch=256,
         verbose=False,
     )
     try:

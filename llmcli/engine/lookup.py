@@ -24,8 +24,9 @@ if TYPE_CHECKING:
 
 NGRAM_MIN = 2
 NGRAM_MAX = 4
-DRAFT_MIN = 2
-DRAFT_MAX = 24
+DRAFT_MIN = 1
+DRAFT_START = 4
+DRAFT_MAX = 32
 
 
 class NgramIndex:
@@ -56,6 +57,37 @@ class NgramIndex:
             if start is not None:
                 return hist[start : start + limit]
         return []
+
+
+class DraftPace:
+    """How long the next draft may be, and when to draft at all.
+
+    A rejected draft token costs most of what a generated one does (on a CPU a batch
+    grows nearly linearly with its size), so drafting pays only while drafts keep being
+    accepted: the length doubles after a full accept, drops to what was accepted after
+    a partial one, and after a miss drafting pauses for a stretch that doubles with each
+    miss in a row (free text rarely repeats itself; copied text does).
+    """
+
+    def __init__(self) -> None:
+        self.limit = DRAFT_START
+        self._misses = 0
+        self._resume_at = 0
+
+    def ready(self, position: int) -> bool:
+        return position >= self._resume_at
+
+    def update(self, drafted: int, accepted: int, position: int) -> None:
+        if accepted == drafted:
+            self.limit = min(DRAFT_MAX, self.limit * 2)
+            self._misses = 0
+        elif accepted == 0:
+            self._misses += 1
+            self.limit = DRAFT_MIN
+            self._resume_at = position + (1 << min(self._misses, 6))
+        else:
+            self.limit = max(DRAFT_MIN, accepted)
+            self._misses = 0
 
 
 @dataclass
@@ -100,7 +132,7 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
     history = [*prompt, first]
     index = NgramIndex(history)
     batch = LlamaBatch(n_tokens=DRAFT_MAX + 1, embd=0, n_seq_max=1)
-    limit = 8
+    pace = DraftPace()
     last = first
     yield first
     try:
@@ -109,7 +141,7 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
             room = n_ctx - n_past - 1
             if room < 0:
                 return
-            draft = index.draft(min(limit, room)) if room > 0 else []
+            draft = index.draft(min(pace.limit, room)) if pace.ready(len(history)) else []
             tokens = [last, *draft]
             batch.set_batch(tokens, n_past=n_past, logits_all=True)
             ctx.decode(batch)
@@ -128,12 +160,7 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
             if draft:
                 stats.drafted += len(draft)
                 stats.accepted += accepted
-                # Long drafts pay off only while they keep being accepted.
-                limit = (
-                    min(DRAFT_MAX, limit * 2)
-                    if accepted == len(draft)
-                    else max(DRAFT_MIN, accepted + 1)
-                )
+                pace.update(len(draft), accepted, len(history))
             new = [*draft[:accepted], int(choices[accepted])]
             for token in new:
                 history.append(token)

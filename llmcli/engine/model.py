@@ -248,6 +248,7 @@ class Model:
         result.load_s = self.load_s
         result.prompt_tokens = len(prompt_tokens)
         result.finish_reason = "length"
+        llama_cpp.llama_perf_context_reset(llama.ctx)
         start = time.perf_counter()
         if prompt_cache is not None:
             result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
@@ -271,7 +272,7 @@ class Model:
                 if result.completion_tokens == 0:
                     first = last
                     result.ttft_s = first - start
-                    result.prompt_tps = result.prompt_tokens_evaluated / result.ttft_s
+                    self._count_prompt_evaluation(result)
                 if self.is_end_of_generation(token):
                     result.finish_reason = "stop"
                     break
@@ -295,6 +296,15 @@ class Model:
             generator.close()
             if result.completion_tokens > 1 and last > first:
                 result.generation_tps = (result.completion_tokens - 1) / (last - first)
+
+    def _count_prompt_evaluation(self, result: GenerationResult) -> None:
+        """Prompt tokens evaluated, from the engine's own counters. A batch of several
+        tokens counts as prompt evaluation; a lone token counts as generation, and that
+        counter never reads below 1, so it says only that one token was evaluated."""
+        perf = llama_cpp.llama_perf_context(self.llama.ctx)
+        result.prompt_tokens_evaluated = int(perf.n_p_eval) if perf.n_p_eval > 0 else 1
+        if result.ttft_s > 0:
+            result.prompt_tps = result.prompt_tokens_evaluated / result.ttft_s
 
     @staticmethod
     def lookup_applies(sampling: Sampling) -> bool:
