@@ -18,8 +18,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from testmodel import model_path
 
-SUBJECTS = ["the sea", "a cat", "autumn", "a city", "bread", "the moon", "a river", "snow",
-            "a violin", "a garden"]
+SUBJECTS = [
+    "the sea",
+    "a cat",
+    "autumn",
+    "a city",
+    "bread",
+    "the moon",
+    "a river",
+    "snow",
+    "a violin",
+    "a garden",
+]
 
 
 def main() -> None:
@@ -28,14 +38,18 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=16)
     args = parser.parse_args()
     model = model_path()
-    prompts = [f"Say one sentence about {SUBJECTS[i % len(SUBJECTS)]} ({i})."
-               for i in range(args.prompts)]
+    prompts = [
+        f"Say one sentence about {SUBJECTS[i % len(SUBJECTS)]} ({i})." for i in range(args.prompts)
+    ]
     common = ["-m", str(model), "--temperature", "0", "-n", str(args.tokens)]
 
     start = time.perf_counter()
     batch = subprocess.run(
         [sys.executable, "-m", "llmcli", "run", "--batch", "-", *common],
-        input="\n".join(prompts) + "\n", capture_output=True, text=True, check=True,
+        input="\n".join(prompts) + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
     )
     batch_s = time.perf_counter() - start
     batch_texts = [json.loads(line)["text"] for line in batch.stdout.splitlines()]
@@ -45,7 +59,9 @@ def main() -> None:
     for prompt in prompts:
         out = subprocess.run(
             [sys.executable, "-m", "llmcli", "run", "--json", *common, prompt],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         )
         single_texts.append(json.loads(out.stdout)["text"])
     single_s = time.perf_counter() - start

@@ -33,8 +33,18 @@ def build_llama_bench() -> Path:
     BUILD_ROOT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-             "--dest", tmp, f"llama-cpp-python=={engine}"],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--dest",
+                tmp,
+                f"llama-cpp-python=={engine}",
+            ],
             check=True,
         )
         (sdist,) = Path(tmp).glob("*.tar.gz")
@@ -44,20 +54,47 @@ def build_llama_bench() -> Path:
         target = binary.parent.parent.parent
         subprocess.run(["cp", "-r", str(source), str(target)], check=True)
     subprocess.run(
-        ["cmake", "-B", "build", "-DLLAMA_CURL=OFF", "-DGGML_NATIVE=ON",
-         "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF", "-DCMAKE_BUILD_TYPE=Release"],
-        cwd=target, check=True,
+        [
+            "cmake",
+            "-B",
+            "build",
+            "-DLLAMA_CURL=OFF",
+            "-DGGML_NATIVE=ON",
+            "-DLLAMA_BUILD_TESTS=OFF",
+            "-DLLAMA_BUILD_SERVER=OFF",
+            "-DCMAKE_BUILD_TYPE=Release",
+        ],
+        cwd=target,
+        check=True,
     )
-    subprocess.run(["cmake", "--build", "build", "--target", "llama-bench", "-j"],
-                   cwd=target, check=True)
+    subprocess.run(
+        ["cmake", "--build", "build", "--target", "llama-bench", "-j"], cwd=target, check=True
+    )
     return binary
 
 
 def run_llama_bench(binary: Path, model: Path, threads: int, reps: int) -> dict[str, float]:
     out = subprocess.run(
-        [str(binary), "-m", str(model), "-t", str(threads), "-r", str(reps), "-fa", "1",
-         "-p", "512", "-n", "128", "-o", "json"],
-        capture_output=True, text=True, check=True,
+        [
+            str(binary),
+            "-m",
+            str(model),
+            "-t",
+            str(threads),
+            "-r",
+            str(reps),
+            "-fa",
+            "1",
+            "-p",
+            "512",
+            "-n",
+            "128",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     results = json.loads(out.stdout)
     return {("pp" if r["n_prompt"] else "tg"): float(r["avg_ts"]) for r in results}
@@ -65,9 +102,26 @@ def run_llama_bench(binary: Path, model: Path, threads: int, reps: int) -> dict[
 
 def run_llmcli(model: Path, threads: int, reps: int) -> dict[str, float]:
     out = subprocess.run(
-        [sys.executable, "-m", "llmcli", "bench", "-m", str(model), "--threads", str(threads),
-         "-r", str(reps), "-p", "512", "-g", "128", "--json"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "llmcli",
+            "bench",
+            "-m",
+            str(model),
+            "--threads",
+            str(threads),
+            "-r",
+            str(reps),
+            "-p",
+            "512",
+            "-g",
+            "128",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     return {r["test"][:2]: float(r["mean_tps"]) for r in json.loads(out.stdout)}
 
@@ -94,8 +148,10 @@ def main() -> None:
     print(f"model {model.name}, {threads} threads, flash attention on, {args.rounds} rounds")
     for key, name in (("pp", "pp512"), ("tg", "tg128")):
         a, b = statistics.median(ours[key]), statistics.median(theirs[key])
-        print(f"  {name}: llmcli {a:8.1f} tok/s, llama-bench {b:8.1f} tok/s, "
-              f"ratio {a / b:.3f} (bar: >= 0.95)")
+        print(
+            f"  {name}: llmcli {a:8.1f} tok/s, llama-bench {b:8.1f} tok/s, "
+            f"ratio {a / b:.3f} (bar: >= 0.95)"
+        )
 
 
 if __name__ == "__main__":
