@@ -37,6 +37,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -96,6 +97,25 @@ next_token.register(app)
 config_cmd.register(app)
 doctor.register(app)
 completion_cmd.register(app)
+
+
+def _examples_as_written(typer_app: typer.Typer) -> None:
+    """Help is plain click text (Rich's help renderer alone costs a third of start-up);
+    mark each epilog so click prints the examples line by line instead of rewrapping."""
+    for info in typer_app.registered_commands:
+        if info.epilog:
+            lines = [line for line in info.epilog.splitlines() if line.strip()]
+            info.epilog = "\b\n" + "\n".join(lines)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            _examples_as_written(group.typer_instance)
+            info_epilog = group.typer_instance.info.epilog
+            if isinstance(info_epilog, str) and info_epilog:
+                lines = [line for line in info_epilog.splitlines() if line.strip()]
+                group.typer_instance.info.epilog = "\b\n" + "\n".join(lines)
+
+
+_examples_as_written(app)
 
 
 def _quiet_stdout() -> None:
