@@ -121,6 +121,28 @@ def test_concurrent_runs_with_the_same_prefix_both_succeed(model_file: Path) -> 
     assert again["prompt_cache"]["reused_tokens"] > 0  # type: ignore[index]
 
 
+def test_batch_saves_a_shared_preamble_once(model_file: Path) -> None:
+    items = "\n".join(json.dumps({"prompt": q, "system": PREAMBLE}) for q in QUESTIONS * 2)
+    proc = run_cli(
+        "run",
+        "-m",
+        str(model_file),
+        "--batch",
+        "-",
+        "--temperature",
+        "0",
+        "-n",
+        "4",
+        input=items + "\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["prompt_cache"]["saved"] for line in lines] == [True, False, False, False]
+    # Later items reuse the preamble from memory, not from disk.
+    assert all(line["usage"]["cached_prompt_tokens"] > 500 for line in lines[1:])
+    assert len(entries()) == 1
+
+
 def test_cache_command_shows_and_clears(model_file: Path) -> None:
     answer(model_file, QUESTIONS[0])
     shown = json.loads(run_cli("cache", "--json").stdout)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,11 @@ def run_batch(
             line = _answer_item(
                 llm, builder, item, sampling, fmt, decoding, prefix=prefix, system=system
             )
+            cached = line.get("prompt_cache", {})
+            if cached.get("saved") or cached.get("reused_tokens"):
+                # Later items share the prefix through the KV cache in memory; saving
+                # each long prompt to disk too would only fill the cache folder.
+                decoding = dataclasses.replace(decoding, prompt_cache=None)
             console.emit_json(line)
             failed += line["error"] is not None
             tokens_out += line.get("usage", {}).get("completion_tokens", 0)
@@ -84,6 +90,11 @@ def _answer_item(
         seed=result.seed,
         usage=result.usage(),
         timings=result.timings(),
+        prompt_cache={
+            "reused_tokens": result.prompt_cache_tokens,
+            "saved": result.prompt_cache_saved,
+        },
+        lookup={"drafted_tokens": result.draft_tokens, "accepted_tokens": result.accepted_tokens},
         error=fmt.problem_with(result.text) if fmt else None,
     )
     return line

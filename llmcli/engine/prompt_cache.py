@@ -131,6 +131,8 @@ class PromptCache:
             if tokens is None:
                 _remove(path)
                 continue
+            if len(tokens) > self.model.n_ctx:
+                continue  # saved by a run with a larger --ctx: fine, just not for this one
             shared = self._usable(_common_prefix(tokens, prompt), len(prompt))
             if (
                 shared >= self.min_tokens
@@ -169,11 +171,7 @@ class PromptCache:
             return False
         _, _, n_tokens, state_len, crc = _HEADER.unpack_from(data)
         body = memoryview(data)[_HEADER.size :]
-        if (
-            len(body) != 4 * n_tokens + state_len
-            or zlib.crc32(body) != crc
-            or n_tokens > self.model.n_ctx
-        ):
+        if len(body) != 4 * n_tokens + state_len or zlib.crc32(body) != crc:
             _remove(path)
             return False
         state = (ctypes.c_uint8 * state_len).from_buffer_copy(body[4 * n_tokens :])
