@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from hubserver import DEAD_ENDPOINT, HubServer, serve, standard_repos
 from testmodel import model_path
 
 # Variables that would let the user's own setup leak into a test.
@@ -47,7 +49,22 @@ def isolated_home(
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     # No machine running the tests reaches the Hub: fail fast instead of hanging.
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_ENDPOINT", DEAD_ENDPOINT)
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     return home
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> Iterator[HubServer]:
+    """A Hub look-alike on 127.0.0.1 serving the real test model under several repos."""
+    with serve(standard_repos(model_path().read_bytes())) as server:
+        yield server
+
+
+@pytest.fixture
+def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
+    """The Hub look-alike as this test's HF_ENDPOINT, with its request log cleared."""
+    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
+    hub_server.requests.clear()
+    return hub_server

@@ -22,6 +22,9 @@ from urllib.parse import unquote, urlsplit
 
 CHUNK = 1 << 20
 
+# An address where nothing listens: requests fail at once, as with no network at all.
+DEAD_ENDPOINT = "http://127.0.0.1:9"
+
 
 def git_blob_oid(data: bytes | memoryview) -> str:
     digest = hashlib.sha1(f"blob {len(data)}\0".encode())

@@ -5,47 +5,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hubserver import GATED_TOKEN, HubServer, serve, standard_repos
+from clihelpers import run_cli
+from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer
 from testmodel import model_path
 
 from llmcli import store
 
-DEAD_ENDPOINT = "http://127.0.0.1:9"
 
-
-@pytest.fixture(scope="module")
-def hub_server() -> Iterator[HubServer]:
-    with serve(standard_repos(model_path().read_bytes())) as server:
-        yield server
-
-
-@pytest.fixture
-def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
-    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
-    hub_server.requests.clear()
-    return hub_server
-
-
-def llmcli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the CLI with stdin, stdout and stderr all pipes (not a terminal)."""
-    return subprocess.run(
-        [sys.executable, "-m", "llmcli", *args],
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-        check=False,
-    )
+def llmcli_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return run_cli(*args, env=env, timeout=300)
 
 
 def spawn(*args: str) -> subprocess.Popen[str]:
@@ -70,7 +45,7 @@ def sha256(path: Path) -> str:
 
 
 def test_pull_prints_only_the_path_on_stdout(hub: HubServer) -> None:
-    result = llmcli("pull", "test/tiny-GGUF:Q8_0")
+    result = llmcli_run("pull", "test/tiny-GGUF:Q8_0")
     assert result.returncode == 0, result.stderr
     path = Path(result.stdout.strip())
     assert result.stdout == f"{path}\n"
@@ -95,7 +70,7 @@ def test_pull_prints_only_the_path_on_stdout(hub: HubServer) -> None:
 def test_pull_errors_are_one_line_with_an_exit_code(
     hub: HubServer, args: list[str], code: int, message: str
 ) -> None:
-    result = llmcli(*args, env={"HF_TOKEN": "hf_not_the_right_one"})
+    result = llmcli_run(*args, env={"HF_TOKEN": "hf_not_the_right_one"})
     assert result.returncode == code, result.stderr
     assert result.stdout == ""
     errors = [line for line in result.stderr.splitlines() if "error" in line]
@@ -104,7 +79,7 @@ def test_pull_errors_are_one_line_with_an_exit_code(
 
 
 def test_gated_repo_with_a_token(hub: HubServer) -> None:
-    result = llmcli("pull", "test/gated-GGUF", env={"HF_TOKEN": GATED_TOKEN})
+    result = llmcli_run("pull", "test/gated-GGUF", env={"HF_TOKEN": GATED_TOKEN})
     assert result.returncode == 0, result.stderr
     assert GATED_TOKEN not in result.stderr + result.stdout
 
@@ -124,9 +99,9 @@ def test_interrupted_pull_leaves_nothing_usable_and_rerun_succeeds(hub: HubServe
     proc.kill()  # SIGKILL: no cleanup code runs at all
     proc.wait()
     assert store.list_models() == []
-    offline = llmcli("run", "-m", "test/slow-GGUF", "Hi", env={"HF_HUB_OFFLINE": "1"})
+    offline = llmcli_run("run", "-m", "test/slow-GGUF", "Hi", env={"HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 6, offline.stderr  # not mistaken for a cached model
-    rerun = llmcli("pull", "test/slow-GGUF")
+    rerun = llmcli_run("pull", "test/slow-GGUF")
     assert rerun.returncode == 0, rerun.stderr
     expected = hub.repos["test/slow-GGUF"].files["slow-Q4_K_M.gguf"].sha256
     assert sha256(Path(rerun.stdout.strip())) == expected
@@ -161,16 +136,16 @@ def test_concurrent_pulls_of_the_same_model(hub: HubServer) -> None:
 
 
 def test_list_json_and_plain(hub: HubServer) -> None:
-    assert llmcli("pull", "test/tiny-GGUF").returncode == 0
-    assert llmcli("pull", "test/split-GGUF").returncode == 0
-    listed = llmcli("list", "--json")
+    assert llmcli_run("pull", "test/tiny-GGUF").returncode == 0
+    assert llmcli_run("pull", "test/split-GGUF").returncode == 0
+    listed = llmcli_run("list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
     assert sorted(rows) == ["test/split-GGUF:Q4_K_M", "test/tiny-GGUF:Q4_K_M"]
     assert rows["test/split-GGUF:Q4_K_M"]["size"] == model_path().stat().st_size
     assert rows["test/tiny-GGUF:Q4_K_M"]["files"] == ["tiny-Q4_K_M.gguf"]
     assert rows["test/tiny-GGUF:Q4_K_M"]["repo"] == "test/tiny-GGUF"
-    plain = llmcli("ls")
+    plain = llmcli_run("ls")
     assert plain.returncode == 0, plain.stderr
     lines = plain.stdout.splitlines()
     assert lines[0].split() == ["NAME", "QUANT", "SIZE", "MODIFIED", "REPO", "FILE"]
@@ -178,13 +153,13 @@ def test_list_json_and_plain(hub: HubServer) -> None:
 
 
 def test_list_of_an_empty_cache() -> None:
-    result = llmcli("list", "--json")
+    result = llmcli_run("list", "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == []
 
 
 def test_rm_refuses_without_yes_when_nobody_can_answer(hub: HubServer) -> None:
-    assert llmcli("pull", "test/tiny-GGUF").returncode == 0
-    refused = llmcli("rm", "test/tiny-GGUF")
+    assert llmcli_run("pull", "test/tiny-GGUF").returncode == 0
+    refused = llmcli_run("rm", "test/tiny-GGUF")
     assert refused.returncode == 2
     assert "--yes" in refused.stderr and refused.stdout == ""
     assert "test/tiny-GGUF:Q4_K_M" in refused.stderr  # it still shows what would go
@@ -192,14 +167,14 @@ def test_rm_refuses_without_yes_when_nobody_can_answer(hub: HubServer) -> None:
 
 
 def test_rm_with_yes(hub: HubServer) -> None:
-    assert llmcli("pull", "test/tiny-GGUF").returncode == 0
-    assert llmcli("pull", "test/tiny-GGUF:Q8_0").returncode == 0
-    removed = llmcli("rm", "-y", "test/tiny-GGUF:Q8_0")
+    assert llmcli_run("pull", "test/tiny-GGUF").returncode == 0
+    assert llmcli_run("pull", "test/tiny-GGUF:Q8_0").returncode == 0
+    removed = llmcli_run("rm", "-y", "test/tiny-GGUF:Q8_0")
     assert removed.returncode == 0, removed.stderr
     assert removed.stdout == "test/tiny-GGUF:Q8_0\n"
     assert "8.2 kB" in removed.stderr  # the space freed
     assert [m.name for m in store.list_models()] == ["test/tiny-GGUF:Q4_K_M"]
-    missing = llmcli("rm", "--yes", "test/tiny-GGUF:Q8_0")
+    missing = llmcli_run("rm", "--yes", "test/tiny-GGUF:Q8_0")
     assert missing.returncode == 3 and "not in the cache" in missing.stderr
 
 
@@ -207,16 +182,16 @@ def test_rm_with_yes(hub: HubServer) -> None:
 
 
 def test_run_pulls_a_hub_model_on_first_use(hub: HubServer) -> None:
-    result = llmcli("run", "-m", "test/SmolLM2-GGUF", "--temperature", "0", "-n", "8", "Hi")
+    result = llmcli_run("run", "-m", "test/SmolLM2-GGUF", "--temperature", "0", "-n", "8", "Hi")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
 
 
 def test_run_uses_a_pulled_model_offline(hub: HubServer) -> None:
-    assert llmcli("pull", "test/SmolLM2-GGUF").returncode == 0
+    assert llmcli_run("pull", "test/SmolLM2-GGUF").returncode == 0
     offline = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": DEAD_ENDPOINT}
     hub.requests.clear()
-    result = llmcli(
+    result = llmcli_run(
         "run", "-m", "test/SmolLM2-GGUF", "--temperature", "0", "-n", "8", "Hi", env=offline
     )
     assert result.returncode == 0, result.stderr

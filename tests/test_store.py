@@ -6,11 +6,10 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hubserver import GATED_TOKEN, FakeFile, FakeRepo, HubServer, serve, standard_repos, tiny
+from hubserver import DEAD_ENDPOINT, GATED_TOKEN, FakeFile, FakeRepo, HubServer, tiny
 from testmodel import model_path
 
 from llmcli import aliases, integrity, models, store
@@ -23,21 +22,6 @@ from llmcli.errors import (
     UsageError,
 )
 from llmcli.refs import HubRef, parse_ref
-
-DEAD_ENDPOINT = "http://127.0.0.1:9"
-
-
-@pytest.fixture(scope="module")
-def hub_server() -> Iterator[HubServer]:
-    with serve(standard_repos(model_path().read_bytes())) as server:
-        yield server
-
-
-@pytest.fixture
-def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
-    monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
-    hub_server.requests.clear()
-    return hub_server
 
 
 def ref(text: str) -> HubRef:
