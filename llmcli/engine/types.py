@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypedDict
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
     from llmcli.engine.prompt_cache import PromptCache
@@ -88,7 +88,6 @@ class GenerationResult:
     # Prompt-lookup decoding: tokens guessed from earlier text, and how many the model kept.
     draft_tokens: int = 0
     accepted_tokens: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def usage(self) -> dict[str, int]:
         return {
@@ -105,6 +104,3 @@ class GenerationResult:
             "prompt_tokens_per_s": round(self.prompt_tps, 2),
             "generation_tokens_per_s": round(self.generation_tps, 2),
         }
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
