@@ -3,11 +3,12 @@
 1. Prompt cache: time to first token of a run sharing a ~2k-token preamble with an
    earlier run (which saved it), over the earlier run's; `llmcli run` as a subprocess,
    fresh cache folder per repetition. Also checks both answers equal plain runs.
-2. Lookup: effective generation tokens/s with --lookup over without, on an extraction
-   task whose answer quotes its input, and on free writing; same loaded model, runs
-   alternating. Also counts how often the two outputs differ.
+2. Lookup: generation tokens/s with prompt-lookup decoding over without, per task of
+   benchmarks/lookup_tasks.py and over groups of them: extraction tasks whose answer
+   (as the model really wrote it) quotes its input, all extraction tasks, free writing.
+   Same loaded model, runs alternating; also says whether the two answers are the same.
 
-Usage: python benchmarks/bench_speedups.py [--reps 3] [--threads N]
+Usage: python benchmarks/bench_speedups.py [--reps 3] [--threads N] [--only cache|lookup]
 """
 
 from __future__ import annotations
@@ -23,18 +24,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from lookup_tasks import EXTRACTION, FREE, copied_share, orders
 from testmodel import model_path
-
-CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Lagos", "Perth"]
-ITEMS = ["blue ceramic mug", "oak cutting board", "linen apron", "steel kettle", "wool blanket"]
-
-
-def orders(n: int) -> str:
-    return "\n".join(
-        f"Order {1000 + i}: {1 + i % 4} x {ITEMS[i % 5]}, shipped to {CITIES[i % 6]} "
-        f"on 2026-{1 + i % 12:02d}-{1 + i % 28:02d}"
-        for i in range(n)
-    )
 
 
 def preamble() -> str:
@@ -100,20 +91,25 @@ def bench_prompt_cache(model: Path, reps: int, threads: list[str]) -> None:
     print(f"  cached answer equals plain answer: {same}/{reps}")
 
 
-EXTRACT = "Copy every order shipped to Lisbon, exactly as written, one per line.\n\n" + orders(30)
-FREE = "Write a short story about a lighthouse keeper who finds a message in a bottle."
-
-
 def bench_lookup(model: Path, reps: int, n_threads: int | None) -> None:
+    from llmcli.config import usable_cores
     from llmcli.engine.model import Model
+
+    def threads_used() -> int:
+        return n_threads or usable_cores()
+
     from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 
+    # Per task and side: generated tokens and generation seconds of each repetition.
+    done: dict[str, dict[bool, list[tuple[int, float]]]] = {}
+    quoting: list[str] = []
     with Model(LoadOptions(path=model, n_ctx=4096, n_threads=n_threads)) as llm:
-        for name, text in (("extraction", EXTRACT), ("free writing", FREE)):
+        print(f"lookup, {threads_used()} threads, 256 tokens at temperature 0:")
+        print(f"  {'task':24} quoted   plain  lookup  ratio  kept/drafted  same")
+        for name, text in {**EXTRACTION, **FREE}.items():
             tokens = llm.chat_tokens([Message(role="user", content=text)])
-            speeds: dict[bool, list[float]] = {False: [], True: []}
-            outputs: dict[bool, str] = {}
-            kept = drafted = 0
+            done[name] = {False: [], True: []}
+            outputs: dict[bool, GenerationResult] = {}
             for _ in range(reps):
                 for lookup in (False, True):
                     llm.llama.reset()  # nothing reused between runs: same work each time
@@ -125,33 +121,71 @@ def bench_lookup(model: Path, reps: int, n_threads: int | None) -> None:
                         Decoding(lookup=lookup),
                     ):
                         pass
-                    speeds[lookup].append(result.generation_tps)
-                    outputs[lookup] = result.text
-                    if lookup:
-                        kept, drafted = result.accepted_tokens, result.draft_tokens
-            ratios = [b / a for a, b in zip(speeds[False], speeds[True], strict=True)]
-            print(f"lookup, {name} ({len(tokens)} prompt tokens):")
+                    n = result.completion_tokens - 1
+                    done[name][lookup].append((n, n / result.generation_tps))
+                    outputs[lookup] = result
+            plain, fast = outputs[False], outputs[True]
+            share = copied_share(tokens, llm.tokenize(plain.text, add_bos=False))
+            if name in EXTRACTION and share >= 0.5:
+                quoting.append(name)
+            ratios = _ratios(done, [name], reps)
             print(
-                f"  plain {statistics.median(speeds[False]):.1f} tok/s, lookup "
-                f"{statistics.median(speeds[True]):.1f} tok/s, ratio "
-                f"{statistics.median(ratios):.3f} (per rep: "
-                f"{', '.join(f'{r:.2f}' for r in ratios)})"
+                f"  {name:24} {share:6.0%} {_tps(done, [name], False):7.1f} "
+                f"{_tps(done, [name], True):7.1f} {statistics.median(ratios):6.2f}  "
+                f"{fast.accepted_tokens:4}/{fast.draft_tokens:<4}      "
+                f"{'yes' if plain.text == fast.text else 'NO'}"
             )
-            print(
-                f"  drafts kept {kept} of {drafted}; same output as plain: "
-                f"{outputs[False] == outputs[True]}"
-            )
+    print("  (quoted: share of the plain answer in runs of 6+ tokens copied from the prompt)")
+    groups = {
+        f"extraction whose answer quotes its input (quoted >= 50%: {len(quoting)} tasks)": (
+            quoting,
+            "bar: >= 1.5",
+        ),
+        f"all {len(EXTRACTION)} extraction tasks": (list(EXTRACTION), ""),
+        f"free writing ({len(FREE)} tasks)": (list(FREE), "bar: >= 0.95"),
+    }
+    for label, (names, bar) in groups.items():
+        if not names:
+            continue
+        ratios = _ratios(done, names, reps)
+        print(
+            f"  {label}: lookup/plain tokens per second {statistics.median(ratios):.3f} "
+            f"(per rep: {', '.join(f'{r:.2f}' for r in ratios)}) {bar}"
+        )
+
+
+Done = dict[str, dict[bool, list[tuple[int, float]]]]
+
+
+def _tps(done: Done, names: list[str], side: bool) -> float:
+    tokens = sum(n for name in names for n, _ in done[name][side])
+    return tokens / sum(s for name in names for _, s in done[name][side])
+
+
+def _ratios(done: Done, names: list[str], reps: int) -> list[float]:
+    """Per repetition: tokens per second over the tasks together, lookup over plain."""
+    out = []
+    for rep in range(reps):
+        speed = {}
+        for side in (False, True):
+            tokens = sum(done[name][side][rep][0] for name in names)
+            speed[side] = tokens / sum(done[name][side][rep][1] for name in names)
+        out.append(speed[True] / speed[False])
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--only", choices=["cache", "lookup"], default=None)
     args = parser.parse_args()
     model = model_path()
     threads = ["--threads", str(args.threads)] if args.threads else []
-    bench_prompt_cache(model, args.reps, threads)
-    bench_lookup(model, args.reps, args.threads)
+    if args.only != "lookup":
+        bench_prompt_cache(model, args.reps, threads)
+    if args.only != "cache":
+        bench_lookup(model, args.reps, args.threads)
 
 
 if __name__ == "__main__":
