@@ -1,4 +1,4 @@
-"""Prompt cache across runs and prompt-lookup decoding: faster, same answers."""
+"""Prompt cache across runs: faster, same answers."""
 
 from __future__ import annotations
 
@@ -170,69 +170,3 @@ def test_size_bound_evicts_oldest(model_file: Path) -> None:
     )
     assert proc.returncode == 0
     assert len(entries()) == 1
-
-
-# Prompt-lookup decoding. With two or more threads llama.cpp's single-token attention
-# splits long contexts (256+ positions) across threads and sums in another order than a
-# batch does, so from there a near-tie can go the other way; below that the batched
-# check is bit-for-bit the plain computation, and the answers must be identical.
-LOOKUP_PROMPTS = [
-    "Repeat exactly: the quick brown fox jumps over the lazy dog, the quick brown fox.",
-    "List the numbers from 1 to 30, separated by commas.",
-    "Write a haiku about the sea.",
-]
-
-
-@pytest.mark.parametrize("prompt", LOOKUP_PROMPTS)
-def test_lookup_gives_the_plain_greedy_answer(model_file: Path, prompt: str) -> None:
-    def generate(*flags: str) -> dict[str, object]:
-        proc = run_cli(
-            "run",
-            "-m",
-            str(model_file),
-            "--json",
-            "--temperature",
-            "0",
-            "-n",
-            "120",
-            *flags,
-            prompt,
-        )
-        assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)  # type: ignore[no-any-return]
-
-    plain, fast = generate(), generate("--lookup")
-    assert fast["text"] == plain["text"]
-    assert plain["lookup"] == {"drafted_tokens": 0, "accepted_tokens": 0}
-    if prompt.startswith("Repeat"):  # the answer quotes the prompt: drafts were kept
-        assert fast["lookup"]["accepted_tokens"] > 0  # type: ignore[index]
-
-
-def test_lookup_is_not_used_when_sampling(model_file: Path) -> None:
-    proc = run_cli(
-        "run",
-        "-m",
-        str(model_file),
-        "--json",
-        "--lookup",
-        "--temperature",
-        "0.7",
-        "-n",
-        "40",
-        LOOKUP_PROMPTS[1],
-    )
-    assert json.loads(proc.stdout)["lookup"]["drafted_tokens"] == 0
-
-
-def test_ngram_drafts_continue_the_latest_earlier_occurrence() -> None:
-    from llmcli.engine.lookup import DraftPace, NgramIndex
-
-    history = [1, 2, 3, 4, 5, 9, 1, 2, 3]
-    assert NgramIndex(history).draft(3) == [4, 5, 9]
-    assert NgramIndex([7, 8, 9]).draft(3) == []
-    pace = DraftPace()
-    start = pace.limit
-    pace.update(start, start, 10)
-    assert pace.limit == 2 * start
-    pace.update(4, 0, 20)
-    assert not pace.ready(21) and pace.ready(22)

@@ -121,10 +121,10 @@ def run(
         bool,
         typer.Option(
             "--lookup/--no-lookup",
-            help="Prompt-lookup decoding at --temperature 0: guess tokens from the prompt "
-            "and check them in one batch; faster when the answer quotes its input.",
+            help="At --temperature 0, guess tokens from the prompt and the answer so far "
+            "and check several in one step: faster when the answer quotes its input.",
         ),
-    ] = False,
+    ] = True,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,

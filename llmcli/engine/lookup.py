@@ -7,12 +7,16 @@ one batch together with the last real token; greedy verification keeps the longe
 prefix on which the model's own choice agrees, plus the model's choice at the first
 disagreement. Output is therefore what plain greedy decoding gives, token for token,
 up to floating-point differences between batched and single-token evaluation.
+
+A batch is not free: on a CPU it costs nearly as much per token as single steps do, so
+a rejected draft token is time lost. `DraftPlanner` drafts only as far as pays off, given
+how often the guesses have been right lately and what a batch of each size costs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import llama_cpp
@@ -23,71 +27,164 @@ if TYPE_CHECKING:
     from llmcli.engine.model import Model
 
 NGRAM_MIN = 2
-NGRAM_MAX = 4
-DRAFT_MIN = 1
-DRAFT_START = 4
-DRAFT_MAX = 32
+NGRAM_MAX = 6
+RESUMED = 0  # evidence of a guess that picks up a quote after the model's own token
+
+# Time to evaluate a batch of n tokens, in single-token steps, with few and with many
+# positions already in the context (attention grows with both). Measured with llama.cpp
+# on a 2-core x86 CPU: `python benchmarks/bench_batch_cost.py`. Sizes between the listed
+# ones cost more than the next listed size, so only these are used. Where batches are
+# relatively cheaper (a GPU, a model too big for the caches) the table errs on the side
+# of drafting too little, never of losing time.
+BATCH_COST_NEAR = {1: 1.0, 2: 1.79, 3: 2.17, 4: 2.63, 6: 3.80, 8: 4.36, 12: 6.19, 16: 8.21}
+BATCH_COST_FAR = {1: 1.0, 2: 1.89, 3: 2.59, 4: 3.26, 6: 4.60, 8: 5.71, 12: 8.37, 16: 10.75}
+NEAR_POSITIONS = 150
+FAR_POSITIONS = 2000
+DRAFT_MAX = max(BATCH_COST_NEAR) - 1
+
+# How quickly the estimate of "a guess is right" follows recent guesses (about the last
+# five count), where it starts, and the expected speed-up a draft must promise.
+ESTIMATE_WEIGHT = 0.2
+ESTIMATE_START = 0.5
+MIN_GAIN = 1.05
+AMBIGUOUS = -1  # not a token id
 
 
 class NgramIndex:
-    """Where each n-gram of the history last occurred, to continue from there."""
+    """For each n-gram of the history, the token that followed it, and whether it was
+    always the same one: a guess is made only where earlier text agrees with itself."""
 
     def __init__(self, history: list[int]) -> None:
         self.history = history
-        self._next: list[dict[tuple[int, ...], int]] = [{} for _ in range(NGRAM_MAX + 1)]
+        # n-gram -> the token that followed it, or AMBIGUOUS when different ones did
+        self._next: dict[tuple[int, ...], int] = {}
         self._indexed = 0  # n-grams ending before this position are indexed
 
     def _catch_up(self) -> None:
-        # Never index the n-gram that ends at the last token: it would match itself.
+        # Never index the n-gram that ends at the last token: nothing follows it yet.
         end = len(self.history) - 1
         hist = self.history
+        table = self._next
         for stop in range(self._indexed, end):
-            for n in range(NGRAM_MIN, NGRAM_MAX + 1):
-                if stop + 1 >= n:
-                    self._next[n][tuple(hist[stop + 1 - n : stop + 1])] = stop + 1
+            follower = hist[stop + 1]
+            for n in range(NGRAM_MIN, min(NGRAM_MAX, stop + 1) + 1):
+                key = tuple(hist[stop + 1 - n : stop + 1])
+                seen = table.get(key)
+                if seen is None:
+                    table[key] = follower
+                elif seen != follower:
+                    table[key] = AMBIGUOUS
         self._indexed = max(self._indexed, end)
 
-    def draft(self, limit: int) -> list[int]:
+    def draft(self, limit: int) -> Guess:
+        """Up to `limit` tokens, each the one that always followed the longest n-gram
+        matching the end of the history (and of the draft so far), with that n-gram's
+        length as evidence. Stops where the longest match was followed by different
+        tokens, or nothing matches."""
         self._catch_up()
-        hist = self.history
-        for n in range(NGRAM_MAX, NGRAM_MIN - 1, -1):
-            if len(hist) < n:
-                continue
-            start = self._next[n].get(tuple(hist[-n:]))
-            if start is not None:
-                return hist[start : start + limit]
-        return []
+        guess = Guess()
+        tail = self.history[-NGRAM_MAX:]
+        while len(guess.tokens) < limit:
+            token, n = AMBIGUOUS, 0
+            for n in range(min(NGRAM_MAX, len(tail)), NGRAM_MIN - 1, -1):
+                found = self._next.get(tuple(tail[-n:]))
+                if found is not None:
+                    token = found
+                    break
+            if token == AMBIGUOUS:
+                break
+            guess.tokens.append(token)
+            guess.evidence.append(n)
+            tail = [*tail[1:], token] if len(tail) == NGRAM_MAX else [*tail, token]
+        return guess
 
 
-class DraftPace:
-    """How long the next draft may be, and when to draft at all.
+@dataclass
+class Guess:
+    """Guessed tokens, each with what it rests on: the length of the n-gram it continues,
+    or RESUMED."""
 
-    A rejected draft token costs most of what a generated one does (on a CPU a batch
-    grows nearly linearly with its size), so drafting pays only while drafts keep being
-    accepted: the length doubles after a full accept, drops to what was accepted after
-    a partial one, and after a miss drafting pauses for a stretch that doubles with each
-    miss in a row (free text rarely repeats itself; copied text does).
+    tokens: list[int] = field(default_factory=list)
+    evidence: list[int] = field(default_factory=list)
+
+    def after(self, i: int) -> Guess:
+        return Guess(self.tokens[i:], self.evidence[i:])
+
+
+def _batch_cost(size: int, position: int) -> float:
+    far = min(1.0, max(0.0, (position - NEAR_POSITIONS) / (FAR_POSITIONS - NEAR_POSITIONS)))
+    return (1 - far) * BATCH_COST_NEAR[size] + far * BATCH_COST_FAR[size]
+
+
+class DraftPlanner:
+    """How much of a guess to send to the model: the part that maximizes the expected
+    tokens per unit of time, or none when no part beats plain decoding.
+
+    It keeps, for each kind of evidence, an estimate of how likely a guess resting on it
+    is right, learned from guesses checked lately, including guesses never sent to the
+    model: while not drafting, the first guessed token is compared with the token the
+    model then chose, which costs nothing. Copying stretches are thus noticed a few
+    tokens in, and free text, whose guesses rarely hold, is left to plain decoding.
+
+    A draft is also never longer than the run of right guesses just before it (at least
+    one token): a paraphrase copies a few words at a time and a quote goes on, so drafts
+    grow only as fast as a copy proves itself, and a miss costs little.
     """
 
     def __init__(self) -> None:
-        self.limit = DRAFT_START
-        self._misses = 0
-        self._resume_at = 0
+        self.chance = dict.fromkeys(range(NGRAM_MAX + 1), ESTIMATE_START)
+        self.streak = 0
 
-    def ready(self, position: int) -> bool:
-        return position >= self._resume_at
+    def observe(self, evidence: int, right: bool) -> None:
+        # A longer match is taken to be at least as reliable as a shorter one: a right
+        # guess counts for all evidence as strong or stronger, a wrong one for all as
+        # weak or weaker. Copying is then noticed as soon as any guess holds.
+        for level in self.chance:
+            if (level >= evidence) if right else (level <= evidence):
+                self.chance[level] += ESTIMATE_WEIGHT * (float(right) - self.chance[level])
 
-    def update(self, drafted: int, accepted: int, position: int) -> None:
-        if accepted == drafted:
-            self.limit = min(DRAFT_MAX, self.limit * 2)
-            self._misses = 0
-        elif accepted == 0:
-            self._misses += 1
-            self.limit = DRAFT_MIN
-            self._resume_at = position + (1 << min(self._misses, 6))
-        else:
-            self.limit = max(DRAFT_MIN, accepted)
-            self._misses = 0
+    def record(self, guess: Guess, accepted: int, choice: int) -> bool:
+        """Learn from one step: the first `accepted` guessed tokens were drafted and
+        held, and then the model chose `choice`. True when the guess for that token
+        (drafted or not) was wrong."""
+        for evidence in guess.evidence[:accepted]:
+            self.observe(evidence, True)
+        self.streak += accepted
+        if accepted < len(guess.tokens):
+            right = guess.tokens[accepted] == choice
+            self.observe(guess.evidence[accepted], right)
+            self.streak = self.streak + 1 if right else 0
+            return not right
+        if not guess.tokens:
+            self.streak = 0
+        return False
+
+    def length(self, guess: Guess, position: int) -> int:
+        """How many of the guessed tokens to draft."""
+        best_size, best_gain = 1, MIN_GAIN
+        expected = 1.0  # tokens a batch yields: a guess holds only if all before it did
+        holds = 1.0
+        longest = min(len(guess.tokens), DRAFT_MAX, max(self.streak, 1))
+        for size in range(2, longest + 2):
+            holds *= self.chance[guess.evidence[size - 2]]
+            expected += holds
+            if size not in BATCH_COST_NEAR:
+                continue
+            gain = expected / _batch_cost(size, position)
+            if gain > best_gain:
+                best_size, best_gain = size, gain
+        return best_size - 1
+
+
+def _trimmed(model: Model, draft: list[int]) -> list[int]:
+    """The draft up to its first end-of-generation token (nothing after it is wanted),
+    cut to a batch size that costs no more than a smaller one."""
+    for i, token in enumerate(draft):
+        if model.is_end_of_generation(token):
+            draft = draft[: i + 1]
+            break
+    size = max(n for n in BATCH_COST_NEAR if n <= len(draft) + 1)
+    return draft[: size - 1]
 
 
 @dataclass
@@ -132,7 +229,8 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
     history = [*prompt, first]
     index = NgramIndex(history)
     batch = LlamaBatch(n_tokens=DRAFT_MAX + 1, embd=0, n_seq_max=1)
-    pace = DraftPace()
+    planner = DraftPlanner()
+    resume = Guess()  # after a wrong guess: the guess from the token it got wrong
     last = first
     yield first
     try:
@@ -141,7 +239,19 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
             room = n_ctx - n_past - 1
             if room < 0:
                 return
-            draft = index.draft(min(pace.limit, room)) if pace.ready(len(history)) else []
+            # The whole guess, though maybe none of it goes to the model: its first token
+            # is checked for free when not drafting, and after a miss the rest is where a
+            # quote usually goes on.
+            guess = index.draft(DRAFT_MAX)
+            if not guess.tokens and resume.tokens:
+                # The model put in a token of its own (a comma in a quote) or, if it is
+                # the one after the guessed token, left one out.
+                skip = 2 if len(resume.tokens) > 1 and resume.tokens[1] == last else 0
+                guess = resume.after(skip)
+                guess.evidence = [RESUMED] * len(guess.tokens)
+            resume = Guess()
+            length = min(planner.length(guess, n_past), room)
+            draft = _trimmed(model, guess.tokens[:length])
             tokens = [last, *draft]
             batch.set_batch(tokens, n_past=n_past, logits_all=True)
             ctx.decode(batch)
@@ -157,10 +267,10 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
             llama.n_tokens = kept
             if accepted < len(draft):
                 ctx.kv_cache_seq_rm(0, kept, -1)
-            if draft:
-                stats.drafted += len(draft)
-                stats.accepted += accepted
-                pace.update(len(draft), accepted, len(history))
+            stats.drafted += len(draft)
+            stats.accepted += accepted
+            if planner.record(guess, accepted, int(choices[accepted])):
+                resume = guess.after(accepted)
             new = [*draft[:accepted], int(choices[accepted])]
             for token in new:
                 history.append(token)

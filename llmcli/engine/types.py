@@ -56,10 +56,10 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Decoding:
-    """Speed-ups that leave the answer as it is: prompt-lookup decoding (used only where
-    it matches plain decoding) and the on-disk prompt cache."""
+    """Speed-ups that leave the answer as it is: prompt-lookup decoding (used only for
+    greedy choice, where it gives plain decoding's answer) and the on-disk prompt cache."""
 
-    lookup: bool = False
+    lookup: bool = True
     prompt_cache: PromptCache | None = None
 
 
