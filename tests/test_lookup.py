@@ -71,6 +71,28 @@ def test_one_thread_gives_the_plain_answer_past_256_positions(model_file: Path) 
     assert fast["lookup"]["accepted_tokens"] > 50  # type: ignore[index]
 
 
+def test_lookup_fills_the_context_exactly_as_plain_decoding_does(model_file: Path) -> None:
+    from llmcli.engine.model import Model
+    from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+
+    with Model(LoadOptions(path=model_file, n_ctx=256)) as llm:
+        prompt = llm.chat_tokens(
+            [Message(role="user", content="Repeat this forever: the cat sat on the mat, " * 4)]
+        )
+        results = {}
+        for lookup in (False, True):
+            llm.llama.reset()
+            result = GenerationResult()
+            for _ in llm.stream(prompt, Sampling(temperature=0), result, Decoding(lookup=lookup)):
+                pass
+            results[lookup] = result
+    plain, fast = results[False], results[True]
+    assert fast.finish_reason == plain.finish_reason == "length"
+    assert len(prompt) + fast.completion_tokens == 256
+    assert fast.text == plain.text
+    assert fast.accepted_tokens > 0
+
+
 def test_lookup_is_not_used_when_sampling(model_file: Path) -> None:
     proc = run_cli(
         "run", "-m", str(model_file), "--json", "--temperature", "0.7", "-n", "40", PROMPTS[1]
