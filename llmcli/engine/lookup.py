@@ -50,6 +50,18 @@ MIN_GAIN = 1.05
 AMBIGUOUS = -1  # not a token id
 
 
+@dataclass
+class Guess:
+    """Guessed tokens, each with what it rests on: the length of the n-gram it continues,
+    or RESUMED."""
+
+    tokens: list[int] = field(default_factory=list)
+    evidence: list[int] = field(default_factory=list)
+
+    def after(self, i: int) -> Guess:
+        return Guess(self.tokens[i:], self.evidence[i:])
+
+
 class NgramIndex:
     """For each n-gram of the history, the token that followed it, and whether it was
     always the same one: a guess is made only where earlier text agrees with itself."""
@@ -97,18 +109,6 @@ class NgramIndex:
             guess.evidence.append(n)
             tail = [*tail[1:], token] if len(tail) == NGRAM_MAX else [*tail, token]
         return guess
-
-
-@dataclass
-class Guess:
-    """Guessed tokens, each with what it rests on: the length of the n-gram it continues,
-    or RESUMED."""
-
-    tokens: list[int] = field(default_factory=list)
-    evidence: list[int] = field(default_factory=list)
-
-    def after(self, i: int) -> Guess:
-        return Guess(self.tokens[i:], self.evidence[i:])
 
 
 def _batch_cost(size: int, position: int) -> float:
