@@ -190,3 +190,23 @@ def test_startup_errors_are_one_line(
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("llmcli: error: "), proc.stderr
     assert words in lines[0]
+
+
+def test_greedy_chat_drafts_from_earlier_turns_and_answers_as_without(
+    small: tuple[Model, LoadOptions],
+) -> None:
+    llm, load = small
+    answers = {}
+    for lookup in (True, False):
+        # Start both chats from an empty context: a prefix reused from an earlier test
+        # would be followed by a differently split evaluation, which rounds differently.
+        llm.llama.reset()
+        conv = Conversation(sampling=Sampling(temperature=0, max_tokens=60))
+        session = ChatSession(conv, llm, load, out=io.StringIO(), lookup=lookup)
+        session.handle(f"Remember this paragraph: {PARAGRAPH}")
+        session.handle("Now repeat the paragraph exactly.")
+        assert session.last is not None
+        answers[lookup] = [m["content"] for m in conv.messages()]
+        drafted = session.last.accepted_tokens
+        assert drafted > 10 if lookup else drafted == 0
+    assert answers[True] == answers[False]

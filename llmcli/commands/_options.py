@@ -131,6 +131,14 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's ow
 PlainOpt = Annotated[
     bool, typer.Option("--plain", help="Print raw text, not rendered Markdown, on a terminal.")
 ]
+LookupOpt = Annotated[
+    bool,
+    typer.Option(
+        "--lookup/--no-lookup",
+        help="At --temperature 0, guess tokens from the prompt and the answer so far "
+        "and check several in one step: faster when the answer quotes its input.",
+    ),
+]
 
 
 def sampling(

@@ -25,7 +25,7 @@ from llmcli import conversation, terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
 from llmcli.conversation import Conversation, MessageTooLong, Outcome
-from llmcli.engine.types import GenerationResult, LoadOptions
+from llmcli.engine.types import Decoding, GenerationResult, LoadOptions
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.ui import console
 
@@ -92,6 +92,7 @@ def chat(
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
     plain: opt.PlainOpt = False,
+    lookup: opt.LookupOpt = True,
     load: Annotated[
         Path | None,
         typer.Option(
@@ -151,6 +152,7 @@ def chat(
         markdown=term.stdout_rich and not plain,
         interactive=interactive,
         autosave=conversation.last_chat_path(),
+        lookup=lookup,
     )
     try:
         if interactive:
@@ -289,8 +291,10 @@ class ChatSession:
         interactive: bool = False,
         out: TextIO | None = None,
         autosave: Path | None = None,
+        lookup: bool = True,
     ) -> None:
         self.conv = conv
+        self.decoding = Decoding(lookup=lookup)
         self.llm = llm
         self.load = load
         self.markdown = markdown
@@ -367,7 +371,7 @@ class ChatSession:
         self, tokens: list[int], result: GenerationResult, stopper: StopOnCtrlC | None
     ) -> None:
         with console.AnswerWriter(markdown=self.markdown, out=self.out) as writer:
-            chunks = self.llm.stream(tokens, self.conv.sampling, result)
+            chunks = self.llm.stream(tokens, self.conv.sampling, result, self.decoding)
             try:
                 for chunk in chunks:
                     if stopper is not None:

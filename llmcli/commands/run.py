@@ -117,14 +117,7 @@ def run(
             "same way skips that part (see `llmcli cache`).",
         ),
     ] = True,
-    lookup: Annotated[
-        bool,
-        typer.Option(
-            "--lookup/--no-lookup",
-            help="At --temperature 0, guess tokens from the prompt and the answer so far "
-            "and check several in one step: faster when the answer quotes its input.",
-        ),
-    ] = True,
+    lookup: opt.LookupOpt = True,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
