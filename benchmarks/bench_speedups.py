@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from lookup_tasks import EXTRACTION, FREE, copied_share, orders
+from lookup_tasks import EXTRACTION, FREE, copied_share, greedy, orders
 from testmodel import model_path
 
 
@@ -98,7 +98,7 @@ def bench_lookup(model: Path, reps: int, n_threads: int | None) -> None:
     def threads_used() -> int:
         return n_threads or usable_cores()
 
-    from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+    from llmcli.engine.types import GenerationResult, LoadOptions, Message
 
     # Per task and side: generated tokens and generation seconds of each repetition.
     done: dict[str, dict[bool, list[tuple[int, float]]]] = {}
@@ -112,15 +112,7 @@ def bench_lookup(model: Path, reps: int, n_threads: int | None) -> None:
             outputs: dict[bool, GenerationResult] = {}
             for _ in range(reps):
                 for lookup in (False, True):
-                    llm.llama.reset()  # nothing reused between runs: same work each time
-                    result = GenerationResult()
-                    for _ in llm.stream(
-                        tokens,
-                        Sampling(temperature=0, max_tokens=256),
-                        result,
-                        Decoding(lookup=lookup),
-                    ):
-                        pass
+                    result = greedy(llm, tokens, 256, lookup=lookup)
                     n = result.completion_tokens - 1
                     done[name][lookup].append((n, n / result.generation_tps))
                     outputs[lookup] = result

@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from lookup_tasks import EXTRACTION, FREE
+from lookup_tasks import EXTRACTION, FREE, greedy
 from testmodel import model_path
 
 QUESTIONS = [
@@ -51,18 +51,13 @@ def answers(
 ) -> list[tuple[int, list[int]]]:
     """Per prompt: its length in tokens, and the answer's tokens."""
     from llmcli.engine.model import Model
-    from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+    from llmcli.engine.types import LoadOptions, Message
 
     out = []
     with Model(LoadOptions(path=model, n_ctx=4096, n_threads=threads)) as llm:
         for prompt in prompts:
             context = llm.chat_tokens([Message(role="user", content=prompt)])
-            llm.llama.reset()
-            result = GenerationResult()
-            for _ in llm.stream(
-                context, Sampling(temperature=0, max_tokens=tokens), result, Decoding(lookup)
-            ):
-                pass
+            result = greedy(llm, context, tokens, lookup=lookup)
             out.append((len(context), llm.tokenize(result.text, add_bos=False)))
     return out
 

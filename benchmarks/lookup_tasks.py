@@ -10,6 +10,11 @@ to quote.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from llmcli.engine.model import Model
+    from llmcli.engine.types import GenerationResult
 
 CITIES = ["Lisbon", "Oslo", "Quito", "Hanoi", "Lagos", "Perth"]
 ITEMS = ["blue ceramic mug", "oak cutting board", "linen apron", "steel kettle", "wool blanket"]
@@ -80,3 +85,16 @@ def copied_share(prompt: Sequence[int], answer: Sequence[int]) -> float:
         if tuple(answer[i : i + COPY_RUN]) in grams:
             covered[i : i + COPY_RUN] = [True] * COPY_RUN
     return sum(covered) / len(answer) if answer else 0.0
+
+
+def greedy(model: Model, prompt: Sequence[int], tokens: int, *, lookup: bool) -> GenerationResult:
+    """One greedy answer from an empty context (nothing reused: the same work each time)."""
+    from llmcli.engine.types import Decoding, GenerationResult, Sampling
+
+    model.llama.reset()
+    result = GenerationResult()
+    for _ in model.stream(
+        prompt, Sampling(temperature=0, max_tokens=tokens), result, Decoding(lookup=lookup)
+    ):
+        pass
+    return result
