@@ -44,15 +44,86 @@ def report() -> dict[str, Any]:
             "error": engine.error,
         },
         "gpu_install": [] if engine.gpu_offload else gpu_install_commands(),
-        "threads": {
-            "default": int(configured_threads or config.usable_cores()),
-            "usable_cores": config.usable_cores(),
-            "from_config": configured_threads is not None,
-        },
+        "threads": _threads(configured_threads),
+        "engine_setup": engine_setup(),
         "cache": _cache(),
         "hub": _hub(),
         "config": config_facts,
     }
+
+
+def _threads(configured: object) -> dict[str, Any]:
+    from llmcli.tuning.threads import choose_threads
+
+    choice = choose_threads()
+    return {
+        "default": int(configured) if isinstance(configured, int) else choice.threads,
+        "usable_cores": choice.usable_cores,
+        "busy_cores": choice.busy_cores,
+        "from_config": configured is not None,
+        "reason": "the config file's `threads`" if configured is not None else choice.reason,
+    }
+
+
+def engine_setup() -> dict[str, Any]:
+    """Which engine setup each model measured on this machine and build uses, and why."""
+    import datetime
+
+    from llmcli.tuning import identity, setups, verdicts
+
+    name, flags = identity.cpu_description()
+    # The features that decide which kernels and repacked layouts llama.cpp uses.
+    shown = ("avx", "avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8")
+    features = [f for f in shown if f in flags]
+    models = []
+    for verdict in sorted(verdicts.all_verdicts(), key=lambda v: v.model):
+        label, _, _shape = verdict.model.rpartition("|")
+        models.append(
+            {
+                "model": label or verdict.model,
+                "setup": verdict.setup,
+                "reason": verdict.reason,
+                "threads": verdict.threads,
+                "measured": datetime.datetime.fromtimestamp(verdict.measured_at)
+                .astimezone()
+                .isoformat(timespec="seconds"),
+                "probes": [
+                    {
+                        "setup": p.setup,
+                        "ok": p.ok,
+                        "failure": p.failure,
+                        "prompt_tokens_per_s": round(p.prompt_tps, 1),
+                        "generation_tokens_per_s": round(p.gen_tps, 1),
+                    }
+                    for p in verdict.probes
+                ],
+                "batch_cost": {str(k): v for k, v in verdict.batch_cost.items()},
+            }
+        )
+    pinned = os.environ.get(setups.ENV_SETUP, "").strip() or None
+    return {
+        "pinned": pinned,
+        "cpu": name,
+        "cpu_features": features,
+        "build": identity.build_id(),
+        "file": str(verdicts.verdicts_file()),
+        "models": models,
+        "crashes": _crash_lines(verdicts.crashes_file()),
+    }
+
+
+def _crash_lines(path: Path) -> list[str]:
+    """ "setup TAB model key" lines -> "setup in model"."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        setup, _, key = line.partition("\t")
+        if key:
+            out.append(f"{setup} in {key.rpartition('|')[0] or key}")
+    return out
 
 
 def gpu_install_commands() -> list[str]:

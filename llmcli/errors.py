@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     DISK = 7  # disk full or cache not writable
     BATCH_ITEMS_FAILED = 8  # a batch finished, but some of its items failed
     OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
+    ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -39,6 +40,8 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.DISK: "disk full or cache not writable",
     ExitCode.BATCH_ITEMS_FAILED: "`run --batch` finished, but some items failed",
     ExitCode.OUTPUT_INVALID: "the answer does not match the requested JSON schema or format",
+    ExitCode.ENGINE_CRASH: "the llama.cpp engine crashed or cannot run on this CPU; "
+    "the next run avoids the setup that crashed",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -90,6 +93,10 @@ class DiskError(LlmcliError):
 
 class OutputInvalidError(LlmcliError):
     exit_code = ExitCode.OUTPUT_INVALID
+
+
+class EngineCrashError(LlmcliError):
+    exit_code = ExitCode.ENGINE_CRASH
 
 
 class BatchItemsFailedError(LlmcliError):

@@ -29,6 +29,13 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("LLMCLI_HOME", "where llmcli keeps its data (default: the platform's data directory)"),
     ("LLMCLI_PROMPT_CACHE_MB", "size limit of the prompt cache in MB (default 2048)"),
     ("LLMCLI_DEBUG", "`1`: show the traceback with an error"),
+    (
+        "LLMCLI_ENGINE_SETUP",
+        "`auto` (default): the safe, fastest setup measured for each model; or pin one: "
+        "`repack`, `no-repack`, `repack-single`",
+    ),
+    ("LLMCLI_ENGINE_CACHE", "where engine measurements are kept (default: llmcli's cache)"),
+    ("LLMCLI_PROBE_FAULT", "testing: `SETUP=SIGNAL` makes that setup's probe die by the signal"),
     ("NO_COLOR", "any value: no colour on any stream"),
     ("FORCE_COLOR", "colour and Markdown even when not on a terminal (`0`: off)"),
     ("HF_HOME", "Hugging Face home: the cache is `$HF_HOME/hub`, the token `$HF_HOME/token`"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +26,34 @@ _SCRUBBED = (
     "HF_HUB_OFFLINE",
     "NO_COLOR",
     "FORCE_COLOR",
+    "LLMCLI_ENGINE_SETUP",
+    "LLMCLI_PROBE_FAULT",
 )
+
+
+# Loads the test model as generation and as embedding, so the engine setups that suit
+# this CPU are measured once, by the real probes, before any test runs the model.
+_WARM_ENGINE = """
+import sys
+from pathlib import Path
+from llmcli.engine.model import Model
+from llmcli.engine.types import LoadOptions
+path = Path(sys.argv[1])
+Model(LoadOptions(path, n_ctx=512)).close()
+Model(LoadOptions(path, n_ctx=512, embedding=True)).close()
+"""
+
+
+@pytest.fixture(scope="session")
+def engine_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Engine measurements shared by the whole session: a machine fact, not user data.
+    Tests of the measuring itself use their own folder."""
+    folder = tmp_path_factory.mktemp("engine")
+    home = tmp_path_factory.mktemp("warm-home")
+    env = {**os.environ, "LLMCLI_ENGINE_CACHE": str(folder), "LLMCLI_HOME": str(home)}
+    env.pop("LLMCLI_ENGINE_SETUP", None)
+    subprocess.run([sys.executable, "-c", _WARM_ENGINE, str(model_path())], env=env, check=True)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -35,7 +64,7 @@ def model_file() -> Path:
 
 @pytest.fixture(autouse=True)
 def isolated_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch, engine_cache: Path
 ) -> Path:
     """Every test gets its own data, config and Hugging Face cache directories, so the
     user's real cache, token and settings are never read or written."""
@@ -44,6 +73,7 @@ def isolated_home(
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("LLMCLI_HOME", str(home / "llmcli"))
     monkeypatch.setenv("LLMCLI_CONFIG", str(home / "config.toml"))
+    monkeypatch.setenv("LLMCLI_ENGINE_CACHE", str(engine_cache))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")

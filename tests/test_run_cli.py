@@ -45,19 +45,29 @@ def test_piped_output_is_plain_text_ending_with_newline(model_file: Path) -> Non
 def test_greedy_equals_a_direct_engine_run(model_file: Path) -> None:
     import llama_cpp
 
-    from llmcli.config import usable_cores
+    from llmcli.engine.model import weights_repacked
+    from llmcli.tuning.identity import model_key
+    from llmcli.tuning.setups import SETUPS
+    from llmcli.tuning.verdicts import load_verdict
 
-    # Same threads, attention kernel and batch size as llmcli: all change the sums.
-    threads = usable_cores()
-    llm = llama_cpp.Llama(
-        str(model_file),
-        n_ctx=4096,
-        n_threads=threads,
-        n_threads_batch=threads,
-        flash_attn=True,
-        n_batch=256,
-        verbose=False,
-    )
+    # The engine setup llmcli measured as safe on this CPU (llama.cpp's own defaults can
+    # fault on some), and the same threads, attention kernel and batch sizes: all change
+    # the sums.
+    verdict = load_verdict(model_key(model_file))
+    assert verdict is not None
+    setup = SETUPS[verdict.setup]
+    threads = 2
+    with weights_repacked(setup.repack):
+        llm = llama_cpp.Llama(
+            str(model_file),
+            n_ctx=4096,
+            n_threads=threads,
+            n_threads_batch=threads,
+            flash_attn=True,
+            n_batch=256,
+            n_ubatch=setup.ubatch or 256,
+            verbose=False,
+        )
     try:
         direct = llm.create_chat_completion(
             [{"role": "user", "content": QUESTION}], temperature=0, max_tokens=40
@@ -65,7 +75,7 @@ def test_greedy_equals_a_direct_engine_run(model_file: Path) -> None:
     finally:
         llm.close()
     expected = direct["choices"][0]["message"]["content"]  # type: ignore[index]
-    proc = greedy(model_file, QUESTION, n=40)
+    proc = greedy(model_file, "--threads", str(threads), QUESTION, n=40)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout == expected + "\n"
 

@@ -114,7 +114,9 @@ CtxOpt = Annotated[
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
-        min=1, help="CPU threads. Default: every core this process may use.", show_default=False
+        min=1,
+        help="CPU threads. Default: the usable cores other processes are not keeping busy.",
+        show_default=False,
     ),
 ]
 GpuLayersOpt = Annotated[

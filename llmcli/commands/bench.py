@@ -8,7 +8,6 @@ import typer
 
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
-from llmcli.config import usable_cores
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import UsageError
 from llmcli.ui import console
@@ -37,7 +36,9 @@ def register(app: typer.Typer) -> None:
 
 def _thread_list(value: str | None) -> list[int]:
     if value is None:
-        return [usable_cores()]
+        from llmcli.tuning.threads import choose_threads
+
+        return [choose_threads().threads]
     try:
         threads = [int(part) for part in value.split(",") if part.strip()]
     except ValueError:
@@ -61,7 +62,8 @@ def bench(
         typer.Option(
             "--threads",
             "-t",
-            help="Thread counts to compare, e.g. 1,2,4. Default: every usable core.",
+            help="Thread counts to compare, e.g. 1,2,4. Default: the usable cores that other "
+            "processes are not keeping busy.",
             show_default=False,
         ),
     ] = None,
@@ -82,7 +84,7 @@ def bench(
     from llmcli.engine.bench import run_bench
     from llmcli.engine.model import Model
 
-    with Model(load) as llm:
+    with Model(load, notify=console.notice) as llm:
         backend = "GPU" if llm.gpu_layers else "CPU"
         if not json_out:
             console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}\n")

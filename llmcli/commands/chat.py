@@ -188,7 +188,7 @@ def model_label(ref: str | None, path: Path) -> str:
 def open_model(load: LoadOptions) -> Model:
     from llmcli.engine.model import Model
 
-    llm = Model(load)
+    llm = Model(load, notify=console.notice)
     if not llm.has_chat_template:
         llm.close()
         raise LlmcliError(

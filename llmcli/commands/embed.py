@@ -78,7 +78,12 @@ def embed(
 
     path = model_file(model)
     with vectors.load_embedder(
-        path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path,
+        n_ctx=ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        notify=console.notice,
     ) as llm:
         # One at a time: each line reaches the reader as soon as it is ready.
         for text in inputs:

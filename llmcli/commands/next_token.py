@@ -83,7 +83,7 @@ def next_token(
 
     from llmcli.engine import probe
 
-    with probe.load_model(load) as llm:
+    with probe.load_model(load, notify=console.notice) as llm:
         if raw or not llm.has_chat_template:
             if not raw:
                 console.notice("this model has no chat template; using the plain text")

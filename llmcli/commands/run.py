@@ -154,7 +154,7 @@ def run(
 
     from llmcli.engine.model import Model
 
-    with Model(load) as llm, _prompt_cache(llm, prompt_cache) as cache:
+    with Model(load, notify=console.notice) as llm, _prompt_cache(llm, prompt_cache) as cache:
         builder = PromptBuilder(
             llm, raw=raw, special=special, instruction=fmt.instruction() if fmt else None
         )

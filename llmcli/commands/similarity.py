@@ -65,7 +65,12 @@ def similarity(
 
     path = model_file(model)
     with vectors.load_embedder(
-        path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path,
+        n_ctx=ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        notify=console.notice,
     ) as llm:
         matrix = vectors.cosine_matrix(vectors.embed(llm, inputs))
 

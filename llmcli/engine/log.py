@@ -10,17 +10,30 @@ from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Callable
 
 import llama_cpp
 
 _verbose = False
+# Readers of the whole log, whatever --verbose says (the probe child reads which weight
+# buffers a load created).
+_listeners: list[Callable[[str], None]] = []
 
 
 @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]
 def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-    if _verbose and text:
-        sys.stderr.write(text.decode("utf-8", errors="replace"))
+    if not text:
+        return
+    decoded = text.decode("utf-8", errors="replace")
+    for listener in _listeners:
+        listener(decoded)
+    if _verbose:
+        sys.stderr.write(decoded)
         sys.stderr.flush()
+
+
+def listen(listener: Callable[[str], None]) -> None:
+    _listeners.append(listener)
 
 
 def quiet_engine_log(verbose: bool) -> None:

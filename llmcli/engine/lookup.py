@@ -31,16 +31,40 @@ NGRAM_MAX = 6
 RESUMED = 0  # evidence of a guess that picks up a quote after the model's own token
 
 # Time to evaluate a batch of n tokens, in single-token steps, with few and with many
-# positions already in the context (attention grows with both). Measured with llama.cpp
-# on a 2-core x86 CPU: `python benchmarks/bench_batch_cost.py`. Sizes between the listed
-# ones cost more than the next listed size, so only these are used. Where batches are
-# relatively cheaper (a GPU, a model too big for the caches) the table errs on the side
-# of drafting too little, never of losing time.
+# positions already in the context (attention grows with both). This reference table was
+# measured with llama.cpp on a 2-core x86 CPU (`python benchmarks/bench_batch_cost.py`);
+# each machine measures its own near-context costs once (`llmcli.engine.calibrate`) and
+# scales this table's far-context rise onto them. Sizes between the listed ones cost more
+# than the next listed size, so only these are used.
 BATCH_COST_NEAR = {1: 1.0, 2: 1.79, 3: 2.17, 4: 2.63, 6: 3.80, 8: 4.36, 12: 6.19, 16: 8.21}
 BATCH_COST_FAR = {1: 1.0, 2: 1.89, 3: 2.59, 4: 3.26, 6: 4.60, 8: 5.71, 12: 8.37, 16: 10.75}
+BATCH_SIZES = tuple(BATCH_COST_NEAR)
 NEAR_POSITIONS = 150
 FAR_POSITIONS = 2000
-DRAFT_MAX = max(BATCH_COST_NEAR) - 1
+DRAFT_MAX = max(BATCH_SIZES) - 1
+
+
+@dataclass(frozen=True)
+class BatchCosts:
+    """What a batch of each size costs, in single-token steps, near the start of the
+    context and far into it."""
+
+    near: dict[int, float] = field(default_factory=lambda: dict(BATCH_COST_NEAR))
+    far: dict[int, float] = field(default_factory=lambda: dict(BATCH_COST_FAR))
+
+    @classmethod
+    def measured(cls, near: dict[int, float]) -> BatchCosts:
+        """Costs measured on this machine near the start of the context; far into it they
+        rise as they do in the reference table. Sizes not measured keep the reference."""
+        if not all(size in near for size in BATCH_SIZES):
+            return cls()
+        far = {s: near[s] * BATCH_COST_FAR[s] / BATCH_COST_NEAR[s] for s in BATCH_SIZES}
+        return cls({s: near[s] for s in BATCH_SIZES}, far)
+
+    def cost(self, size: int, position: int) -> float:
+        far = min(1.0, max(0.0, (position - NEAR_POSITIONS) / (FAR_POSITIONS - NEAR_POSITIONS)))
+        return (1 - far) * self.near[size] + far * self.far[size]
+
 
 # How quickly the estimate of "a guess is right" follows recent guesses (about the last
 # five count), where it starts, and the expected speed-up a draft must promise.
@@ -111,11 +135,6 @@ class NgramIndex:
         return guess
 
 
-def _batch_cost(size: int, position: int) -> float:
-    far = min(1.0, max(0.0, (position - NEAR_POSITIONS) / (FAR_POSITIONS - NEAR_POSITIONS)))
-    return (1 - far) * BATCH_COST_NEAR[size] + far * BATCH_COST_FAR[size]
-
-
 class DraftPlanner:
     """How much of a guess to send to the model: the part that maximizes the expected
     tokens per unit of time, or none when no part beats plain decoding.
@@ -131,7 +150,8 @@ class DraftPlanner:
     grow only as fast as a copy proves itself, and a miss costs little.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, costs: BatchCosts | None = None) -> None:
+        self.costs = costs or BatchCosts()
         self.chance = dict.fromkeys(range(NGRAM_MAX + 1), ESTIMATE_START)
         self.streak = 0
 
@@ -168,9 +188,9 @@ class DraftPlanner:
         for size in range(2, longest + 2):
             holds *= self.chance[guess.evidence[size - 2]]
             expected += holds
-            if size not in BATCH_COST_NEAR:
+            if size not in self.costs.near:
                 continue
-            gain = expected / _batch_cost(size, position)
+            gain = expected / self.costs.cost(size, position)
             if gain > best_gain:
                 best_size, best_gain = size, gain
         return best_size - 1
@@ -183,7 +203,7 @@ def _trimmed(model: Model, draft: list[int]) -> list[int]:
         if model.is_end_of_generation(token):
             draft = draft[: i + 1]
             break
-    size = max(n for n in BATCH_COST_NEAR if n <= len(draft) + 1)
+    size = max(n for n in BATCH_SIZES if n <= len(draft) + 1)
     return draft[: size - 1]
 
 
@@ -229,7 +249,7 @@ def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> It
     history = [*prompt, first]
     index = NgramIndex(history)
     batch = LlamaBatch(n_tokens=DRAFT_MAX + 1, embd=0, n_seq_max=1)
-    planner = DraftPlanner()
+    planner = DraftPlanner(model.batch_costs)
     resume = Guess()  # after a wrong guess: the guess from the token it got wrong
     last = first
     yield first

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import ctypes
 import secrets
 import time
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,10 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmcli.config import usable_cores
+from llmcli.engine import crash_guard
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
-from llmcli.engine.lookup import LookupStats, greedy_tokens
+from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
@@ -25,7 +26,14 @@ from llmcli.errors import (
     LlmcliError,
     ModelInvalidError,
     ModelNotFoundError,
+    UsageError,
 )
+from llmcli.tuning.choose import Decision, decide
+from llmcli.tuning.identity import model_key
+from llmcli.tuning.probe import ProbeSpec, run_probe
+from llmcli.tuning.setups import NO_REPACK, EngineSetup, setup_from_env
+from llmcli.tuning.threads import choose_threads
+from llmcli.tuning.verdicts import crash_record, crashes_file
 
 GGUF_MAGIC = b"GGUF"
 
@@ -51,20 +59,60 @@ def check_gguf_file(path: Path) -> None:
         raise ModelInvalidError(f"GGUF file is truncated: {path}")
 
 
-class Model:
-    """A loaded model and its context. Use as a context manager to free it."""
+@contextlib.contextmanager
+def weights_repacked(repack: bool) -> Iterator[None]:
+    """`Llama` takes its model parameters from llama_model_default_params() and offers
+    no argument for weight repacking, so the defaults it reads are adjusted while it
+    loads."""
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
 
-    def __init__(self, options: LoadOptions) -> None:
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = repack
+        return value
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
+
+
+class Model:
+    """A loaded model and its context. Use as a context manager to free it.
+
+    The engine setup (weight repacking, tokens per step) is `setup` when given, else the
+    one LLMCLI_ENGINE_SETUP pins, else the one measured safe and fastest for this model on
+    this machine (probed in child processes the first time; `notify` hears about it).
+    """
+
+    def __init__(
+        self,
+        options: LoadOptions,
+        *,
+        setup: EngineSetup | None = None,
+        notify: Callable[[str], None] | None = None,
+    ) -> None:
         check_gguf_file(options.path)
-        threads = options.n_threads or usable_cores()
+        threads = options.n_threads or choose_threads().threads
         gpu_layers = options.n_gpu_layers
         if gpu_layers is None:
             gpu_layers = -1 if gpu_offload_supported() else 0
+        self.options = options
+        self.threads = threads
+        self.gpu_layers = gpu_layers
+        # Computed nothing for a vocabulary-only load: nothing runs, so nothing can fault.
+        self._key = "" if options.vocab_only else model_key(options.path)
+        self.decision = self._decide(setup, notify)
+        self.setup = self.decision.setup
+        verdict = self.decision.verdict
+        self.batch_costs = BatchCosts.measured(verdict.batch_cost) if verdict else BatchCosts()
         kwargs: dict[str, Any] = {
             "model_path": str(options.path),
             "n_ctx": options.n_ctx,
             "n_batch": options.n_batch,
-            "n_ubatch": options.n_batch,
+            "n_ubatch": self.setup.ubatch or options.n_batch,
             "n_threads": threads,
             "n_threads_batch": threads,
             "n_gpu_layers": gpu_layers,
@@ -79,13 +127,17 @@ class Model:
                 if options.pooling == "mean"
                 else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
             )
-        self.options = options
-        self.threads = threads
-        self.gpu_layers = gpu_layers
         quiet_engine_log(options.verbose)
+        if not options.vocab_only:
+            crash_guard.guard(
+                f"running {options.path.name} (engine setup {self.setup.name})",
+                crashes_file(),
+                crash_record(self.setup.name, self._key),
+            )
         start = time.perf_counter()
         try:
-            self.llama = llama_cpp.Llama(**kwargs)
+            with weights_repacked(self.setup.repack):
+                self.llama = llama_cpp.Llama(**kwargs)
         except ValueError as exc:
             if "context" in str(exc):
                 raise LlmcliError(
@@ -100,6 +152,38 @@ class Model:
         self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._formatter = self._make_formatter()
+
+    def _decide(self, setup: EngineSetup | None, notify: Callable[[str], None] | None) -> Decision:
+        options = self.options
+        if setup is not None:
+            return Decision(setup, None)
+        if options.vocab_only:
+            # Nothing is computed, so nothing can fault; repacking would only cost time.
+            return Decision(NO_REPACK, None)
+        try:
+            pinned = setup_from_env()
+        except ValueError as exc:
+            raise UsageError(f"LLMCLI_ENGINE_SETUP: {exc}") from None
+        spec = ProbeSpec(
+            path=str(options.path),
+            setup="",
+            threads=self.threads,
+            n_ctx=min(options.n_ctx, 2048),
+            n_batch=options.n_batch,
+            n_gpu_layers=options.n_gpu_layers,
+            flash_attn=options.flash_attn,
+            embedding=options.embedding,
+            pooling=options.pooling,
+        )
+        return decide(
+            self._key + ("|embedding" if options.embedding else ""),
+            probe=lambda s: run_probe(spec, s),
+            threads=self.threads,
+            embedding=options.embedding,
+            pinned=pinned,
+            notify=notify,
+            model_name=options.path.name,
+        )
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -340,13 +424,16 @@ class Model:
             grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
         )
 
+    def rewind(self, n_keep: int) -> None:
+        """Forget every position from `n_keep` on: the KV cache and the token record."""
+        self.llama._ctx.kv_cache_seq_rm(0, n_keep, -1)
+        self.llama.n_tokens = n_keep
+
     def _evaluate_prompt(self, prompt_tokens: Sequence[int], reused: int) -> None:
         """Evaluate the prompt now, in one call as generation would, so its state can be
         saved; generation then finds it complete, with fresh logits, and samples at once."""
-        llama = self.llama
-        llama._ctx.kv_cache_seq_rm(0, reused, -1)
-        llama.n_tokens = reused
-        llama.eval(prompt_tokens[reused:])
+        self.rewind(reused)
+        self.llama.eval(prompt_tokens[reused:])
 
 
 def _round_up(n: int, step: int = 1024) -> int:

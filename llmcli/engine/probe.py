@@ -8,7 +8,7 @@ position's logits are all that is needed, and llama.cpp keeps those anyway
 from __future__ import annotations
 
 import codecs
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -62,8 +62,8 @@ def top_k(probs: npt.NDArray[np.float64], k: int) -> list[int]:
     return sorted((int(i) for i in part), key=lambda i: (-probs[i], i))
 
 
-def load_model(options: LoadOptions) -> Model:
-    return Model(options)
+def load_model(options: LoadOptions, notify: Callable[[str], None] | None = None) -> Model:
+    return Model(options, notify=notify)
 
 
 def _last_logits(model: Model) -> npt.NDArray[np.float32]:

@@ -9,7 +9,7 @@ they pool (CLS token, last token, mean) and that choice is kept. Embedding needs
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -39,6 +39,7 @@ def load_embedder(
     n_threads: int | None = None,
     n_gpu_layers: int | None = None,
     verbose: bool = False,
+    notify: Callable[[str], None] | None = None,
 ) -> Model:
     # One batch must hold a whole text: encoder models see all of it at once, and the
     # bindings would otherwise cut longer texts silently.
@@ -52,7 +53,8 @@ def load_embedder(
             embedding=True,
             pooling=pooling_for(path),
             verbose=verbose,
-        )
+        ),
+        notify=notify,
     )
 
 

@@ -29,8 +29,8 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         out.append(("GPU offload", "no: this build runs on the CPU only"))
         out.extend(("  to rebuild", cmd) for cmd in report["gpu_install"])
-    source = "config file" if threads["from_config"] else "usable cores"
-    out.append(("threads", f"{threads['default']} ({source}; {threads['usable_cores']} usable)"))
+    out.append(("threads", f"{threads['default']} ({threads['reason']})"))
+    out.extend(_engine_setup_rows(report["engine_setup"]))
     free = cache["free_bytes"]
     out.append(("cache", cache["path"]))
     out.append(
@@ -52,6 +52,21 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("config", f"{cfg['path']}: {state}"))
     out.append(("python", report["python"]))
     out.append(("platform", report["platform"]))
+    return out
+
+
+def _engine_setup_rows(setup: dict[str, Any]) -> list[tuple[str, str]]:
+    out = [("CPU", f"{setup['cpu']} ({' '.join(setup['cpu_features']) or 'no AVX'})")]
+    if setup["pinned"]:
+        out.append(("engine setup", f"{setup['pinned']} (LLMCLI_ENGINE_SETUP)"))
+    elif not setup["models"]:
+        out.append(("engine setup", "measured for each model when first loaded"))
+    for model in setup["models"]:
+        out.append(("engine setup", f"{model['setup']} for {model['model']}"))
+        out.append(("  why", model["reason"]))
+    for crash in setup["crashes"]:
+        out.append(("  crashed", crash))
+    out.append(("  measurements", f"{setup['file']} (`llmcli doctor --recheck` measures again)"))
     return out
 
 
