@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -68,7 +69,9 @@ def build_llama_bench() -> Path:
         check=True,
     )
     subprocess.run(
-        ["cmake", "--build", "build", "--target", "llama-bench", "-j"], cwd=target, check=True
+        ["cmake", "--build", "build", "--target", "llama-bench", "-j", str(os.cpu_count() or 2)],
+        cwd=target,
+        check=True,
     )
     return binary
 
