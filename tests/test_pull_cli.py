@@ -9,11 +9,13 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from clihelpers import run_cli
-from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer
+from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer, refusing_endpoint, silent_endpoint
 from testmodel import model_path
 
 from llmcli import store
@@ -130,6 +132,41 @@ def test_concurrent_pulls_of_the_same_model(hub: HubServer) -> None:
     assert sha256(Path(paths.pop())) == sha256(model_path())
     blobs = list((cache_dir() / "models--test--SmolLM2-GGUF" / "blobs").iterdir())
     assert len(blobs) == 1
+
+
+# -- an unreachable Hub -------------------------------------------------------------------
+
+# Far above the few seconds these take; only here so that a hang fails the test.
+HANG_LIMIT_S = 30
+
+
+@pytest.mark.parametrize("endpoint", [refusing_endpoint, silent_endpoint])
+@pytest.mark.parametrize(
+    "args", [["pull", "smollm2"], ["run", "Why is the sky blue?"]], ids=["pull", "run"]
+)
+def test_an_unreachable_hub_is_one_line_that_says_what_to_do(
+    endpoint: Callable[[], AbstractContextManager[str]], args: list[str]
+) -> None:
+    with endpoint() as url:
+        result = run_cli(*args, env={"HF_ENDPOINT": url}, timeout=HANG_LIMIT_S)
+    assert result.returncode == 6, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr  # no retry log from the library, no notices
+    assert lines[0].startswith(f"llmcli: error: cannot reach the Hub at {url}: ")
+    # The cache is empty: the way forward is a local file, or another endpoint.
+    assert "-m ./model.gguf" in lines[0] and "HF_ENDPOINT" in lines[0]
+
+
+def test_an_unreachable_hub_points_at_cached_models_when_there_are_some(
+    hub: HubServer,
+) -> None:
+    assert llmcli_run("pull", "test/tiny-GGUF").returncode == 0
+    with refusing_endpoint() as url:
+        result = run_cli("pull", "smollm2", env={"HF_ENDPOINT": url}, timeout=HANG_LIMIT_S)
+    assert result.returncode == 6, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "llmcli list" in result.stderr and "HF_HUB_OFFLINE=1" in result.stderr
 
 
 # -- list and rm --------------------------------------------------------------------------
