@@ -19,7 +19,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +50,10 @@ CONNECT_TIMEOUT_S = 2.0
 ANSWER_TIMEOUT_S = 5.0  # HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob, overrides it
 _CONNECT_RETRY_DELAY_S = 0.2
 _SILENT_MEMORY_S = 30.0  # a host that timed out fails at once for this long
+# An interrupted download is cleaned up only when untouched this long and unlocked: on
+# file systems where locks silently do nothing, a download in progress still writes
+# at least every few seconds.
+_LEFTOVER_AGE_S = 60.0
 
 
 # --------------------------------------------------------------------------- settings
@@ -245,14 +249,25 @@ class CachedModel:
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """The partial file of a download that was killed before it could clean up."""
+
+    repo_id: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
 class RemovalPlan:
     """What `remove` would delete; `execute()` does it."""
 
     models: tuple[CachedModel, ...]
     freed_bytes: int
     _strategies: tuple[Any, ...]  # huggingface_hub DeleteCacheStrategy objects
+    leftovers: tuple[Leftover, ...] = ()
 
     def execute(self) -> int:
+        _remove_leftovers(self.leftovers)
         for strategy in self._strategies:
             strategy.execute()
         return self.freed_bytes
@@ -386,6 +401,69 @@ def find_cached(
                 )
         return LocalModel(ref.repo_id, commit, files, chosen.quant)
     return None
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def _repo_dirs(settings: HubSettings, repo_ids: Iterable[str] | None) -> Iterator[tuple[str, Path]]:
+    """(repo id, folder) of the cached model repos, or of those named (any case)."""
+    wanted = None if repo_ids is None else {r.lower() for r in repo_ids}
+    try:
+        folders = sorted(settings.cache_dir.glob("models--*"))
+    except OSError:
+        return
+    for folder in folders:
+        repo_id = folder.name[len("models--") :].replace("--", "/")
+        if wanted is None or repo_id.lower() in wanted:
+            yield repo_id, folder
+
+
+@contextlib.contextmanager
+def _unless_downloading(settings: HubSettings, repo_dir: Path, partial: Path) -> Iterator[bool]:
+    """Yield True, holding huggingface_hub's lock for that blob, when nobody is writing
+    `partial` (named `<etag>[.<random>].incomplete`); else yield False at once."""
+    from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
+
+    try:
+        idle = time.time() - partial.stat().st_mtime >= _LEFTOVER_AGE_S
+    except OSError:
+        idle = False
+    etag = partial.name.split(".")[0]
+    lock = settings.cache_dir / ".locks" / repo_dir.name / f"{etag}.lock"
+    with contextlib.ExitStack() as stack:
+        # A download takes the lock before it creates its file: no lock file, no writer.
+        if idle and lock.exists():
+            try:
+                stack.enter_context(WeakFileLock(lock, timeout=0.01))
+            except TimeoutError:  # filelock's Timeout: a pull holds it right now
+                idle = False
+        yield idle
+
+
+def leftovers(repo_ids: Iterable[str] | None = None) -> list[Leftover]:
+    """Partial files of interrupted downloads that no running pull is writing: space a
+    pull or `rm` of their repo reclaims."""
+    settings = HubSettings.from_env()
+    found: list[Leftover] = []
+    for repo_id, repo_dir in _repo_dirs(settings, repo_ids):
+        for partial in sorted((repo_dir / "blobs").glob("*.incomplete")):
+            with _unless_downloading(settings, repo_dir, partial) as stale:
+                if stale:
+                    with contextlib.suppress(OSError):
+                        found.append(Leftover(repo_id, partial, partial.stat().st_size))
+    return found
+
+
+def _remove_leftovers(found: Iterable[Leftover]) -> None:
+    """Delete these partial files, checking again (under the lock) that they are stale."""
+    settings = HubSettings.from_env()
+    for leftover in found:
+        repo_dir = leftover.path.parent.parent
+        with _unless_downloading(settings, repo_dir, leftover.path) as stale:
+            if stale:
+                with contextlib.suppress(OSError):
+                    leftover.path.unlink()
 
 
 # --------------------------------------------------------------------------- pull
@@ -539,6 +617,7 @@ def pull(
         )
     _quiet_library_log()
     _install_http_client(settings)
+    _remove_leftovers(leftovers([ref.repo_id]))
     with _hub_errors(ref.display, settings):
         listing = _list_remote(settings, ref.repo_id, revision)
         chosen = _choose(ref, listing)
@@ -704,14 +783,16 @@ def plan_removal(texts: list[str]) -> RemovalPlan:
     info = _scan(settings)
     entries = list(_models_in(info)) if info is not None else []
     chosen: dict[tuple[str, str, tuple[str, ...]], tuple[CachedModel, list[Any], Any]] = {}
+    # Interrupted downloads in the repos named go too: nothing else can reclaim them.
+    partials = leftovers({r.repo_id for r in refs})
     for ref, text in zip(refs, texts, strict=True):
         hits = [e for e in entries if _matches(ref, e[0])]
-        if not hits:
+        if not hits and not any(p.repo_id.lower() == ref.repo_id.lower() for p in partials):
             raise ModelNotFoundError(f"not in the cache: {text}", hint="see `llmcli list`")
         for hit in hits:
             chosen[(hit[0].repo_id, hit[0].commit, hit[0].files)] = hit
-    if info is None:  # unreachable: no cache means no hits
-        return RemovalPlan((), 0, ())
+    if info is None:
+        return RemovalPlan((), sum(p.size for p in partials), (), tuple(partials))
     whole: list[str] = []
     partial: list[CachedFileInfo] = []
     for commit in {key[1] for key in chosen}:
@@ -729,6 +810,6 @@ def plan_removal(texts: list[str]) -> RemovalPlan:
         strategies.append(info.delete_revisions(*whole))
     if partial:
         strategies.append(info.delete_files(*partial))
-    freed = sum(int(s.expected_freed_size) for s in strategies)
+    freed = sum(int(s.expected_freed_size) for s in strategies) + sum(p.size for p in partials)
     models = tuple(sorted((v[0] for v in chosen.values()), key=lambda m: m.name))
-    return RemovalPlan(models, freed, tuple(strategies))
+    return RemovalPlan(models, freed, tuple(strategies), tuple(partials))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -103,10 +104,21 @@ def test_interrupted_pull_leaves_nothing_usable_and_rerun_succeeds(hub: HubServe
     assert store.list_models() == []
     offline = llmcli_run("run", "-m", "test/slow-GGUF", "Hi", env={"HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 6, offline.stderr  # not mistaken for a cached model
+    # The partial file stays until nobody could still be writing it (a minute untouched).
+    [partial] = blobs.glob("*.incomplete")
+    listed = llmcli_run("list")
+    assert "reclaimable" not in listed.stderr
+    an_hour_ago = time.time() - 3600
+    os.utime(partial, (an_hour_ago, an_hour_ago))
+    listed = llmcli_run("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "reclaimable from interrupted downloads (test/slow-GGUF)" in listed.stderr
     rerun = llmcli_run("pull", "test/slow-GGUF")
     assert rerun.returncode == 0, rerun.stderr
     expected = hub.repos["test/slow-GGUF"].files["slow-Q4_K_M.gguf"].sha256
     assert sha256(Path(rerun.stdout.strip())) == expected
+    assert list(blobs.glob("*.incomplete")) == []  # the killed pull's file is gone
+    assert "reclaimable" not in llmcli_run("list").stderr
 
 
 def test_ctrl_c_exits_130_and_cleans_up(hub: HubServer) -> None:
@@ -213,6 +225,19 @@ def test_rm_with_yes(hub: HubServer) -> None:
     assert [m.name for m in store.list_models()] == ["test/tiny-GGUF:Q4_K_M"]
     missing = llmcli_run("rm", "--yes", "test/tiny-GGUF:Q8_0")
     assert missing.returncode == 3 and "not in the cache" in missing.stderr
+
+
+def test_rm_reclaims_an_interrupted_download() -> None:
+    blobs = cache_dir() / "models--test--slow-GGUF" / "blobs"
+    blobs.mkdir(parents=True)
+    partial = blobs / f"{'a' * 64}.0123abcd.incomplete"
+    partial.write_bytes(b"x" * 3000)
+    os.utime(partial, (time.time() - 3600, time.time() - 3600))
+    removed = llmcli_run("rm", "--yes", "test/slow-GGUF")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == ""  # no model was deleted
+    assert "(interrupted download)" in removed.stderr and "3.0 kB" in removed.stderr
+    assert not partial.exists()
 
 
 # -- run -m with a Hub reference (needs the run command) ------------------------------------
