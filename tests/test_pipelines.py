@@ -249,7 +249,7 @@ def test_piped_control_tokens_do_not_forge_turns(model_file: Path) -> None:
 
 
 def test_bench_json(model_file: Path) -> None:
-    proc = run_cli("bench", "-m", str(model_file), "-p", "32", "-g", "8", "-r", "2", "--json")
+    proc = run_cli("bench", "-m", str(model_file), "-p", "32", "-n", "8", "-r", "2", "--json")
     assert proc.returncode == 0, proc.stderr
     results = json.loads(proc.stdout)
     assert [r["test"] for r in results] == ["pp32", "tg8"]
