@@ -118,7 +118,7 @@ def run_llmcli(model: Path, threads: int, reps: int) -> dict[str, float]:
             str(reps),
             "-p",
             "512",
-            "-g",
+            "-n",
             "128",
             "--json",
         ],

@@ -15,7 +15,7 @@ class ExitCode(IntEnum):
     OK = 0
     ERROR = 1  # anything not covered below
     USAGE = 2  # bad option value, missing prompt (same code Click uses)
-    MODEL_NOT_FOUND = 3  # local file, repo, alias, file or quant that does not exist
+    MODEL_NOT_FOUND = 3  # local file, repo, file in a repo, alias or quant that does not exist
     MODEL_INVALID = 4  # not a GGUF, truncated/corrupt, hash mismatch
     CONTEXT_OVERFLOW = 5  # prompt does not fit in the context window
     NETWORK = 6  # offline and not cached, Hub unreachable, gated/private repo
@@ -33,7 +33,9 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.OK: "success",
     ExitCode.ERROR: "unexpected error",
     ExitCode.USAGE: "usage error: bad option value, no prompt, invalid config file",
-    ExitCode.MODEL_NOT_FOUND: "model not found: file, repo, alias, file or quantization",
+    ExitCode.MODEL_NOT_FOUND: (
+        "model not found: local file, repo, file in a repo, alias or quantization"
+    ),
     ExitCode.MODEL_INVALID: "invalid model: not a GGUF, truncated or corrupt, failed hash check",
     ExitCode.CONTEXT_OVERFLOW: "the prompt does not fit in the context window (raise `--ctx`)",
     ExitCode.NETWORK: "network: offline and not cached, Hub unreachable, gated or private repo",

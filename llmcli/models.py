@@ -90,6 +90,4 @@ def ensure_hub_model(
             f"{ref.display} is not in the cache and offline mode is on",
             hint=f"run `llmcli pull {ref.display}` while online",
         )
-    if progress is not None:
-        progress.notice(f"pulling {ref.display}...")
     return store.pull(ref, revision=revision, progress=progress)

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import re
-from collections.abc import Iterator
+import socket
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,6 +43,18 @@ if TYPE_CHECKING:
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of "true" in env vars
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 
+# How long to wait for the Hub where huggingface_hub sets no limit (its listing requests
+# wait forever on a server that accepts a connection and never answers). A healthy Hub
+# connects and answers an API call well within these.
+CONNECT_TIMEOUT_S = 2.0
+ANSWER_TIMEOUT_S = 5.0  # HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob, overrides it
+_CONNECT_RETRY_DELAY_S = 0.2
+_SILENT_MEMORY_S = 30.0  # a host that timed out fails at once for this long
+# An interrupted download is cleaned up only when untouched this long and unlocked: on
+# file systems where locks silently do nothing, a download in progress still writes
+# at least every few seconds.
+_LEFTOVER_AGE_S = 60.0
+
 
 # --------------------------------------------------------------------------- settings
 
@@ -57,6 +72,7 @@ class HubSettings:
     cache_dir: Path
     offline: bool
     token: str | bool | None
+    answer_timeout: float = ANSWER_TIMEOUT_S
 
     @classmethod
     def from_env(cls) -> HubSettings:
@@ -70,16 +86,129 @@ class HubSettings:
         token: str | bool | None = env.get("HF_TOKEN") or None
         if token is None and env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").upper() in _TRUE:
             token = False  # send no token at all, not even the one saved by `hf auth login`
+        try:
+            answer_timeout = float(env.get("HF_HUB_ETAG_TIMEOUT") or ANSWER_TIMEOUT_S)
+        except ValueError:
+            answer_timeout = ANSWER_TIMEOUT_S
         return cls(
             endpoint=env.get("HF_ENDPOINT", "").rstrip("/") or None,
             cache_dir=Path(cache).expanduser(),
             offline=env.get("HF_HUB_OFFLINE", "").upper() in _TRUE,
             token=token,
+            answer_timeout=answer_timeout if answer_timeout > 0 else ANSWER_TIMEOUT_S,
         )
+
+    @property
+    def where(self) -> str:
+        return self.endpoint or "https://huggingface.co"
 
 
 def _repo_dir(settings: HubSettings, repo_id: str) -> Path:
     return settings.cache_dir / ("models--" + repo_id.replace("/", "--"))
+
+
+# --------------------------------------------------------------------------- HTTP
+
+
+class _HubUnreachable(Exception):
+    """The Hub could not be reached at all: refused, unresolvable or silent.
+
+    Deliberately not an httpx error: huggingface_hub retries those five times with
+    growing pauses (23 s and a log line per try) before it gives up, which without a
+    network only delays the same answer.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+_installed_limits: tuple[float, float] | None = None
+
+
+def _quiet_library_log() -> None:
+    """llmcli reports every failure in its own words, once: huggingface_hub's retry and
+    resume warnings would only repeat it. HF_HUB_VERBOSITY or LLMCLI_DEBUG bring them
+    back."""
+    if not (config.debug_enabled() or os.environ.get("HF_HUB_VERBOSITY")):
+        logging.getLogger("huggingface_hub").setLevel(logging.ERROR)
+
+
+def _install_http_client(settings: HubSettings) -> None:
+    """Give huggingface_hub a shared HTTP client that bounds every wait and turns an
+    unreachable Hub into `_HubUnreachable` after at most one short retry."""
+    global _installed_limits
+    limits = (CONNECT_TIMEOUT_S, settings.answer_timeout)
+    if _installed_limits == limits:
+        return
+    import httpx2
+    from huggingface_hub import get_session, set_client_factory
+
+    # The library's own request hooks (offline mode, request ids) must keep running.
+    hooks = {name: list(fns) for name, fns in get_session().event_hooks.items()}
+    connect_s, answer_s = limits
+    # Hosts that just timed out, with why and until when. Each process starts with a
+    # best-effort request of the library's own (a registry fetch with a 3 s limit): when
+    # that found the Hub silent, the listing right after it need not wait again.
+    silent: dict[str, tuple[str, float]] = {}
+
+    class QuickFailClient(httpx2.Client):
+        def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
+            host = request.url.netloc.decode()
+            known = silent.get(host)
+            if known is not None and time.monotonic() < known[1]:
+                raise _HubUnreachable(known[0])
+            # huggingface_hub passes `timeout=None` (no limit) for its API calls; a
+            # limit it does set (downloads, HEAD) is kept.
+            timeout = dict(request.extensions.get("timeout") or {})
+            timeout["connect"] = timeout.get("connect") or connect_s
+            timeout["read"] = timeout.get("read") or answer_s
+            request.extensions["timeout"] = timeout
+            try:
+                try:
+                    return super().send(request, **kwargs)
+                except httpx2.ConnectError:
+                    time.sleep(_CONNECT_RETRY_DELAY_S)  # a blip passes; an outage does not
+                    return super().send(request, **kwargs)
+            except httpx2.ConnectError as e:
+                raise _HubUnreachable(_connect_failure(e)) from e
+            except httpx2.TimeoutException as e:
+                if isinstance(e, httpx2.ConnectTimeout):
+                    reason = f"no connection within {timeout['connect']:g} s"
+                else:
+                    reason = f"no answer within {timeout['read']:g} s"
+                silent[host] = (reason, time.monotonic() + _SILENT_MEMORY_S)
+                raise _HubUnreachable(reason) from e
+
+    set_client_factory(
+        lambda: QuickFailClient(event_hooks=hooks, follow_redirects=True, timeout=None)
+    )
+    _installed_limits = limits
+
+
+def _connect_failure(error: BaseException) -> str:
+    """Why a connection failed, in a few words, from the OS error underneath."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, socket.gaierror):
+            return "the host name does not resolve"
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        cause = cause.__cause__ or cause.__context__
+    return str(error) or "no connection"
+
+
+def _unreachable(settings: HubSettings, reason: str | None) -> NetworkError:
+    """The one message for a Hub that cannot be reached, with what to do instead."""
+    where = settings.where + (f": {reason}" if reason else "")
+    if cached_model_names():
+        instead = "cached models (llmcli list) work with HF_HUB_OFFLINE=1"
+    else:
+        instead = "nothing is cached yet: run a local file with -m ./model.gguf"
+    return NetworkError(
+        f"cannot reach the Hub at {where}",
+        hint=f"check the network or HF_ENDPOINT; {instead}",
+    )
 
 
 # --------------------------------------------------------------------------- results
@@ -120,14 +249,25 @@ class CachedModel:
 
 
 @dataclass(frozen=True)
+class Leftover:
+    """The partial file of a download that was killed before it could clean up."""
+
+    repo_id: str
+    path: Path
+    size: int
+
+
+@dataclass(frozen=True)
 class RemovalPlan:
     """What `remove` would delete; `execute()` does it."""
 
     models: tuple[CachedModel, ...]
     freed_bytes: int
     _strategies: tuple[Any, ...]  # huggingface_hub DeleteCacheStrategy objects
+    leftovers: tuple[Leftover, ...] = ()
 
     def execute(self) -> int:
+        _remove_leftovers(self.leftovers)
         for strategy in self._strategies:
             strategy.execute()
         return self.freed_bytes
@@ -181,11 +321,10 @@ def _hub_errors(what: str, settings: HubSettings) -> Iterator[None]:
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else "?"
         raise NetworkError(f"the Hub answered HTTP {status} for {what}") from e
+    except _HubUnreachable as e:
+        raise _unreachable(settings, e.reason) from e
     except (httpx2.TransportError, ConnectionError, TimeoutError) as e:
-        where = settings.endpoint or "https://huggingface.co"
-        raise NetworkError(
-            f"cannot reach the Hub at {where}", hint="check the network, or use a cached model"
-        ) from e
+        raise _unreachable(settings, None) from e
     except OSError as e:
         raise _os_error(e, settings) from e
 
@@ -262,6 +401,69 @@ def find_cached(
                 )
         return LocalModel(ref.repo_id, commit, files, chosen.quant)
     return None
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def _repo_dirs(settings: HubSettings, repo_ids: Iterable[str] | None) -> Iterator[tuple[str, Path]]:
+    """(repo id, folder) of the cached model repos, or of those named (any case)."""
+    wanted = None if repo_ids is None else {r.lower() for r in repo_ids}
+    try:
+        folders = sorted(settings.cache_dir.glob("models--*"))
+    except OSError:
+        return
+    for folder in folders:
+        repo_id = folder.name[len("models--") :].replace("--", "/")
+        if wanted is None or repo_id.lower() in wanted:
+            yield repo_id, folder
+
+
+@contextlib.contextmanager
+def _unless_downloading(settings: HubSettings, repo_dir: Path, partial: Path) -> Iterator[bool]:
+    """Yield True, holding huggingface_hub's lock for that blob, when nobody is writing
+    `partial` (named `<etag>[.<random>].incomplete`); else yield False at once."""
+    from huggingface_hub.utils import WeakFileLock  # type: ignore[attr-defined]
+
+    try:
+        idle = time.time() - partial.stat().st_mtime >= _LEFTOVER_AGE_S
+    except OSError:
+        idle = False
+    etag = partial.name.split(".")[0]
+    lock = settings.cache_dir / ".locks" / repo_dir.name / f"{etag}.lock"
+    with contextlib.ExitStack() as stack:
+        # A download takes the lock before it creates its file: no lock file, no writer.
+        if idle and lock.exists():
+            try:
+                stack.enter_context(WeakFileLock(lock, timeout=0.01))
+            except TimeoutError:  # filelock's Timeout: a pull holds it right now
+                idle = False
+        yield idle
+
+
+def leftovers(repo_ids: Iterable[str] | None = None) -> list[Leftover]:
+    """Partial files of interrupted downloads that no running pull is writing: space a
+    pull or `rm` of their repo reclaims."""
+    settings = HubSettings.from_env()
+    found: list[Leftover] = []
+    for repo_id, repo_dir in _repo_dirs(settings, repo_ids):
+        for partial in sorted((repo_dir / "blobs").glob("*.incomplete")):
+            with _unless_downloading(settings, repo_dir, partial) as stale:
+                if stale:
+                    with contextlib.suppress(OSError):
+                        found.append(Leftover(repo_id, partial, partial.stat().st_size))
+    return found
+
+
+def _remove_leftovers(found: Iterable[Leftover]) -> None:
+    """Delete these partial files, checking again (under the lock) that they are stale."""
+    settings = HubSettings.from_env()
+    for leftover in found:
+        repo_dir = leftover.path.parent.parent
+        with _unless_downloading(settings, repo_dir, leftover.path) as stale:
+            if stale:
+                with contextlib.suppress(OSError):
+                    leftover.path.unlink()
 
 
 # --------------------------------------------------------------------------- pull
@@ -413,9 +615,15 @@ def pull(
         raise NetworkError(
             f"cannot pull {ref.display}: offline mode is on", hint="unset HF_HUB_OFFLINE"
         )
+    _quiet_library_log()
+    _install_http_client(settings)
+    _remove_leftovers(leftovers([ref.repo_id]))
     with _hub_errors(ref.display, settings):
         listing = _list_remote(settings, ref.repo_id, revision)
         chosen = _choose(ref, listing)
+        if progress is not None:
+            # Only now: when the Hub cannot be reached, its one error line says it all.
+            progress.notice(f"pulling {ref.display}...")
         local: list[Path] = []
         for rel in chosen.paths:
             # hf_hub_download returns a cached file as is: one damaged since (or put
@@ -439,6 +647,7 @@ def pull(
                         cache_dir=settings.cache_dir,
                         endpoint=settings.endpoint,
                         token=settings.token,
+                        etag_timeout=settings.answer_timeout,
                         tqdm_class=_progress_class(progress, rel, hasher),
                     )
                 )
@@ -574,14 +783,16 @@ def plan_removal(texts: list[str]) -> RemovalPlan:
     info = _scan(settings)
     entries = list(_models_in(info)) if info is not None else []
     chosen: dict[tuple[str, str, tuple[str, ...]], tuple[CachedModel, list[Any], Any]] = {}
+    # Interrupted downloads in the repos named go too: nothing else can reclaim them.
+    partials = leftovers({r.repo_id for r in refs})
     for ref, text in zip(refs, texts, strict=True):
         hits = [e for e in entries if _matches(ref, e[0])]
-        if not hits:
+        if not hits and not any(p.repo_id.lower() == ref.repo_id.lower() for p in partials):
             raise ModelNotFoundError(f"not in the cache: {text}", hint="see `llmcli list`")
         for hit in hits:
             chosen[(hit[0].repo_id, hit[0].commit, hit[0].files)] = hit
-    if info is None:  # unreachable: no cache means no hits
-        return RemovalPlan((), 0, ())
+    if info is None:
+        return RemovalPlan((), sum(p.size for p in partials), (), tuple(partials))
     whole: list[str] = []
     partial: list[CachedFileInfo] = []
     for commit in {key[1] for key in chosen}:
@@ -599,6 +810,6 @@ def plan_removal(texts: list[str]) -> RemovalPlan:
         strategies.append(info.delete_revisions(*whole))
     if partial:
         strategies.append(info.delete_files(*partial))
-    freed = sum(int(s.expected_freed_size) for s in strategies)
+    freed = sum(int(s.expected_freed_size) for s in strategies) + sum(p.size for p in partials)
     models = tuple(sorted((v[0] for v in chosen.values()), key=lambda m: m.name))
-    return RemovalPlan(models, freed, tuple(strategies))
+    return RemovalPlan(models, freed, tuple(strategies), tuple(partials))

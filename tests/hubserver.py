@@ -109,6 +109,25 @@ def serve(repos: list[FakeRepo]) -> Iterator[HubServer]:
         server.stop()
 
 
+@contextmanager
+def refusing_endpoint() -> Iterator[str]:
+    """An address on 127.0.0.1 that refuses every connection: a port held by a socket
+    that never listens, so no other program can start listening there meanwhile."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@contextmanager
+def silent_endpoint() -> Iterator[str]:
+    """An address on 127.0.0.1 that accepts connections and never answers: the kernel
+    completes the handshake for a listening socket nobody reads from."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(64)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
 def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 from clihelpers import run_cli
-from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer
+from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer, refusing_endpoint, silent_endpoint
 from testmodel import model_path
 
 from llmcli import store
@@ -101,10 +104,21 @@ def test_interrupted_pull_leaves_nothing_usable_and_rerun_succeeds(hub: HubServe
     assert store.list_models() == []
     offline = llmcli_run("run", "-m", "test/slow-GGUF", "Hi", env={"HF_HUB_OFFLINE": "1"})
     assert offline.returncode == 6, offline.stderr  # not mistaken for a cached model
+    # The partial file stays until nobody could still be writing it (a minute untouched).
+    [partial] = blobs.glob("*.incomplete")
+    listed = llmcli_run("list")
+    assert "reclaimable" not in listed.stderr
+    an_hour_ago = time.time() - 3600
+    os.utime(partial, (an_hour_ago, an_hour_ago))
+    listed = llmcli_run("list")
+    assert listed.returncode == 0, listed.stderr
+    assert "reclaimable from interrupted downloads (test/slow-GGUF)" in listed.stderr
     rerun = llmcli_run("pull", "test/slow-GGUF")
     assert rerun.returncode == 0, rerun.stderr
     expected = hub.repos["test/slow-GGUF"].files["slow-Q4_K_M.gguf"].sha256
     assert sha256(Path(rerun.stdout.strip())) == expected
+    assert list(blobs.glob("*.incomplete")) == []  # the killed pull's file is gone
+    assert "reclaimable" not in llmcli_run("list").stderr
 
 
 def test_ctrl_c_exits_130_and_cleans_up(hub: HubServer) -> None:
@@ -130,6 +144,41 @@ def test_concurrent_pulls_of_the_same_model(hub: HubServer) -> None:
     assert sha256(Path(paths.pop())) == sha256(model_path())
     blobs = list((cache_dir() / "models--test--SmolLM2-GGUF" / "blobs").iterdir())
     assert len(blobs) == 1
+
+
+# -- an unreachable Hub -------------------------------------------------------------------
+
+# Far above the few seconds these take; only here so that a hang fails the test.
+HANG_LIMIT_S = 30
+
+
+@pytest.mark.parametrize("endpoint", [refusing_endpoint, silent_endpoint])
+@pytest.mark.parametrize(
+    "args", [["pull", "smollm2"], ["run", "Why is the sky blue?"]], ids=["pull", "run"]
+)
+def test_an_unreachable_hub_is_one_line_that_says_what_to_do(
+    endpoint: Callable[[], AbstractContextManager[str]], args: list[str]
+) -> None:
+    with endpoint() as url:
+        result = run_cli(*args, env={"HF_ENDPOINT": url}, timeout=HANG_LIMIT_S)
+    assert result.returncode == 6, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr  # no retry log from the library, no notices
+    assert lines[0].startswith(f"llmcli: error: cannot reach the Hub at {url}: ")
+    # The cache is empty: the way forward is a local file, or another endpoint.
+    assert "-m ./model.gguf" in lines[0] and "HF_ENDPOINT" in lines[0]
+
+
+def test_an_unreachable_hub_points_at_cached_models_when_there_are_some(
+    hub: HubServer,
+) -> None:
+    assert llmcli_run("pull", "test/tiny-GGUF").returncode == 0
+    with refusing_endpoint() as url:
+        result = run_cli("pull", "smollm2", env={"HF_ENDPOINT": url}, timeout=HANG_LIMIT_S)
+    assert result.returncode == 6, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert "llmcli list" in result.stderr and "HF_HUB_OFFLINE=1" in result.stderr
 
 
 # -- list and rm --------------------------------------------------------------------------
@@ -176,6 +225,19 @@ def test_rm_with_yes(hub: HubServer) -> None:
     assert [m.name for m in store.list_models()] == ["test/tiny-GGUF:Q4_K_M"]
     missing = llmcli_run("rm", "--yes", "test/tiny-GGUF:Q8_0")
     assert missing.returncode == 3 and "not in the cache" in missing.stderr
+
+
+def test_rm_reclaims_an_interrupted_download() -> None:
+    blobs = cache_dir() / "models--test--slow-GGUF" / "blobs"
+    blobs.mkdir(parents=True)
+    partial = blobs / f"{'a' * 64}.0123abcd.incomplete"
+    partial.write_bytes(b"x" * 3000)
+    os.utime(partial, (time.time() - 3600, time.time() - 3600))
+    removed = llmcli_run("rm", "--yes", "test/slow-GGUF")
+    assert removed.returncode == 0, removed.stderr
+    assert removed.stdout == ""  # no model was deleted
+    assert "(interrupted download)" in removed.stderr and "3.0 kB" in removed.stderr
+    assert not partial.exists()
 
 
 # -- run -m with a Hub reference (needs the run command) ------------------------------------

@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -259,12 +260,8 @@ def test_offline_and_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     assert info.value.exit_code == ExitCode.NETWORK
 
 
-def test_unreachable_hub(monkeypatch: pytest.MonkeyPatch) -> None:
-    # conftest points HF_ENDPOINT at a closed port. huggingface_hub retries a failed
-    # connection with backoff (~23 s in all); skip the waiting, not the retries.
-    import time
-
-    monkeypatch.setattr(time, "sleep", lambda _seconds: None)
+def test_unreachable_hub() -> None:
+    # conftest points HF_ENDPOINT at a closed port: one short retry, then this error.
     with pytest.raises(NetworkError, match="cannot reach the Hub") as info:
         models.ensure_model("test/tiny-GGUF", progress=None)
     assert info.value.exit_code == ExitCode.NETWORK
@@ -351,6 +348,60 @@ def test_remove_what_is_not_there(hub: HubServer) -> None:
         store.plan_removal(["test/tiny-GGUF"])
     with pytest.raises(UsageError, match="local file"):
         store.plan_removal(["./m.gguf"])
+
+
+# -- interrupted downloads ----------------------------------------------------------------
+
+
+def leftover(repo_id: str, etag: str, *, age_s: float, size: int = 1000) -> Path:
+    """A partial download as huggingface_hub names it, last written `age_s` ago."""
+    folder = cache_dir() / ("models--" + repo_id.replace("/", "--")) / "blobs"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{etag}.0123abcd.incomplete"
+    path.write_bytes(b"x" * size)
+    when = time.time() - age_s
+    os.utime(path, (when, when))
+    return path
+
+
+def test_only_idle_unlocked_partial_downloads_are_leftovers() -> None:
+    from huggingface_hub.utils import WeakFileLock
+
+    old = leftover("test/slow-GGUF", "a" * 64, age_s=3600)
+    fresh = leftover("test/slow-GGUF", "b" * 64, age_s=1)  # perhaps still being written
+    held = leftover("test/slow-GGUF", "c" * 64, age_s=3600)
+    locks = cache_dir() / ".locks" / "models--test--slow-GGUF"
+    locks.mkdir(parents=True)
+    with WeakFileLock(locks / f"{'c' * 64}.lock"):  # as a pull in progress holds it
+        found = store.leftovers()
+        assert [(p.repo_id, p.path, p.size) for p in found] == [("test/slow-GGUF", old, 1000)]
+    assert {p.path for p in store.leftovers()} == {old, held}
+    assert fresh.exists()
+
+
+def test_pull_removes_its_repos_leftovers_only(hub: HubServer) -> None:
+    mine = leftover("test/tiny-GGUF", "a" * 64, age_s=3600)
+    other = leftover("test/noq4-GGUF", "b" * 64, age_s=3600)
+    store.pull(ref("test/tiny-GGUF"))
+    assert not mine.exists() and other.exists()
+
+
+def test_remove_takes_the_repos_leftovers_along(hub: HubServer) -> None:
+    store.pull(ref("test/tiny-GGUF"))
+    partial = leftover("test/tiny-GGUF", "a" * 64, age_s=3600, size=5000)
+    plan = store.plan_removal(["test/tiny-GGUF"])
+    assert [p.path for p in plan.leftovers] == [partial]
+    assert plan.freed_bytes == 4096 + 5000
+    plan.execute()
+    assert not partial.exists() and store.list_models() == []
+
+
+def test_remove_of_a_repo_that_holds_only_leftovers() -> None:
+    partial = leftover("test/slow-GGUF", "a" * 64, age_s=3600)
+    plan = store.plan_removal(["test/slow-GGUF"])
+    assert plan.models == () and plan.freed_bytes == 1000
+    plan.execute()
+    assert not partial.exists()
 
 
 def test_a_new_listing_entry_does_not_disturb_the_cache(hub: HubServer) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import pytest
 
 from llmcli.commands.prompt_input import combine, read_stdin
+from llmcli.commands.structured import OutputFormat
 from llmcli.engine.chat_prompt import merge_system, segments
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Message
@@ -127,3 +128,27 @@ def test_plain_writer_adds_final_newline_only_when_missing() -> None:
     with AnswerWriter(markdown=False, out=buffer) as writer:
         writer.write("line\n")
     assert buffer.getvalue() == "line\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "cut_off_at", "expected"),
+    [
+        ('{"name": "Al', 5, "the answer is not valid JSON: it was cut off at 5 tokens"),
+        (
+            '{"name": "Al',
+            None,
+            "the answer is not valid JSON: unterminated string starting at line 1, column 10",
+        ),
+        (
+            '{"a": 1 "b": 2}',
+            None,
+            "the answer is not valid JSON: expecting ',' delimiter at line 1, column 9",
+        ),
+        ('{"a": 1}', 5, None),  # cut off exactly where it ended: still fine
+    ],
+)
+def test_an_invalid_json_answer_is_explained_in_words(
+    text: str, cut_off_at: int | None, expected: str | None
+) -> None:
+    fmt = OutputFormat(gbnf="", json=True)
+    assert fmt.problem_with(text, cut_off_at=cut_off_at) == expected

@@ -95,6 +95,13 @@ def _answer_item(
             "saved": result.prompt_cache_saved,
         },
         lookup={"drafted_tokens": result.draft_tokens, "accepted_tokens": result.accepted_tokens},
-        error=fmt.problem_with(result.text) if fmt else None,
+        error=_format_problem(fmt, result),
     )
     return line
+
+
+def _format_problem(fmt: OutputFormat | None, result: GenerationResult) -> str | None:
+    if fmt is None:
+        return None
+    cut = result.finish_reason == "length"
+    return fmt.problem_with(result.text, cut_off_at=result.completion_tokens if cut else None)

@@ -20,7 +20,7 @@ Examples:
 
   llmcli bench -m smollm2:135m
 
-  llmcli bench -m ./model.gguf -p 512 -g 128 -r 5 --threads 1,2,4 --json
+  llmcli bench -m ./model.gguf -p 512 -n 128 -r 5 --threads 1,2,4 --json
 """
 
 
@@ -54,7 +54,16 @@ def bench(
         int, typer.Option("--n-prompt", "-p", min=0, help="Prompt tokens per pp test; 0: skip.")
     ] = 512,
     n_gen: Annotated[
-        int, typer.Option("--n-gen", "-g", min=0, help="Tokens per tg test; 0: skip.")
+        int,
+        typer.Option(
+            # -n as in `run`; --n-gen is llama-bench's name, -g this command's old one.
+            "--max-tokens",
+            "-n",
+            "--n-gen",
+            "-g",
+            min=0,
+            help="Tokens to generate per tg test; 0: skip.",
+        ),
     ] = 128,
     reps: Annotated[int, typer.Option("--reps", "-r", min=1, help="Repetitions per test.")] = 5,
     threads: Annotated[
@@ -72,7 +81,7 @@ def bench(
 ) -> None:
     thread_counts = _thread_list(threads)
     if n_prompt == 0 and n_gen == 0:
-        raise UsageError("nothing to measure: both --n-prompt and --n-gen are 0")
+        raise UsageError("nothing to measure: both --n-prompt and --max-tokens are 0")
     path = model_file(model)
     load = LoadOptions(
         path=path,

@@ -38,10 +38,14 @@ def list_models(
     found = store.list_models()
     if json_out:
         console.emit_json([_as_json(m) for m in found])
-        return
-    if not found:
+    elif not found:
         console.notice("no models in the cache yet; try `llmcli pull qwen2.5:1.5b`")
-        return
+    else:
+        _print_table(found)
+    _mention_leftovers(store.leftovers())
+
+
+def _print_table(found: list[store.CachedModel]) -> None:
     rows = [
         [
             m.name,
@@ -54,6 +58,19 @@ def list_models(
         for m in found
     ]
     render_table(["NAME", "QUANT", "SIZE", "MODIFIED", "REPO", "FILE"], rows, numeric=[2])
+
+
+def _mention_leftovers(leftovers: list[store.Leftover]) -> None:
+    """Interrupted downloads are not models, but they take space: say how to get it back."""
+    if not leftovers:
+        return
+    repos = sorted({p.repo_id for p in leftovers}, key=str.lower)
+    size = format_bytes(sum(p.size for p in leftovers))
+    which = "that repo" if len(repos) == 1 else "each repo"
+    console.notice(
+        f"{size} reclaimable from interrupted downloads ({', '.join(repos)}):"
+        f" `llmcli pull` or `llmcli rm` of {which} frees it"
+    )
 
 
 def _as_json(model: store.CachedModel) -> dict[str, Any]:

@@ -58,7 +58,6 @@ def pull(model: ModelArg, revision: RevisionOpt = None) -> None:
     if isinstance(ref, LocalRef):
         raise UsageError(f"{model} is a local file: there is nothing to pull")
     with download_progress() as progress:
-        progress.notice(f"pulling {ref.display}...")
         local = store.pull(ref, revision=revision, progress=progress)
     console.notice(f"{ref.display}: {format_bytes(local.size)}, verified")
     console.emit_text(str(local.path))

@@ -48,6 +48,7 @@ def rm(
 ) -> None:
     plan = store.plan_removal(models)
     rows = [[m.name, format_bytes(m.size), m.repo_id] for m in plan.models]
+    rows += [["(interrupted download)", format_bytes(p.size), p.repo_id] for p in plan.leftovers]
     render_table(["NAME", "SIZE", "REPO"], rows, numeric=[1], to_stderr=True)
     console.info(f"this frees {format_bytes(plan.freed_bytes)}")
     if not yes:
@@ -59,4 +60,7 @@ def rm(
     freed = plan.execute()
     for model in plan.models:
         console.emit_text(model.name)
-    console.notice(f"deleted {len(plan.models)} model(s), freed {format_bytes(freed)}")
+    what = [f"{len(plan.models)} model(s)"] if plan.models or not plan.leftovers else []
+    if plan.leftovers:
+        what.append(f"{len(plan.leftovers)} interrupted download(s)")
+    console.notice(f"deleted {' and '.join(what)}, freed {format_bytes(freed)}")

@@ -192,7 +192,7 @@ def run(
             _report(result, name, path, json_out=json_out, stats=stats)
             raise
         _report(result, name, path, json_out=json_out, stats=stats)
-        _check_format(fmt, result)
+        _check_format(fmt, result, sampling.max_tokens)
 
 
 def _batch_lines(source: str) -> list[str]:
@@ -241,10 +241,18 @@ def _prompt_cache(llm: Model, enabled: bool) -> Iterator[PromptCache | None]:
         cache.wait()  # the state is being written in the background
 
 
-def _check_format(fmt: OutputFormat | None, result: GenerationResult) -> None:
-    problem = fmt.problem_with(result.text) if fmt else None
+def _check_format(
+    fmt: OutputFormat | None, result: GenerationResult, max_tokens: int | None
+) -> None:
+    if fmt is None:
+        return
+    cut = result.finish_reason == "length"
+    problem = fmt.problem_with(result.text, cut_off_at=result.completion_tokens if cut else None)
     if problem:
-        hint = "raise --max-tokens" if result.finish_reason == "length" else None
+        hint = None
+        if cut:  # by -n, else by a full context
+            by_limit = max_tokens is not None and result.completion_tokens >= max_tokens
+            hint = "raise --max-tokens" if by_limit else "raise --ctx"
         raise OutputInvalidError(problem, hint=hint)
 
 

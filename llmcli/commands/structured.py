@@ -26,14 +26,17 @@ class OutputFormat:
             return "Answer with a JSON object only."
         return None
 
-    def problem_with(self, text: str) -> str | None:
-        """Why the answer does not meet the format, or None when it does."""
+    def problem_with(self, text: str, *, cut_off_at: int | None = None) -> str | None:
+        """Why the answer does not meet the format, or None when it does. `cut_off_at`:
+        the answer was stopped by a length limit after that many tokens."""
         if not self.json:
             return None
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            return f"the answer is not valid JSON ({exc.msg} at line {exc.lineno})"
+            if cut_off_at is not None:  # the parser's complaint would only be a symptom
+                return f"the answer is not valid JSON: it was cut off at {cut_off_at} tokens"
+            return f"the answer is not valid JSON: {_where(exc)}"
         if self.schema is None:
             return None
         import jsonschema
@@ -42,6 +45,13 @@ class OutputFormat:
             jsonschema.validators.validator_for(self.schema)(self.schema).iter_errors(value)
         )
         return None if error is None else f"the answer does not match the schema: {error.message}"
+
+
+def _where(error: json.JSONDecodeError) -> str:
+    """The parser's reason in words: "expecting ',' delimiter at line 1, column 5"."""
+    reason = error.msg[:1].lower() + error.msg[1:]
+    at = "" if reason.endswith(" at") else " at"  # "Unterminated string starting at"
+    return f"{reason}{at} line {error.lineno}, column {error.colno}"
 
 
 def _load_schema(value: str) -> dict[str, Any]:
