@@ -25,6 +25,7 @@ from llmcli.commands import (
     pull,
     rm,
     run,
+    serve,
     show,
     similarity,
     tokenize,
@@ -90,6 +91,7 @@ bench.register(app)
 cache.register(app)
 show.register(app)
 chat.register(app)
+serve.register(app)
 tokenize.register(app)
 embed.register(app)
 similarity.register(app)

@@ -182,6 +182,8 @@ class Settings:
     models: dict[str, dict[str, Number]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # lower-case name -> target
     warnings: tuple[str, ...] = ()
+    # `llmcli serve`'s API key (LLMCLI_API_KEY and --api-key take precedence).
+    api_key: str | None = None
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -226,6 +228,7 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
     models: dict[str, dict[str, Number]] = {}
     user_aliases: dict[str, str] = {}
     model: str | None = None
+    api_key: str | None = None
 
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")
@@ -236,6 +239,10 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, "must be a model name (text)")
             model = value.strip()
+        elif key == "api_key":
+            if not isinstance(value, str) or not value.strip():
+                raise bad(key, "must be text")
+            api_key = value.strip()
         elif name in OPTIONS:
             try:
                 defaults[name] = coerce_option(name, value)
@@ -258,7 +265,7 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
                 user_aliases[alias.lower()] = target.strip()
         else:
             warnings.append(f"{path}: unknown key {key!r} (ignored)")
-    return Settings(path, exists, model, defaults, models, user_aliases, tuple(warnings))
+    return Settings(path, exists, model, defaults, models, user_aliases, tuple(warnings), api_key)
 
 
 def _model_table(

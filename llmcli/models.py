@@ -43,6 +43,12 @@ def _identity(text: str) -> tuple[str, ...] | None:
     return ("hub", ref.repo_id.lower(), ref.quant or "", (ref.filename or "").lower())
 
 
+def same_model(a: str, b: str) -> bool:
+    """Whether two references name the same model (an alias, a Hub name, a path)."""
+    ia = _identity(a)
+    return a == b or (ia is not None and ia == _identity(b))
+
+
 def model_overrides(text: str) -> dict[str, config.Number]:
     """The config file's `[models."<name>"]` options that apply to this model."""
     tables = config.load().models

@@ -59,6 +59,120 @@ def run_batch(
         raise BatchItemsFailedError(f"{failed} of {len(items)} batch items failed")
 
 
+def run_batch_parallel(
+    llm: Model,
+    builder: PromptBuilder,
+    lines: list[str],
+    sampling: Sampling,
+    fmt: OutputFormat | None,
+    *,
+    prefix: str | None,
+    system: str | None,
+    stats: bool,
+    parallel: int,
+    ctx: int,
+) -> None:
+    """The same lines as `run_batch`, in input order, from up to `parallel` prompts
+    decoded together (llmcli serve's scheduler)."""
+    import threading
+
+    from llmcli.engine.scheduler import Chunk, Job, Scheduler
+
+    items = list(read_items(lines))
+    lines_out: dict[int, dict[str, Any]] = {}
+    done = threading.Condition()
+    start = time.perf_counter()
+
+    def collect(slot: int, item: BatchItem, job_ref: list[Job]) -> Any:
+        parts: list[str] = []
+
+        def emit(chunk: Chunk) -> None:
+            parts.append(chunk.text)
+            if chunk.finish_reason is None:
+                return
+            job = job_ref[0]
+            line = _line_from_job(item, job, "".join(parts), chunk, fmt)
+            with done:
+                lines_out[slot] = line
+                done.notify()
+
+        return emit
+
+    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=len(items))
+    failed = tokens_out = 0
+    try:
+        for slot, item in enumerate(items):
+            if item.error is not None:
+                lines_out[slot] = _answer_item(
+                    llm, builder, item, sampling, fmt, Decoding(), prefix=prefix, system=system
+                )
+                continue
+            ref: list[Job] = []
+            try:
+                tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
+                job = Job(tokens, item_sampling(sampling, item), collect(slot, item, ref))
+                ref.append(job)
+                scheduler.submit(job)
+            except LlmcliError as exc:
+                lines_out[slot] = _error_line(item, str(exc))
+        with batch_progress(len(items)) as progress:
+            for slot in range(len(items)):
+                with done:
+                    done.wait_for(lambda s=slot: s in lines_out)  # type: ignore[misc]
+                line = lines_out.pop(slot)
+                console.emit_json(line)
+                failed += line["error"] is not None
+                tokens_out += line.get("usage", {}).get("completion_tokens", 0)
+                progress.advance(failed=line["error"] is not None)
+    finally:
+        scheduler.close()
+    if stats:
+        elapsed = time.perf_counter() - start
+        console.info(
+            f"{len(items)} items, {failed} failed, {tokens_out} tokens generated in "
+            f"{elapsed:.1f} s ({tokens_out / elapsed if elapsed else 0:.1f} tok/s), "
+            f"{parallel} at once"
+        )
+    if failed:
+        raise BatchItemsFailedError(f"{failed} of {len(items)} batch items failed")
+
+
+def _error_line(item: BatchItem, error: str) -> dict[str, Any]:
+    line: dict[str, Any] = {"index": item.index}
+    if item.id is not None:
+        line["id"] = item.id
+    line["error"] = error
+    return line
+
+
+def _line_from_job(
+    item: BatchItem, job: Any, text: str, last: Any, fmt: OutputFormat | None
+) -> dict[str, Any]:
+    if last.error is not None:
+        return _error_line(item, f"the engine failed: {last.error}")
+    result = GenerationResult(
+        text=text,
+        finish_reason="length" if last.finish_reason == "length" else "stop",
+        prompt_tokens=job.prompt_tokens,
+        prompt_tokens_evaluated=job.prompt_tokens - job.cached_tokens,
+        completion_tokens=job.completion_tokens,
+        seed=job.seed,
+        ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
+    )
+    line = _error_line(item, "")
+    line.update(
+        text=text,
+        finish_reason=result.finish_reason,
+        seed=job.seed,
+        usage=result.usage(),
+        timings=result.timings(),
+        prompt_cache={"reused_tokens": 0, "saved": False},
+        lookup={"drafted_tokens": 0, "accepted_tokens": 0},
+        error=_format_problem(fmt, result),
+    )
+    return line
+
+
 def _answer_item(
     llm: Model,
     builder: PromptBuilder,

@@ -118,6 +118,17 @@ def run(
         ),
     ] = True,
     lookup: opt.LookupOpt = True,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel",
+            "-P",
+            min=1,
+            max=64,
+            help="With --batch: answer this many prompts at once, decoded together "
+            "(the prompt cache and lookup decoding then stay off).",
+        ),
+    ] = 1,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
@@ -148,8 +159,10 @@ def run(
         from llmcli.engine.grammar import check_grammar
 
         check_grammar(path, fmt.gbnf)
+    # With --parallel the scheduler holds the contexts; the model's own only tokenizes.
+    own_ctx = 256 if batch is not None and parallel > 1 else ctx
     load = LoadOptions(
-        path=path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path, n_ctx=own_ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
     )
 
     from llmcli.engine.model import Model
@@ -158,6 +171,22 @@ def run(
         builder = PromptBuilder(
             llm, raw=raw, special=special, instruction=fmt.instruction() if fmt else None
         )
+        if batch is not None and parallel > 1:
+            from llmcli.commands.batch_run import run_batch_parallel
+
+            run_batch_parallel(
+                llm,
+                builder,
+                lines,
+                sampling,
+                fmt,
+                prefix=prompt,
+                system=system,
+                stats=stats,
+                parallel=parallel,
+                ctx=ctx,
+            )
+            return
         if batch is not None:
             from llmcli.commands.batch_run import run_batch
 

@@ -1,0 +1,215 @@
+"""`llmcli serve`: the model over HTTP, for editors, notebooks, agents and `curl`."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import signal
+import socket
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from llmcli import config
+from llmcli.commands import _options as opt
+from llmcli.commands._model import model_file
+from llmcli.engine.types import LoadOptions
+from llmcli.errors import ExitCode, LlmcliError, UsageError
+from llmcli.ui import console
+
+ENV_API_KEY = "LLMCLI_API_KEY"
+MAX_BODY_BYTES = 8 << 20
+
+EPILOG = """\
+Examples:
+
+  llmcli serve -m smollm2 --parallel 4
+
+  curl -s localhost:8080/v1/chat/completions -H 'Content-Type: application/json' \\
+    -d '{"messages": [{"role": "user", "content": "Hi"}]}' | jq -r '.choices[0].message.content'
+
+  # Python: openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
+
+  LLMCLI_API_KEY=secret llmcli serve --host 0.0.0.0     # reachable from the network
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "serve",
+        help="Serve the model over HTTP with OpenAI's API: chat and text completions "
+        "(streamed or not), embeddings, models.\n\n"
+        "Up to --parallel requests are answered at once, decoded together in the same "
+        "engine steps. Listens on 127.0.0.1 unless told otherwise.",
+        epilog=EPILOG,
+    )(serve)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_port(host: str, port: int) -> None:
+    """Fail in one line before the model loads when the address cannot be had."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise LlmcliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
+def serve(
+    model: opt.ModelOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
+    parallel: Annotated[
+        int,
+        typer.Option(
+            "--parallel", "-P", min=1, max=64, help="Requests answered at once (sequences)."
+        ),
+    ] = 4,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            help=f"Require 'Authorization: Bearer KEY'. Also {ENV_API_KEY} or the config "
+            "file's api_key.",
+            show_default=False,
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--no-auth-on-network",
+            help="Allow listening on a non-loopback address without an API key.",
+        ),
+    ] = False,
+    queue: Annotated[
+        int,
+        typer.Option("--queue", min=0, help="Requests that may wait for a free sequence."),
+    ] = 32,
+    grace: Annotated[
+        float,
+        typer.Option("--grace", min=0, help="Seconds answers in flight get to end on Ctrl-C."),
+    ] = 10.0,
+    temperature: opt.TemperatureOpt = opt.DEFAULTS.temperature,
+    top_p: opt.TopPOpt = opt.DEFAULTS.top_p,
+    top_k: opt.TopKOpt = opt.DEFAULTS.top_k,
+    min_p: opt.MinPOpt = opt.DEFAULTS.min_p,
+    repeat_penalty: opt.RepeatPenaltyOpt = opt.DEFAULTS.repeat_penalty,
+    seed: opt.SeedOpt = None,
+    max_tokens: opt.MaxTokensOpt = None,
+    ctx: Annotated[
+        int,
+        typer.Option("--ctx", "-c", min=64, help="Context window of each sequence, in tokens."),
+    ] = opt.DEFAULT_CONTEXT,
+    threads: opt.ThreadsOpt = None,
+    gpu_layers: opt.GpuLayersOpt = None,
+    verbose: opt.VerboseOpt = False,
+) -> None:
+    key = api_key or os.environ.get(ENV_API_KEY) or config.load().api_key
+    if not _is_loopback(host) and not key and not insecure:
+        raise UsageError(
+            f"listening on {host} lets anyone on the network use this machine: set an API "
+            f"key (--api-key or {ENV_API_KEY}) or pass --no-auth-on-network"
+        )
+    if not _is_loopback(host) and not key:
+        console.notice(f"warning: {host}:{port} is open to the network without an API key")
+    defaults = opt.sampling(
+        temperature=temperature,
+        top_p=top_p,
+        top_k=top_k,
+        min_p=min_p,
+        repeat_penalty=repeat_penalty,
+        seed=seed,
+        max_tokens=max_tokens,
+        stop=None,
+    )
+    from llmcli.models import default_ref
+
+    _check_port(host, port)
+    path = model_file(model)
+    ref = served = model or default_ref()
+    if Path(served).expanduser().is_file():
+        served = Path(served).name  # requests name it by file name, not by full path
+
+    from llmcli.engine.model import Model
+    from llmcli.engine.scheduler import Scheduler
+    from llmcli.serve.app import ServerState
+    from llmcli.serve.server import serve as run_server
+
+    # The loaded model's own context only tokenizes; the scheduler has the real one.
+    load = LoadOptions(
+        path=path, n_ctx=256, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+    )
+    llm = Model(load, notify=console.notice)
+    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+    state = ServerState(
+        model=llm,
+        scheduler=scheduler,
+        served_name=served,
+        same_model=lambda name: name == path.name or _same(name, ref) or _same(name, str(path)),
+        cached_models=_cached_models,
+        defaults=defaults,
+        api_key=key,
+        max_body_bytes=MAX_BODY_BYTES,
+        log=console.info,
+        load_embedder=lambda: _embedder(path, ctx, threads, gpu_layers, verbose),
+        grammar_for=lambda schema: _grammar(path, schema),
+    )
+    shown = f"[{host}]" if ":" in host else host
+    console.notice(
+        f"serving {served} on http://{shown}:{port}/v1 ({parallel} at once, {ctx} tokens "
+        f"each{', API key required' if key else ''}); Ctrl-C stops"
+    )
+    try:
+        stopped_by = run_server(state, host=host, port=port, grace=grace)
+    finally:
+        if state.embedder is not None:
+            state.embedder.close()
+        llm.close()
+    if stopped_by is None:
+        raise LlmcliError(f"could not serve on {host}:{port} (is the port in use?)")
+    console.notice("stopped")
+    if stopped_by == signal.SIGINT:
+        raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _same(name: str, served: str) -> bool:
+    from llmcli.models import same_model
+
+    return same_model(name, served)
+
+
+def _cached_models() -> list[str]:
+    from llmcli.store import cached_model_names
+
+    return cached_model_names()
+
+
+def _embedder(
+    path: Any, ctx: int, threads: int | None, gpu_layers: int | None, verbose: bool
+) -> Any:
+    from llmcli.engine.vectors import load_embedder
+
+    return load_embedder(
+        path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+    )
+
+
+def _grammar(path: Any, schema: dict[str, Any]) -> str:
+    from llmcli.engine.grammar import ANY_JSON_OBJECT, check_grammar, schema_to_gbnf
+
+    if not schema:
+        return ANY_JSON_OBJECT
+    gbnf = schema_to_gbnf(schema)
+    check_grammar(path, gbnf)
+    return gbnf

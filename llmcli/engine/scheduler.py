@@ -1,0 +1,401 @@
+"""Many answers from one model at once: continuous batching over llama.cpp sequences.
+
+One llama.cpp context holds `parallel` sequences, each with its own part of the KV cache.
+A thread runs the loop: every step builds one batch from the next token of each sequence
+that is answering and a chunk of each prompt still being read, decodes it, and samples one
+token per sequence. A request that arrives joins at the next step; one that ends or whose
+client goes away frees its sequence at once. A new request takes the free sequence whose
+cached tokens share the longest start with its prompt, so a conversation's next turn
+evaluates only what is new.
+
+Results go back through each job's `emit` callback, called on the scheduler thread.
+"""
+
+from __future__ import annotations
+
+import codecs
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import llama_cpp
+import numpy as np
+from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
+from llama_cpp.llama_grammar import LlamaGrammar
+
+from llmcli.engine.model import Model
+from llmcli.engine.stops import StopScanner
+from llmcli.engine.types import Sampling
+from llmcli.errors import ContextOverflowError, LlmcliError
+
+
+class QueueFullError(LlmcliError):
+    """More requests are waiting than the queue holds."""
+
+
+@dataclass(frozen=True)
+class TopLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    bytes: list[int]
+    top: tuple[TopLogprob, ...]
+
+
+@dataclass
+class Chunk:
+    """What one step produced for a job: text (maybe empty while UTF-8 or a possible stop
+    string is held back), the token's logprobs when asked, and at the end the reason."""
+
+    text: str = ""
+    logprobs: list[TokenLogprob] = field(default_factory=list)
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Job:
+    prompt: list[int]
+    sampling: Sampling
+    emit: Callable[[Chunk], None]
+    top_logprobs: int | None = None  # None: no logprobs
+    # Filled in by the scheduler.
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    completion_tokens: int = 0
+    seed: int = 0
+    cancelled: bool = False
+    submitted_at: float = field(default_factory=time.perf_counter)
+    first_token_at: float | None = None
+
+
+@dataclass
+class _Slot:
+    seq: int
+    cached: list[int] = field(default_factory=list)  # tokens whose KV this sequence holds
+    job: Job | None = None
+    pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
+    last: int = -1  # the token to evaluate next while answering
+    sampler: LlamaSampler | None = None
+    decoder: codecs.IncrementalDecoder | None = None
+    stops: StopScanner | None = None
+    budget: int = 0
+    logits_row: int = -1  # this step's output row for the slot, or -1
+
+
+class Scheduler:
+    """Decodes up to `parallel` jobs together. `submit` from any thread; `close` ends."""
+
+    def __init__(
+        self, model: Model, *, parallel: int, ctx_per_sequence: int, max_waiting: int
+    ) -> None:
+        self.model = model
+        self.parallel = parallel
+        self.ctx_per_sequence = ctx_per_sequence
+        self.max_waiting = max_waiting
+        llama = model.llama
+        params = llama_cpp.llama_context_default_params()
+        params.n_ctx = ctx_per_sequence * parallel
+        params.n_batch = model.options.n_batch
+        params.n_ubatch = model.setup.ubatch or model.options.n_batch
+        params.n_seq_max = parallel
+        params.n_threads = model.threads
+        params.n_threads_batch = model.threads
+        params.flash_attn_type = (
+            llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+            if model.options.flash_attn
+            else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        )
+        # Each sequence gets its own ctx_per_sequence cells: one long answer cannot
+        # starve the others.
+        params.kv_unified = False
+        params.no_perf = True
+        self._ctx = LlamaContext(model=llama._model, params=params, verbose=False)
+        self._n_batch = model.options.n_batch
+        self._batch = LlamaBatch(n_tokens=self._n_batch, embd=0, n_seq_max=1)
+        self._n_vocab = llama.n_vocab()
+        self._slots = [_Slot(seq) for seq in range(parallel)]
+        self._waiting: deque[Job] = deque()
+        self._lock = threading.Condition()
+        self._running = True
+        self._accepting = True
+        self._interrupt = False
+        self._thread = threading.Thread(target=self._loop, name="llmcli-scheduler", daemon=True)
+        self._thread.start()
+
+    # -- from any thread --------------------------------------------------------------
+
+    def submit(self, job: Job) -> None:
+        if len(job.prompt) >= self.ctx_per_sequence:
+            raise ContextOverflowError(
+                f"the prompt is {len(job.prompt)} tokens but the context window holds "
+                f"{self.ctx_per_sequence}"
+            )
+        with self._lock:
+            if not self._running or not self._accepting:
+                raise LlmcliError("the server is shutting down")
+            busy = sum(1 for s in self._slots if s.job is not None)
+            if busy >= self.parallel and len(self._waiting) >= self.max_waiting:
+                raise QueueFullError(
+                    f"all {self.parallel} sequences are busy and {len(self._waiting)} "
+                    "requests are waiting"
+                )
+            self._waiting.append(job)
+            self._lock.notify()
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job (its client went away): its sequence is freed at the next step."""
+        with self._lock:
+            job.cancelled = True
+            if job in self._waiting:
+                self._waiting.remove(job)
+            self._lock.notify()
+
+    def stop_accepting(self) -> None:
+        """Refuse new jobs; those in flight go on."""
+        with self._lock:
+            self._accepting = False
+
+    def interrupt_all(self) -> None:
+        """End every job now, each with what it has so far."""
+        with self._lock:
+            self._interrupt = True
+            self._lock.notify()
+
+    def load(self) -> tuple[int, int]:
+        """(jobs answering, jobs waiting)."""
+        with self._lock:
+            return sum(1 for s in self._slots if s.job is not None), len(self._waiting)
+
+    def close(self) -> None:
+        with self._lock:
+            self._running = False
+            for job in self._waiting:
+                job.cancelled = True
+            self._lock.notify()
+        self._thread.join()
+        for slot in self._slots:
+            if slot.sampler is not None:
+                slot.sampler.close()  # type: ignore[no-untyped-call]
+        self._batch.close()  # type: ignore[no-untyped-call]
+        self._ctx.close()  # type: ignore[no-untyped-call]
+
+    # -- the scheduler thread ---------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while self._running and not self._waiting and not self._active():
+                    self._lock.wait()
+                if not self._running or self._interrupt:
+                    for job in self._waiting:
+                        self._emit(job, Chunk(finish_reason="interrupted"))
+                    self._waiting.clear()
+                    for slot in self._slots:
+                        if slot.job is not None:
+                            self._finish(slot, "interrupted", flush=True)
+                    if not self._running:
+                        return
+                    self._interrupt = False
+                    continue
+                self._admit()
+            try:
+                self._step()
+            except Exception as exc:  # a failed decode must not leave clients waiting
+                for slot in self._slots:
+                    if slot.job is not None:
+                        self._finish(slot, "error", error=str(exc))
+                        self._forget(slot)
+
+    def _active(self) -> bool:
+        return any(s.job is not None for s in self._slots)
+
+    def _admit(self) -> None:
+        """Give waiting jobs the free sequences whose caches match them best."""
+        while self._waiting:
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                return
+            job = self._waiting.popleft()
+            if job.cancelled:
+                continue
+            slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -s.seq))
+            self._start(slot, job)
+
+    def _start(self, slot: _Slot, job: Job) -> None:
+        # The last prompt token is always evaluated again: its logits are needed.
+        keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        self._ctx.kv_cache_seq_rm(slot.seq, keep, -1)
+        slot.cached = slot.cached[:keep]
+        slot.job = job
+        slot.pending = list(job.prompt[keep:])
+        job.prompt_tokens = len(job.prompt)
+        job.cached_tokens = keep
+        sampling = job.sampling
+        job.seed = sampling.seed if sampling.seed is not None else secrets.randbits(31)
+        if slot.sampler is not None:
+            slot.sampler.close()  # type: ignore[no-untyped-call]
+        slot.sampler = _make_sampler(self.model, sampling, job.seed)
+        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        slot.stops = StopScanner(sampling.stop)
+        room = self.ctx_per_sequence - len(job.prompt)
+        slot.budget = min(room, sampling.max_tokens) if sampling.max_tokens else room
+
+    def _step(self) -> None:
+        batch = self._batch.batch
+        n = 0
+        for slot in self._slots:
+            slot.logits_row = -1
+            job = slot.job
+            if job is None:
+                continue
+            if job.cancelled:
+                self._forget(slot)
+                continue
+            if not slot.pending and n < self._n_batch:
+                n = _add(batch, n, slot.last, len(slot.cached), slot.seq, True)
+                slot.logits_row = n - 1
+                slot.cached.append(slot.last)
+        for slot in self._slots:
+            if slot.job is None or not slot.pending or n >= self._n_batch:
+                continue
+            take = slot.pending[: self._n_batch - n]
+            for i, token in enumerate(take):
+                last = i == len(take) - 1 and len(take) == len(slot.pending)
+                n = _add(batch, n, token, len(slot.cached), slot.seq, last)
+                slot.cached.append(token)
+                if last:
+                    slot.logits_row = n - 1
+            del slot.pending[: len(take)]
+        if n == 0:
+            return
+        batch.n_tokens = n
+        self._ctx.decode(self._batch)
+        for slot in self._slots:
+            if slot.logits_row >= 0 and slot.job is not None:
+                self._next_token(slot)
+
+    def _next_token(self, slot: _Slot) -> None:
+        job = slot.job
+        assert job is not None and slot.sampler is not None and slot.decoder is not None
+        assert slot.stops is not None
+        row = slot.logits_row
+        logprobs: list[TokenLogprob] = []
+        if job.top_logprobs is not None:
+            logits = np.ctypeslib.as_array(
+                llama_cpp.llama_get_logits_ith(self._ctx.ctx, row), shape=(self._n_vocab,)
+            )
+        token = slot.sampler.sample(self._ctx, row)
+        if job.first_token_at is None:
+            job.first_token_at = time.perf_counter()
+        if self.model.is_end_of_generation(token):
+            self._finish(slot, "stop", flush=True)
+            return
+        job.completion_tokens += 1
+        piece = self.model.token_bytes(token)
+        if job.top_logprobs is not None:
+            logprobs.append(self._logprob(logits, token, piece, job.top_logprobs))
+        text = slot.stops.feed(slot.decoder.decode(piece))
+        slot.last = token
+        if slot.stops.stopped:
+            self._emit(job, Chunk(text, logprobs))
+            self._finish(slot, "stop")
+            return
+        if job.completion_tokens >= slot.budget:
+            tail = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
+            self._emit(job, Chunk(text + tail, logprobs))
+            self._finish(slot, "length")
+            return
+        if text or logprobs:
+            self._emit(job, Chunk(text, logprobs))
+
+    def _logprob(self, logits: np.ndarray, token: int, piece: bytes, top: int) -> TokenLogprob:
+        shifted = logits.astype(np.float64) - float(logits.max())
+        logz = float(np.log(np.exp(shifted).sum()))
+        ranked: list[TopLogprob] = []
+        if top > 0:
+            ids = np.argpartition(-shifted, top - 1)[:top]
+            for i in sorted((int(i) for i in ids), key=lambda i: (-shifted[i], i)):
+                b = self.model.token_bytes(i)
+                ranked.append(
+                    TopLogprob(b.decode("utf-8", "replace"), float(shifted[i]) - logz, list(b))
+                )
+        return TokenLogprob(
+            piece.decode("utf-8", "replace"),
+            float(shifted[token]) - logz,
+            list(piece),
+            tuple(ranked),
+        )
+
+    def _finish(
+        self, slot: _Slot, reason: str, *, flush: bool = False, error: str | None = None
+    ) -> None:
+        """End the slot's job; `flush` releases text held back for a possible stop."""
+        job = slot.job
+        if job is None:
+            return
+        tail = ""
+        if flush and slot.decoder is not None and slot.stops is not None:
+            tail = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
+        self._emit(job, Chunk(tail, [], finish_reason=reason, error=error))
+        slot.job = None
+        slot.pending = []
+
+    def _forget(self, slot: _Slot) -> None:
+        """Free a cancelled job's sequence; what it cached is kept for reuse."""
+        slot.job = None
+        slot.pending = []
+        # The cache holds only tokens that were evaluated: a half-read prompt's tail
+        # was never decoded, so the record is already exact.
+
+    @staticmethod
+    def _emit(job: Job, chunk: Chunk) -> None:
+        if not job.cancelled:
+            job.emit(chunk)
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def _add(batch: llama_cpp.llama_batch, n: int, token: int, pos: int, seq: int, logits: bool) -> int:
+    batch.token[n] = token
+    batch.pos[n] = pos  # type: ignore[call-overload]
+    batch.n_seq_id[n] = 1
+    batch.seq_id[n][0] = seq
+    batch.logits[n] = logits
+    return n + 1
+
+
+def _make_sampler(model: Model, sampling: Sampling, seed: int) -> LlamaSampler:
+    """The chain the bindings' own generate() builds, so a lone answer matches `run`."""
+    sampler = LlamaSampler()  # type: ignore[no-untyped-call]
+    llama = model.llama
+    if sampling.repeat_penalty != 1.0:
+        sampler.add_penalties(llama.n_vocab(), 64, sampling.repeat_penalty, 0.0, 0.0)
+    if sampling.grammar is not None:
+        grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
+        sampler.add_grammar(llama._model, grammar)
+    if sampling.temperature <= 0:
+        sampler.add_greedy()  # type: ignore[no-untyped-call]
+        return sampler
+    sampler.add_top_k(sampling.top_k)
+    sampler.add_top_p(sampling.top_p, 1)
+    sampler.add_min_p(sampling.min_p, 1)
+    sampler.add_temp(sampling.temperature)
+    sampler.add_dist(seed)
+    return sampler

@@ -1,0 +1,294 @@
+"""OpenAI's request and response shapes, checked and built without any web framework.
+
+Requests are validated field by field into plain data; anything the server cannot honour
+(n > 1, tools) is refused by name rather than ignored. Errors carry OpenAI's error object
+and the HTTP status a client library maps to the right exception.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from llmcli.engine.scheduler import TokenLogprob
+from llmcli.engine.types import Message, Sampling
+
+MAX_STOPS = 4
+MAX_TOP_LOGPROBS = 20
+# Fields OpenAI defines that this server does not implement: refused, never ignored.
+UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "modalities")
+# Accepted and without effect here, as in OpenAI's own API for these values.
+HARMLESS = ("user", "store", "metadata", "parallel_tool_calls", "service_tier")
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        kind: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.kind = kind
+        self.param = param
+        self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.kind,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+def bad(message: str, param: str | None = None, code: str | None = None) -> ApiError:
+    return ApiError(400, message, param=param, code=code)
+
+
+def parse_json(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise bad(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise bad("the request body must be a JSON object")
+    return data
+
+
+def _number(data: dict[str, Any], key: str, lo: float, hi: float | None) -> float | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise bad(f"'{key}' must be a number", key)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise bad(f"'{key}' must be {bound}, got {value}", key)
+    return float(value)
+
+
+def _integer(data: dict[str, Any], key: str, lo: int, hi: int | None = None) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad(f"'{key}' must be an integer", key)
+    if value < lo or (hi is not None and value > hi):
+        bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+        raise bad(f"'{key}' must be {bound}, got {value}", key)
+    return value
+
+
+def refuse_unsupported(data: dict[str, Any]) -> None:
+    for key in UNSUPPORTED:
+        if data.get(key) not in (None, [], False):
+            raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
+    n = _integer(data, "n", 1)
+    if n is not None and n > 1:
+        raise bad("'n' greater than 1 is not supported: send one request per answer", "n")
+
+
+def _stops(data: dict[str, Any]) -> tuple[str, ...]:
+    value = data.get("stop")
+    if value is None:
+        return ()
+    stops = [value] if isinstance(value, str) else value
+    if not isinstance(stops, list) or not all(isinstance(s, str) and s for s in stops):
+        raise bad("'stop' must be a string or a list of non-empty strings", "stop")
+    if len(stops) > MAX_STOPS:
+        raise bad(f"'stop' holds at most {MAX_STOPS} strings", "stop")
+    return tuple(stops)
+
+
+def sampling_from(data: dict[str, Any], defaults: Sampling) -> Sampling:
+    """The request's sampling fields over the server's defaults."""
+    refuse_unsupported(data)
+    max_tokens = _integer(data, "max_completion_tokens", 1)
+    if max_tokens is None:
+        max_tokens = _integer(data, "max_tokens", 1)
+    for key in ("frequency_penalty", "presence_penalty"):
+        if _number(data, key, -2.0, 2.0) not in (None, 0.0):
+            raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
+    temperature = _number(data, "temperature", 0.0, 2.0)
+    top_p = _number(data, "top_p", 0.0, 1.0)
+    seed = _integer(data, "seed", -(2**63))
+    return Sampling(
+        temperature=defaults.temperature if temperature is None else temperature,
+        top_p=defaults.top_p if top_p is None else top_p,
+        top_k=defaults.top_k,
+        min_p=defaults.min_p,
+        repeat_penalty=defaults.repeat_penalty,
+        seed=defaults.seed if seed is None else seed % 2**31,
+        max_tokens=max_tokens if max_tokens is not None else defaults.max_tokens,
+        stop=_stops(data) or defaults.stop,
+    )
+
+
+def response_schema(data: dict[str, Any]) -> dict[str, Any] | None:
+    """None for free text; {} for any JSON object; else the JSON schema asked for."""
+    fmt = data.get("response_format")
+    if fmt is None:
+        return None
+    if not isinstance(fmt, dict) or fmt.get("type") not in ("text", "json_object", "json_schema"):
+        raise bad(
+            "'response_format.type' must be 'text', 'json_object' or 'json_schema'",
+            "response_format",
+        )
+    if fmt["type"] == "text":
+        return None
+    if fmt["type"] == "json_object":
+        return {}
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    if not isinstance(schema, dict):
+        raise bad("'response_format.json_schema.schema' must be an object", "response_format")
+    return schema
+
+
+def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
+    """How many alternatives per token to report, or None for no logprobs."""
+    if chat:
+        wanted = data.get("logprobs")
+        if wanted not in (None, True, False):
+            raise bad("'logprobs' must be true or false", "logprobs")
+        top = _integer(data, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+        if top is not None and not wanted:
+            raise bad("'top_logprobs' needs 'logprobs': true", "top_logprobs")
+        return (top or 0) if wanted else None
+    return _integer(data, "logprobs", 0, 5)
+
+
+def messages_from(data: dict[str, Any]) -> list[Message]:
+    raw = data.get("messages")
+    if not isinstance(raw, list) or not raw:
+        raise bad("'messages' must be a non-empty list", "messages")
+    out: list[Message] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or item.get("role") not in (
+            "system",
+            "developer",
+            "user",
+            "assistant",
+        ):
+            raise bad(
+                f"messages[{i}] needs a 'role' of system, developer, user or assistant",
+                "messages",
+            )
+        content = item.get("content")
+        if isinstance(content, list):  # content parts: only text is understood
+            texts = []
+            for part in content:
+                if not isinstance(part, dict) or part.get("type") != "text":
+                    raise bad(f"messages[{i}]: only text content parts are supported", "messages")
+                texts.append(str(part.get("text", "")))
+            content = "".join(texts)
+        if not isinstance(content, str):
+            raise bad(f"messages[{i}].content must be a string or text parts", "messages")
+        role = "system" if item["role"] == "developer" else item["role"]
+        out.append({"role": role, "content": content})
+    return out
+
+
+def prompt_from(data: dict[str, Any]) -> str:
+    prompt = data.get("prompt")
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+        prompt = prompt[0]
+    if not isinstance(prompt, str):
+        raise bad("'prompt' must be a string (one prompt per request)", "prompt")
+    return prompt
+
+
+def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
+    """The texts, and whether vectors go back as base64 (what the openai client asks)."""
+    value = data.get("input")
+    texts = [value] if isinstance(value, str) else value
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise bad("'input' must be a string or a non-empty list of strings", "input")
+    encoding = data.get("encoding_format") or "float"
+    if encoding not in ("float", "base64"):
+        raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
+    return texts, encoding == "base64"
+
+
+def encode_vector(vector: list[float], as_base64: bool) -> list[float] | str:
+    """base64 is the vector's little-endian float32 bytes, as OpenAI sends it."""
+    if not as_base64:
+        return vector
+    import base64
+    import struct
+
+    return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+
+
+# -- responses -----------------------------------------------------------------------------
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": self.cached_tokens},
+        }
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:24]}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
+    return {
+        "content": [
+            {
+                "token": t.token,
+                "logprob": t.logprob,
+                "bytes": t.bytes,
+                "top_logprobs": [
+                    {"token": a.token, "logprob": a.logprob, "bytes": a.bytes} for a in t.top
+                ],
+            }
+            for t in items
+        ],
+        "refusal": None,
+    }
+
+
+def completion_logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    offsets = []
+    for t in items:
+        offsets.append(offset)
+        offset += len(t.token)
+    return {
+        "tokens": [t.token for t in items],
+        "token_logprobs": [t.logprob for t in items],
+        "top_logprobs": [{a.token: a.logprob for a in t.top} for t in items],
+        "text_offset": offsets,
+    }
+
+
+def finish(reason: str | None) -> str | None:
+    """The scheduler's reasons in OpenAI's words."""
+    return {"interrupted": "length", "error": "stop"}.get(reason or "", reason)
