@@ -370,3 +370,36 @@ def test_sigterm_ends_answers_in_flight_and_exits(model_file: Path) -> None:
     assert last["choices"][0]["finish_reason"] == "length"
     assert s.proc.wait(timeout=30) == 0
     assert any("stopped" in line for line in s.log)
+
+
+def test_run_batch_parallel_gives_the_sequential_lines(model_file: Path, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(
+        "Say hi\nName a color\n"
+        + json.dumps({"prompt": "Count to 3", "id": "c"})
+        + "\n{not json\nWhat is 2+2?\n"
+    )
+    args = (
+        "run",
+        "-m",
+        str(model_file),
+        "--batch",
+        str(prompts),
+        "--temperature",
+        "0",
+        "-n",
+        "12",
+        "--threads",
+        THREADS,
+    )
+    one = run_cli(*args)
+    many = run_cli(*args, "--parallel", "3")
+    assert one.returncode == many.returncode == 8  # the malformed line fails in both
+    a = [json.loads(line) for line in one.stdout.splitlines()]
+    b = [json.loads(line) for line in many.stdout.splitlines()]
+    assert [x["index"] for x in b] == list(range(5)) and b[2]["id"] == "c"
+    for x, y in zip(a, b, strict=True):
+        assert (x.get("text"), bool(x.get("error"))) == (y.get("text"), bool(y.get("error")))
+        assert x.get("usage", {}).get("completion_tokens") == y.get("usage", {}).get(
+            "completion_tokens"
+        )
