@@ -281,3 +281,26 @@ def test_the_planner_drafts_only_where_this_machine_makes_batches_pay() -> None:
     # One token per engine step (repack-single): a batch is no cheaper than its tokens.
     assert linear.length(guess, position=100) == 0
     assert BatchCosts.measured({1: 1.0}) == BatchCosts()  # incomplete: the reference
+
+
+def test_batch_costs_are_kept_only_from_a_quiet_machine(own_engine_cache: Path) -> None:
+    costs = {s: float(s) * 0.6 for s in BATCH_SIZES}
+    probed: list[str] = []
+
+    def probe(setup: EngineSetup) -> ProbeResult:
+        probed.append(setup.name)
+        return ProbeResult(
+            setup.name, True, prompt_tps=100, gen_tps=50, batch_cost=costs, repacked=False
+        )
+
+    busy = decide("m", probe=probe, threads=1, quiet=lambda: False)
+    assert busy.verdict is not None and busy.verdict.batch_cost == {}
+    # Busy again: the verdict stands, nothing is probed.
+    assert decide("m", probe=probe, threads=1, quiet=lambda: False).verdict == load_verdict("m")
+    assert probed == ["repack"]
+    calm = decide("m", probe=probe, threads=1, quiet=lambda: True)
+    assert probed == ["repack", "repack"]
+    assert calm.verdict is not None and calm.verdict.batch_cost == costs
+    # Measured once: kept from then on.
+    decide("m", probe=probe, threads=1, quiet=lambda: True)
+    assert probed == ["repack", "repack"] and load_verdict("m") == calm.verdict

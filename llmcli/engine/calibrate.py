@@ -43,6 +43,8 @@ MAX_REPS = 5
 MIN_ROUNDS = 2
 MAX_ROUNDS = 5
 ROUNDS_BUDGET_S = 0.8
+# Single steps of one probe that differ by more than this were disturbed.
+STEADY_SPREAD = 1.3
 # Weight buffers that hold repacked weights (ggml-cpu's extra buffer types).
 REPACKED_BUFFERS = ("CPU_REPACK", "AMX", "KLEIDIAI", "SPACEMIT")
 _BUFFER_LINE = re.compile(r"(\S+) model buffer size\s*=\s*([0-9.]+) MiB")
@@ -118,6 +120,10 @@ def measure_generative(model: Model) -> dict[str, Any]:
         # nor less than a smaller batch.
         costs[size] = round(min(float(size), max(statistics.median(found), costs[max(costs)])), 3)
     gen_tps = 1.0 / min(singles)
+    if max(singles) > STEADY_SPREAD * min(singles):
+        # Something else ran meanwhile: these ratios describe the contention, not this
+        # machine, and would be kept for good. The parent measures again when quiet.
+        costs = {}
     return {"prompt_tps": prompt_tps, "gen_tps": gen_tps, "batch_cost": costs}
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from llmcli import terminal
 from llmcli.errors import EngineCrashError
 from llmcli.tuning.setups import NO_REPACK, REPACK, REPACK_SINGLE, SETUPS, EngineSetup
+from llmcli.tuning.threads import busy_cores
 from llmcli.tuning.verdicts import (
     CRASHED_BEFORE,
     ProbeResult,
@@ -95,14 +96,21 @@ def decide(
     pinned: EngineSetup | None = None,
     notify: Notify | None = None,
     model_name: str = "this model",
+    quiet: Callable[[], bool] = lambda: busy_cores() == 0,
 ) -> Decision:
-    """The setup to load `model` (an identity.model_key) with."""
+    """The setup to load `model` (an identity.model_key) with.
+
+    Batch costs are kept only from a probe that ran while no other process kept a core
+    busy; until then the reference table serves, and a later quiet load measures them."""
     if pinned is not None:
         return Decision(pinned, None)
     crashed = crashed_setups(model)
     kept = load_verdict(model)
     if kept is not None and kept.setup in SETUPS and kept.setup not in crashed:
+        if not embedding and not kept.batch_cost and quiet():
+            kept = _measure_batch_costs(kept, probe)
         return Decision(SETUPS[kept.setup], kept)
+    calm = quiet()
 
     if notify is not None and terminal.current().stderr_isatty:
         # Progress, not news: a pipeline's stderr hears only about a fallback.
@@ -157,8 +165,22 @@ def decide(
             f"{setup.name} is faster here than llama.cpp's default "
             f"({_speeds(chosen)}, against {_speeds(results[0])})"
         )
+    if not calm:
+        results = [replace(r, batch_cost={}) for r in results]
     verdict = Verdict(
         model=model, setup=setup.name, reason=reason, threads=threads, probes=tuple(results)
     )
     save_verdict(verdict)
     return Decision(setup, verdict, measured=True)
+
+
+def _measure_batch_costs(kept: Verdict, probe: Probe) -> Verdict:
+    """The kept verdict with batch costs from a new probe of its setup, when that probe
+    ran undisturbed; otherwise as it was."""
+    result = probe(SETUPS[kept.setup])
+    if not result.ok or not result.batch_cost:
+        return kept
+    probes = tuple(result if p.setup == kept.setup else p for p in kept.probes)
+    updated = replace(kept, probes=probes)
+    save_verdict(updated)
+    return updated
