@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from llmcli import __version__, config
 from llmcli.commands import (
+    attention,
     bench,
     cache,
     chat,
@@ -94,6 +95,7 @@ tokenize.register(app)
 embed.register(app)
 similarity.register(app)
 next_token.register(app)
+attention.register(app)
 config_cmd.register(app)
 doctor.register(app)
 completion_cmd.register(app)
