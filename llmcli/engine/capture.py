@@ -42,6 +42,7 @@ GGML_MAX_NAME = 64
 GGML_TYPE_F32 = 0
 # llama.cpp's flash attention setting: -1 auto, 0 off, 1 on.
 FLASH_ATTN_DISABLED = 0
+FLASH_ATTN_ENABLED = 1
 # Tokens evaluated per call: bounds the engine's own attention scratch (n_kv x tokens x heads).
 MAX_BATCH = 512
 
@@ -160,12 +161,15 @@ def forward(
     sink: Sink,
     *,
     all_outputs: bool = False,
+    flash_attn: bool = False,
     limit: int | None = None,
 ) -> set[str]:
     """Evaluate `tokens` from an empty cache, handing the nodes `sink` wants to it.
 
     `all_outputs` asks for every position's output (the last layer then keeps every
     row; otherwise llama.cpp drops all but the last before its final layers).
+    `flash_attn` computes attention as the model's own context does (same numbers as
+    generation), but then no attention weights (`kq_soft_max-*`) exist to capture.
     Returns the names of every node the graph had, for discovery and for tests.
     """
     n = len(tokens)
@@ -188,7 +192,7 @@ def forward(
     params.n_seq_max = 1
     params.n_threads = model.threads
     params.n_threads_batch = model.threads
-    params.flash_attn_type = FLASH_ATTN_DISABLED
+    params.flash_attn_type = FLASH_ATTN_ENABLED if flash_attn else FLASH_ATTN_DISABLED
     params.cb_eval = callback.c_function
     params.cb_eval_user_data = None
     ctx = llama_cpp.llama_init_from_model(model.llama.model, params)
