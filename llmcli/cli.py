@@ -13,6 +13,7 @@ from typer.core import TyperGroup
 
 from llmcli import __version__, config
 from llmcli.commands import (
+    attention,
     bench,
     cache,
     chat,
@@ -20,6 +21,7 @@ from llmcli.commands import (
     config_cmd,
     doctor,
     embed,
+    lens,
     list_models,
     next_token,
     pull,
@@ -96,6 +98,8 @@ tokenize.register(app)
 embed.register(app)
 similarity.register(app)
 next_token.register(app)
+attention.register(app)
+lens.register(app)
 config_cmd.register(app)
 doctor.register(app)
 completion_cmd.register(app)

@@ -78,6 +78,8 @@ class TensorInfo:
     name: str
     shape: tuple[int, ...]
     ggml_type: int
+    # Where its data starts, from the start of the data section.
+    offset: int = 0
 
     @property
     def n_elements(self) -> int:
@@ -92,6 +94,8 @@ class Header:
     version: int
     metadata: dict[str, Any]  # scalars as Python values, arrays as ArrayInfo
     tensors: tuple[TensorInfo, ...]
+    # Where the tensor data section starts in the file.
+    data_start: int = 0
 
 
 # -- reading a header --------------------------------------------------------------------
@@ -228,11 +232,41 @@ def _parse(buf: mmap.mmap, path: Path) -> Header:
                 raise ModelInvalidError(f"corrupt tensor info in {path}")
             shape = tuple(cur.u64() for _ in range(n_dims))
             ggml_type = cur.u32()
-            cur.u64()  # data offset: not needed for a card
-            tensors.append(TensorInfo(name, shape, ggml_type))
+            offset = cur.u64()
+            tensors.append(TensorInfo(name, shape, ggml_type, offset))
     except (_Truncated, struct.error) as exc:
         raise ModelInvalidError(f"GGUF header is truncated: {path}") from exc
-    return Header(version, metadata, tuple(tensors))
+    alignment = _int(metadata.get("general.alignment")) or DEFAULT_ALIGNMENT
+    data_start = (cur.pos + alignment - 1) // alignment * alignment
+    return Header(version, metadata, tuple(tensors), data_start)
+
+
+def read_tensor(path: Path, name: str) -> Any:
+    """One tensor's values as a float32 numpy array (dequantized), shaped as numpy reads
+    ggml (dimensions reversed). Only that tensor's bytes are read."""
+    import numpy as np
+    from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+    from gguf.quants import dequantize
+
+    header = read_header(path)
+    found = {t.name: t for t in header.tensors}
+    if name not in found:
+        raise ModelInvalidError(f"{path.name} has no tensor {name}")
+    info = found[name]
+    qtype = GGMLQuantizationType(info.ggml_type)
+    block, block_bytes = GGML_QUANT_SIZES[qtype]
+    row = info.shape[0] if info.shape else 1
+    rows = info.n_elements // row
+    row_bytes = row // block * block_bytes
+    start = header.data_start + info.offset
+    with path.open("rb") as f:
+        f.seek(start)
+        data = f.read(rows * row_bytes)
+    if len(data) != rows * row_bytes:
+        raise ModelInvalidError(f"GGUF file is truncated: {path}")
+    raw = np.frombuffer(data, dtype=np.uint8).reshape(rows, row_bytes)
+    values = np.asarray(dequantize(raw, qtype), dtype=np.float32)
+    return values.reshape(tuple(reversed(info.shape)))
 
 
 # -- constants from the gguf package -------------------------------------------------------

@@ -34,6 +34,8 @@ Examples:
 
   llmcli run --json -n 64 "Name three primes" | jq -r .text
 
+  llmcli run --probs "Finish the proverb: a stitch in time"
+
   llmcli run --json-schema person.json "Invent a person" | jq .name
 
   llmcli run --batch reviews.txt "Sentiment (positive/negative) of:" > out.jsonl
@@ -129,6 +131,23 @@ def run(
             "(the prompt cache and lookup decoding then stay off).",
         ),
     ] = 1,
+    probs: Annotated[
+        bool,
+        typer.Option(
+            "--probs",
+            help="Show how likely each answer token was: shaded on a terminal; with --json, "
+            "OpenAI-style logprobs with the top alternatives. Sampling is unchanged.",
+        ),
+    ] = False,
+    top_logprobs: Annotated[
+        int,
+        typer.Option(
+            "--top-logprobs",
+            min=0,
+            max=20,
+            help="With --probs --json: how many likeliest alternatives to list per token.",
+        ),
+    ] = 5,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
@@ -149,6 +168,10 @@ def run(
         stop=stop,
         grammar=fmt.gbnf if fmt else None,
     )
+    if probs and batch is not None:
+        from llmcli.errors import UsageError
+
+        raise UsageError("--probs works on one prompt, not with --batch")
     if batch is None:
         text = combine(prompt, None if term.stdin_isatty else read_stdin())
         lines: list[str] = []
@@ -215,12 +238,13 @@ def run(
                 Decoding(lookup=lookup, prompt_cache=cache),
                 json_out=json_out,
                 markdown=term.stdout_rich and not plain and fmt is None,
+                logprobs=top_logprobs if probs else None,
             )
         except KeyboardInterrupt:
             result.finish_reason = "interrupted"
-            _report(result, name, path, json_out=json_out, stats=stats)
+            _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
             raise
-        _report(result, name, path, json_out=json_out, stats=stats)
+        _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
         _check_format(fmt, result, sampling.max_tokens)
 
 
@@ -245,11 +269,20 @@ def _answer(
     *,
     json_out: bool,
     markdown: bool,
+    logprobs: int | None = None,
 ) -> None:
-    chunks = llm.stream(tokens, sampling, result, decoding)
+    chunks = llm.stream(tokens, sampling, result, decoding, logprobs=logprobs)
     if json_out:
         for _ in chunks:
             pass
+        return
+    if logprobs is not None and terminal.current().stdout_rich:
+        from llmcli.ui import probs_view
+
+        with probs_view.ProbsWriter(result.logprobs) as shaded:
+            for chunk in chunks:
+                shaded.write(chunk)
+        probs_view.print_legend()
         return
     with console.AnswerWriter(markdown=markdown) as writer:
         for chunk in chunks:
@@ -286,10 +319,21 @@ def _check_format(
 
 
 def _report(
-    result: GenerationResult, name: str, path: Path, *, json_out: bool, stats: bool
+    result: GenerationResult,
+    name: str,
+    path: Path,
+    *,
+    json_out: bool,
+    stats: bool,
+    probs: bool = False,
 ) -> None:
     if json_out:
-        console.emit_json(as_json(result, name, path))
+        data = as_json(result, name, path)
+        if probs:
+            from llmcli.engine.logprobs import content_json
+
+            data["logprobs"] = content_json(result.logprobs)
+        console.emit_json(data)
     if stats:
         console.info(stats_line(result))
 

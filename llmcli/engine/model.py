@@ -18,6 +18,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 from llmcli.engine import crash_guard
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
+from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
@@ -312,12 +313,16 @@ class Model:
         sampling: Sampling,
         result: GenerationResult,
         decoding: Decoding | None = None,
+        *,
+        logprobs: int | None = None,
     ) -> Iterator[str]:
         """Yield the answer's text as it is generated; `result` is filled in as it goes,
         so a caller interrupted mid-stream still has what was produced.
 
         `decoding.lookup` asks for prompt-lookup decoding, used only for plain greedy
         choice; `decoding.prompt_cache` loads and saves the KV state of long prompts.
+        `logprobs` (a number of alternatives) records each token's log-probability in
+        `result.logprobs`; sampling is unchanged.
         """
         decoding = decoding or Decoding()
         prompt_cache = decoding.prompt_cache
@@ -347,7 +352,10 @@ class Model:
         stops = StopScanner(sampling.stop)
         pieces: list[str] = []
         first = last = start
-        generator = self._tokens(prompt_tokens, sampling, result, lookup=decoding.lookup)
+        # Lookup checks several tokens per step and keeps no logits for the ones it
+        # accepts; it picks the same tokens as plain decoding, so it is simply left out.
+        lookup = decoding.lookup and logprobs is None
+        generator = self._tokens(prompt_tokens, sampling, result, lookup=lookup)
         try:
             if budget <= 0:
                 return
@@ -361,7 +369,10 @@ class Model:
                     result.finish_reason = "stop"
                     break
                 result.completion_tokens += 1
-                text = stops.feed(decoder.decode(self.token_bytes(token)))
+                piece = decoder.decode(self.token_bytes(token))
+                if logprobs is not None:
+                    result.logprobs.append(self._logprob(token, logprobs, piece))
+                text = stops.feed(piece)
                 if text:
                     pieces.append(text)
                     result.text = "".join(pieces)
@@ -380,6 +391,21 @@ class Model:
             generator.close()
             if result.completion_tokens > 1 and last > first:
                 result.generation_tps = (result.completion_tokens - 1) / (last - first)
+
+    def _logprob(self, token: int, k: int, piece: str) -> TokenLogprob:
+        """The entry for a token just sampled: the logits it came from are still the
+        engine's latest (the next evaluation has not run yet)."""
+        import numpy as np
+
+        n_vocab = self.llama.n_vocab()
+        pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
+        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+        return token_logprob(logits, token, k, piece, self._shown_bytes)
+
+    def _shown_bytes(self, token: int) -> bytes:
+        """A token's bytes; a control token's name (<|im_end|>), which has none."""
+        control = bool(llama_cpp.llama_vocab_is_control(self._vocab, token))
+        return self.token_bytes(token, special=control)
 
     def _count_prompt_evaluation(self, result: GenerationResult) -> None:
         """Prompt tokens evaluated, from the engine's own counters. A batch of several

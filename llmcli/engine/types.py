@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
+    from llmcli.engine.logprobs import TokenLogprob
     from llmcli.engine.prompt_cache import PromptCache
 
 DEFAULT_CTX = 4096
@@ -88,6 +89,8 @@ class GenerationResult:
     # Prompt-lookup decoding: tokens guessed from earlier text, and how many the model kept.
     draft_tokens: int = 0
     accepted_tokens: int = 0
+    # Filled only when asked for (Model.stream's `logprobs`): one entry per answer token.
+    logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def usage(self) -> dict[str, int]:
         return {

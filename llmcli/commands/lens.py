@@ -1,0 +1,72 @@
+"""`llmcli lens`: the logit lens, what the model would predict after each layer."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from llmcli import terminal
+from llmcli.commands import _inside
+from llmcli.commands import _options as opt
+from llmcli.commands._model import model_file
+from llmcli.ui import console
+
+EPILOG = """\
+Examples:
+
+  llmcli lens "The capital of France is"
+
+  llmcli lens --json -k 3 "One, two, three, four" | jq '.layers[-1].positions[-1]'
+
+Output: on a terminal, a table with a row per layer and a column per token of the text
+(the last ones that fit), each cell the likeliest next token after that layer and its
+probability. Piped: tab-separated lines (layer, position, token, rank, id, probability,
+prediction). --json: {"tokens", "layers": [{"layer", "positions": [[{"id", "text",
+"probability"}]]}]}. The last layer is the model's real next-token distribution.
+"""
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "lens",
+        help="Show what the model would predict after each layer (the logit lens).\n\n"
+        "Each layer's output goes through the model's final norm and output head. The text "
+        "is read as is (no chat template); it is the argument, stdin, or both.",
+        epilog=EPILOG,
+    )(lens)
+
+
+def lens(
+    text: _inside.TextArg = None,
+    model: opt.ModelOpt = None,
+    top_k: Annotated[
+        int,
+        typer.Option(
+            "--top-k", "-k", min=1, max=100, help="Tokens per layer and position (TSV, JSON)."
+        ),
+    ] = 5,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print every layer and position as JSON.")
+    ] = False,
+    ctx: _inside.InsideCtxOpt = _inside.DEFAULT_INSIDE_CTX,
+    threads: opt.ThreadsOpt = None,
+    gpu_layers: opt.GpuLayersOpt = None,
+    verbose: opt.VerboseOpt = False,
+) -> None:
+    words = _inside.text_argument(text)
+    path = model_file(model)
+
+    from llmcli.engine import lens as core
+
+    with _inside.load(path, threads=threads, gpu_layers=gpu_layers, verbose=verbose) as llm:
+        found = core.lens(llm, llm.completion_tokens(words), top_k_tokens=top_k, limit=ctx)
+
+    from llmcli.ui import lens_view as view
+
+    if json_out:
+        console.emit_json(view.as_json(found))
+    elif terminal.current().stdout_rich:
+        view.render(found)
+    else:
+        console.emit_text(view.lens_tsv(found))
