@@ -27,6 +27,7 @@ from llmcli.commands import (
     run,
     show,
     similarity,
+    templates_cmd,
     tokenize,
 )
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
@@ -94,6 +95,7 @@ tokenize.register(app)
 embed.register(app)
 similarity.register(app)
 next_token.register(app)
+templates_cmd.register(app)
 config_cmd.register(app)
 doctor.register(app)
 completion_cmd.register(app)
