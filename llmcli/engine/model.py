@@ -466,6 +466,7 @@ class Model:
         pieces: dict[Kind, list[str]] = {"thinking": [], "answer": []}
         splitter = self.splitter(prompt_tokens)
         markers = self._marker_ids
+        held = 0
 
         def parts(text: str, final: bool = False) -> list[tuple[Kind, str]]:
             out: list[tuple[Kind, str]] = [("answer", text)] if splitter is None and text else []
@@ -497,8 +498,13 @@ class Model:
                 text = stops.feed(decoder.decode(piece))
                 if text:
                     yield from parts(text)
-                if was_thinking or (splitter is not None and splitter.thinking):
-                    result.reasoning_tokens += 1
+                if splitter is not None:
+                    # Tokens of a marker still held back count once it proves to open one.
+                    if was_thinking or splitter.thinking:
+                        result.reasoning_tokens += 1 + held
+                        held = 0
+                    else:
+                        held = held + 1 if splitter.pending else 0
                 if stops.stopped:
                     result.finish_reason = "stop"
                     break

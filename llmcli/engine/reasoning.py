@@ -148,6 +148,11 @@ class Splitter:
     def thinking(self) -> bool:
         return self.kind == "thinking"
 
+    @property
+    def pending(self) -> bool:
+        """Text is held back that may yet open a thinking block."""
+        return bool(self._buf) and self.kind == "answer" and (self._may_open or self._header)
+
     def feed(self, text: str) -> list[Part]:
         self._buf += text
         if self.fmt.style == "harmony":
