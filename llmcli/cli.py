@@ -30,6 +30,7 @@ from llmcli.commands import (
     serve,
     show,
     similarity,
+    templates_cmd,
     tokenize,
 )
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
@@ -100,6 +101,7 @@ similarity.register(app)
 next_token.register(app)
 attention.register(app)
 lens.register(app)
+templates_cmd.register(app)
 config_cmd.register(app)
 doctor.register(app)
 completion_cmd.register(app)

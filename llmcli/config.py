@@ -103,10 +103,12 @@ def config_path() -> Path:
 class OptionSpec:
     """A command-line option that the config file may set a default for."""
 
-    kind: type[int] | type[float]
+    kind: type[int] | type[float] | type[bool] | type[str]
     minimum: float | None
     maximum: float | None
     help: str
+    # For text options: the values allowed.
+    choices: tuple[str, ...] = ()
 
 
 # Keys are the options' parameter names (`--top-p` -> top_p), which is also what the
@@ -122,9 +124,16 @@ OPTIONS: dict[str, OptionSpec] = {
     "ctx": OptionSpec(int, 16, None, "context window in tokens"),
     "threads": OptionSpec(int, 1, None, "CPU threads"),
     "gpu_layers": OptionSpec(int, -1, None, "layers offloaded to the GPU; -1: all"),
+    "think": OptionSpec(bool, None, None, "let reasoning models think (true) or not (false)"),
+    "reasoning_effort": OptionSpec(
+        str, None, None, "how hard reasoning models think", ("low", "medium", "high")
+    ),
 }
 
 Number = int | float
+# What an option's default may be in the config file.
+OptionValue = int | float | bool | str
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _ALIAS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 
 
@@ -133,11 +142,23 @@ def option_key(name: str) -> str:
     return name.strip().replace("-", "_").lower()
 
 
-def coerce_option(name: str, value: object) -> Number:
+def coerce_option(name: str, value: object) -> OptionValue:
     """`value` as the type the option takes, within its bounds; ValueError otherwise.
 
-    Accepts what TOML gives (int, float) and what `config set` gives (text)."""
+    Accepts what TOML gives (int, float, bool, text) and what `config set` gives (text)."""
     spec = OPTIONS[name]
+    if spec.kind is bool:
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ValueError(f"{name} must be true or false, not {value!r}")
+    if spec.kind is str:
+        word = str(value).strip().lower() if isinstance(value, str) else ""
+        if word not in spec.choices:
+            raise ValueError(f"{name} must be one of {', '.join(spec.choices)}, not {value!r}")
+        return word
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, not {str(value).lower()}")
     number: Number
@@ -178,8 +199,8 @@ class Settings:
     path: Path
     exists: bool = False
     model: str | None = None
-    defaults: dict[str, Number] = field(default_factory=dict)
-    models: dict[str, dict[str, Number]] = field(default_factory=dict)
+    defaults: dict[str, OptionValue] = field(default_factory=dict)
+    models: dict[str, dict[str, OptionValue]] = field(default_factory=dict)
     aliases: dict[str, str] = field(default_factory=dict)  # lower-case name -> target
     warnings: tuple[str, ...] = ()
     # `llmcli serve`'s API key (LLMCLI_API_KEY and --api-key take precedence).
@@ -224,8 +245,8 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
     """Check a parsed document: wrong types are errors (ConfigError), unknown keys are
     warnings, so that a newer config file still works with an older llmcli."""
     warnings: list[str] = []
-    defaults: dict[str, Number] = {}
-    models: dict[str, dict[str, Number]] = {}
+    defaults: dict[str, OptionValue] = {}
+    models: dict[str, dict[str, OptionValue]] = {}
     user_aliases: dict[str, str] = {}
     model: str | None = None
     api_key: str | None = None
@@ -270,8 +291,8 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
 
 def _model_table(
     path: Path, ref: str, table: dict[str, Any], warnings: list[str]
-) -> dict[str, Number]:
-    values: dict[str, Number] = {}
+) -> dict[str, OptionValue]:
+    values: dict[str, OptionValue] = {}
     for key, value in table.items():
         name = option_key(key)
         if name not in OPTIONS:

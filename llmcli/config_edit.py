@@ -70,7 +70,7 @@ def parse_key(text: str) -> Key:
     raise UsageError(f"unknown config key {text!r}", hint=f"valid keys: {valid_keys()}")
 
 
-def coerce_value(key: Key, text: str) -> str | config.Number:
+def coerce_value(key: Key, text: str) -> config.OptionValue:
     if key.option is not None:
         try:
             return config.coerce_option(key.option, text)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from llmcli import config
+from llmcli.engine.reasoning import EFFORT_LEVELS, Thinking
 from llmcli.engine.types import Message, Sampling
 from llmcli.errors import LlmcliError
 
@@ -75,6 +76,8 @@ class Conversation:
     system: str | None = None
     turns: list[Message] = field(default_factory=list)
     sampling: Sampling = field(default_factory=Sampling)
+    # Whether a reasoning model thinks, and how hard (/think); not saved with the chat.
+    thinking: Thinking = field(default_factory=Thinking)
     # Set by every change; the chat loop saves the last conversation when it is set.
     dirty: bool = False
 
@@ -296,6 +299,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("clear", "/clear", "forget the conversation (the system prompt stays)"),
     CommandSpec("set", "/set [NAME VALUE]", "change a setting (none: list them)"),
     CommandSpec("show", "/show", "settings and the model card"),
+    CommandSpec(
+        "think",
+        "/think [on|off|LEVEL]",
+        "let a reasoning model think or not; LEVEL low, medium, high (none: show it)",
+    ),
     CommandSpec("stats", "/stats", "speed and context use of the last answer"),
     CommandSpec("retry", "/retry", "answer the last message again"),
     CommandSpec("model", "/model REF", "switch to another model, keeping the conversation"),
@@ -326,6 +334,7 @@ def completions() -> dict[str, list[str]]:
     """Words Tab completes: every command, and what follows those that take a name."""
     words: dict[str, list[str]] = {f"/{spec.name}": [] for spec in COMMANDS}
     words["/set"] = list(SETTINGS)
+    words["/think"] = ["on", "off", *EFFORT_LEVELS, "default"]
     return words
 
 
@@ -368,6 +377,8 @@ def dispatch(conversation: Conversation, text: str) -> Outcome | None:
         return Outcome(info="conversation cleared")
     if name == "set":
         return _set(conversation, argument)
+    if name == "think":
+        return _think(conversation, argument)
     if name == "exit":
         return Outcome(action="exit")
     if name in ("model", "load") and not argument:
@@ -411,6 +422,32 @@ def _set(conversation: Conversation, argument: str) -> Outcome:
         return Outcome(error=str(exc))
     value = getattr(conversation.sampling, key)
     return Outcome(info=f"{key} set to {'none' if value is None else f'{value:g}'}")
+
+
+def describe_thinking(thinking: Thinking) -> str:
+    if thinking.enabled is None and thinking.effort is None:
+        return "the model's default"
+    state = {None: "", True: "on", False: "off"}[thinking.enabled]
+    return ", ".join(p for p in (state, thinking.effort and f"{thinking.effort} effort") if p)
+
+
+def _think(conversation: Conversation, argument: str) -> Outcome:
+    word = argument.strip().lower()
+    current = conversation.thinking
+    if not word:
+        return Outcome(info=f"thinking: {describe_thinking(current)}")
+    if word in ("on", "true", "yes"):
+        new = dataclasses.replace(current, enabled=True)
+    elif word in ("off", "false", "no"):
+        new = Thinking(enabled=False)
+    elif word in EFFORT_LEVELS:
+        new = Thinking(enabled=True, effort=word)
+    elif word in _NONE_WORDS:
+        new = Thinking()
+    else:
+        return Outcome(error="usage: /think [on|off|low|medium|high|default]")
+    conversation.thinking = new
+    return Outcome(info=f"thinking: {describe_thinking(new)}")
 
 
 # -- multi-line input ----------------------------------------------------------------------

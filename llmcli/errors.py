@@ -101,6 +101,10 @@ class EngineCrashError(LlmcliError):
     exit_code = ExitCode.ENGINE_CRASH
 
 
+class ChatTemplateError(LlmcliError):
+    """The model's chat template (or the one given with --template) fails to render."""
+
+
 class BatchItemsFailedError(LlmcliError):
     exit_code = ExitCode.BATCH_ITEMS_FAILED
 

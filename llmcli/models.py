@@ -49,13 +49,13 @@ def same_model(a: str, b: str) -> bool:
     return a == b or (ia is not None and ia == _identity(b))
 
 
-def model_overrides(text: str) -> dict[str, config.Number]:
+def model_overrides(text: str) -> dict[str, config.OptionValue]:
     """The config file's `[models."<name>"]` options that apply to this model."""
     tables = config.load().models
     if not tables:
         return {}
     wanted = _identity(text)
-    merged: dict[str, config.Number] = {}
+    merged: dict[str, config.OptionValue] = {}
     for name, values in tables.items():
         if name == text or (wanted is not None and _identity(name) == wanted):
             merged.update(values)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -98,3 +98,37 @@ def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     hub_server.requests.clear()
     return hub_server
+
+
+# -- the test model with other families' chat templates ----------------------------------
+
+CHAT_TEMPLATES = Path(__file__).parent / "chat_templates"
+
+
+@pytest.fixture(scope="session")
+def family_model(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., Path]:
+    """`family_model("qwen3")`: the test model with that family's chat template (see
+    tests/chat_templates/SOURCES.md). Without weights by default (a sparse file that
+    only vocabulary-only loads such as `run --show-prompt` can use); `weights=True`
+    gives a copy that generates. Made once per session each."""
+    from ggufedit import with_metadata
+
+    folder = tmp_path_factory.mktemp("families")
+    made: dict[tuple[str, bool, bool], Path] = {}
+
+    def make(family: str, *, weights: bool = False, add_bos: bool = False) -> Path:
+        key = (family, weights, add_bos)
+        if key not in made:
+            template = (CHAT_TEMPLATES / f"{family}.jinja").read_text(encoding="utf-8")
+            name = f"{family}{'-w' if weights else ''}{'-bos' if add_bos else ''}.gguf"
+            bools = {"tokenizer.ggml.add_bos_token": True} if add_bos else {}
+            made[key] = with_metadata(
+                model_path(),
+                folder / name,
+                strings={"tokenizer.chat_template": template},
+                bools=bools,
+                weights=weights,
+            )
+        return made[key]
+
+    return make

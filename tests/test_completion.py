@@ -92,7 +92,11 @@ def test_rm_completes_only_cached_models(isolated_home: Path) -> None:
 def test_commands_and_options_complete() -> None:
     assert "plain,config" in _complete(_bash_words("llmcli con")).stdout.splitlines()
     options = _complete(_bash_words("llmcli run --te")).stdout.splitlines()
+    assert options == ["plain,--temperature", "plain,--template"]
+    options = _complete(_bash_words("llmcli run --tempe")).stdout.splitlines()
     assert options == ["plain,--temperature"]
+    templates = _complete(_bash_words("llmcli run -t tr")).stdout.splitlines()
+    assert templates == ["plain,translate"]
 
 
 def test_bash_colon_in_model_names() -> None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer._click import Command
 from typer.core import TyperGroup, TyperOption
 
+from llmcli.engine.reasoning import Thinking
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
+
+_BASE, _MODEL, _TEMPLATE = "llmcli.base_defaults", "llmcli.model", "llmcli.template"
 
 
 def _model_defaults(ctx: typer.Context, value: str | None) -> str | None:
@@ -17,21 +21,63 @@ def _model_defaults(ctx: typer.Context, value: str | None) -> str | None:
     command's defaults.
 
     Runs first (the option is eager), before the other options take their values, so
-    that click's own order still decides: command line > per-model config > global
-    config (the root's default map) > built-in default.
+    that click's own order still decides: command line > prompt template > per-model
+    config > global config (the root's default map) > built-in default.
     """
     if ctx.resilient_parsing:  # shell completion: nothing is run, stay fast
         return value
+    ctx.meta[_MODEL] = value
+    _refresh_defaults(ctx)
+    return value
+
+
+def _template_defaults(ctx: typer.Context, value: str | None) -> str | None:
+    """Load the prompt template named by -t (eager, like -m) and make its settings this
+    command's defaults, above the config file's."""
+    if ctx.resilient_parsing or value is None:
+        return value
+    from llmcli import prompt_templates
+
+    ctx.meta[_TEMPLATE] = prompt_templates.load(value)
+    _refresh_defaults(ctx)
+    return value
+
+
+def loaded_template(ctx: typer.Context) -> Any:
+    """The prompt template -t loaded (a PromptTemplate), or None."""
+    return ctx.meta.get(_TEMPLATE)
+
+
+def _refresh_defaults(ctx: typer.Context) -> None:
+    """default map = global config, then this model's config, then the prompt template:
+    recomputed whichever of -m and -t click handles first."""
     from llmcli import models
 
-    overrides = models.model_overrides(value if value is not None else models.default_ref())
-    if overrides:
-        usable = config_keys(ctx.command)
-        ctx.default_map = {
-            **(ctx.default_map or {}),
-            **{k: v for k, v in overrides.items() if k in usable},
-        }
-    return value
+    if _BASE not in ctx.meta:
+        ctx.meta[_BASE] = dict(ctx.default_map or {})
+    template = ctx.meta.get(_TEMPLATE)
+    ref = ctx.meta.get(_MODEL)
+    if ref is None and template is not None:
+        ref = template.model
+    usable = config_keys(ctx.command)
+    merged: dict[str, Any] = dict(ctx.meta[_BASE])
+    overrides = models.model_overrides(ref if ref is not None else models.default_ref())
+    merged.update({k: v for k, v in overrides.items() if k in usable})
+    if template is not None:
+        names = {p.name for p in ctx.command.params}
+        merged.update({k: v for k, v in template.options.items() if k in names})
+    ctx.default_map = merged
+
+
+def complete_template(incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion for -t: built-in and the user's prompt templates."""
+    from llmcli import prompt_templates
+
+    return [
+        (name, summary)
+        for name, summary in prompt_templates.names_with_summaries()
+        if name.startswith(incomplete)
+    ]
 
 
 def complete_model(incomplete: str) -> list[tuple[str, str]]:
@@ -143,6 +189,93 @@ LookupOpt = Annotated[
 ]
 
 
+ThinkOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--think/--no-think",
+        help="Let a reasoning model think before answering, or not. Default: the model's "
+        "own default (config key `think`).",
+        show_default=False,
+    ),
+]
+EffortOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--reasoning-effort",
+        help="How hard a model with thinking levels (gpt-oss) thinks: low, medium or high.",
+        show_default=False,
+        autocompletion=lambda: ["low", "medium", "high"],
+    ),
+]
+ShowThinkingOpt = Annotated[
+    bool,
+    typer.Option(
+        "--show-thinking",
+        help="Stream the model's thinking to stderr. Default: on a terminal, only a "
+        "'thought for N s' line; piped, nothing. stdout carries the answer alone.",
+    ),
+]
+ChatTemplateOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--template",
+        help="Use this Jinja chat template file instead of the one in the model file.",
+        show_default=False,
+    ),
+]
+PromptTemplateOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--prompt-template",
+        "-t",
+        help="A prompt template: its system prompt, prompt and settings "
+        "(see `llmcli templates list`).",
+        show_default=False,
+        is_eager=True,
+        callback=_template_defaults,
+        autocompletion=complete_template,
+    ),
+]
+VarOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--var",
+        help="A prompt template variable, NAME=VALUE (repeatable).",
+        show_default=False,
+    ),
+]
+
+
+def thinking(think: bool | None, effort: str | None) -> Thinking:
+    """The user's thinking choice, with the level checked before any model loads."""
+    from llmcli.engine.reasoning import EFFORT_LEVELS
+    from llmcli.errors import UsageError
+
+    if effort is not None:
+        effort = effort.strip().lower()
+        if effort not in EFFORT_LEVELS:
+            raise UsageError(
+                f"--reasoning-effort must be one of {', '.join(EFFORT_LEVELS)}, not {effort!r}"
+            )
+    return Thinking(enabled=think, effort=effort)
+
+
+def read_chat_template(path: Path | None) -> str | None:
+    """The text of a --template file; UsageError when it cannot be read."""
+    if path is None:
+        return None
+    from llmcli.errors import UsageError
+
+    try:
+        text = path.expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise UsageError(f"cannot read chat template {path}: {why}") from exc
+    if not text.strip():
+        raise UsageError(f"chat template {path} is empty")
+    return text
+
+
 def sampling(
     *,
     temperature: float,
@@ -171,7 +304,7 @@ def sampling(
 def config_keys(command: Command) -> set[str]:
     """The options of `command` that the config file may give defaults for: single-value
     options named like a config key (bench's `--threads` takes a list as text, and an
-    int default still converts to it)."""
+    int default still converts to it), and on/off flags for true/false keys."""
     from llmcli.config import OPTIONS
 
     return {
@@ -180,7 +313,7 @@ def config_keys(command: Command) -> set[str]:
         if isinstance(p, TyperOption)
         and p.name in OPTIONS
         and not p.multiple
-        and not p.is_flag
+        and (not p.is_flag or OPTIONS[p.name].kind is bool)
         and p.nargs == 1
     }
 

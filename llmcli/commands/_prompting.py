@@ -1,14 +1,18 @@
-"""From the user's text to prompt tokens: chat template or plain completion."""
+"""From the user's text to prompt tokens: prompt template, chat template or plain
+completion, and the thinking switch."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from llmcli.engine.types import Message
+from llmcli.engine.reasoning import Thinking
+from llmcli.engine.types import GenerationResult, Message
 from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
+    from llmcli.prompt_templates import PromptTemplate
 
 
 class PromptBuilder:
@@ -16,20 +20,51 @@ class PromptBuilder:
     when a model without a template has to fall back to plain completion."""
 
     def __init__(
-        self, llm: Model, *, raw: bool, special: bool, instruction: str | None = None
+        self,
+        llm: Model,
+        *,
+        raw: bool,
+        special: bool,
+        instruction: str | None = None,
+        thinking: Thinking | None = None,
+        template: PromptTemplate | None = None,
+        variables: Mapping[str, str] | None = None,
     ) -> None:
         self.llm = llm
         self.completion = raw or not llm.has_chat_template
         self.special = special
         self.instruction = instruction
+        self.thinking = thinking or Thinking()
+        self.template = template
+        self.variables = dict(variables or {})
         if not raw and not llm.has_chat_template:
             console.notice("this model has no chat template; running a plain text completion")
 
-    def tokens(self, text: str, system: str | None) -> list[int]:
+    def tokens(self, text: str | None, system: str | None) -> list[int]:
+        if self.template is not None:
+            own_system, text = self.template.render(text, self.variables)
+            system = system if system is not None else own_system
+        text = text or ""
         system = "\n\n".join(s for s in (system, self.instruction) if s) or None
         if self.completion:
             prompt = f"{system}\n\n{text}" if system else text
             return self.llm.completion_tokens(prompt, special=self.special)
         messages = [Message(role="system", content=system)] if system else []
         messages.append(Message(role="user", content=text))
-        return self.llm.chat_tokens(messages, special=self.special)
+        return self.llm.chat_tokens(messages, special=self.special, thinking=self.thinking)
+
+
+def thinking_budget_note(result: GenerationResult, max_tokens: int | None) -> str | None:
+    """What to say on stderr when thinking ate the token budget; None otherwise."""
+    if result.finish_reason != "length" or not result.reasoning_tokens:
+        return None
+    limit = f"max_tokens ({max_tokens})" if max_tokens else "the context"
+    if not result.text:
+        return (
+            f"thinking used all {result.reasoning_tokens} tokens before the answer began, "
+            f"and {limit} ended it (max_tokens counts thinking: raise it, or use --no-think)"
+        )
+    return (
+        f"the answer was cut short by {limit}: {result.reasoning_tokens} of its "
+        f"{result.completion_tokens} tokens went to thinking"
+    )

@@ -193,13 +193,14 @@ def _answer_item(
     result = GenerationResult()
     try:
         tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
-        for _ in llm.stream(tokens, item_sampling(base, item), result, decoding):
+        for _ in llm.stream_parts(tokens, item_sampling(base, item), result, decoding):
             pass
     except LlmcliError as exc:
         line["error"] = str(exc)
         return line
     line.update(
         text=result.text,
+        reasoning=result.reasoning,
         finish_reason=result.finish_reason,
         seed=result.seed,
         usage=result.usage(),

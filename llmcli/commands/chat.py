@@ -13,7 +13,7 @@ import io
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from types import FrameType
@@ -24,8 +24,10 @@ import typer
 from llmcli import conversation, terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
+from llmcli.commands._prompting import thinking_budget_note
 from llmcli.conversation import Conversation, MessageTooLong, Outcome
-from llmcli.engine.types import Decoding, GenerationResult, LoadOptions
+from llmcli.engine.reasoning import Thinking
+from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.ui import console
 
@@ -40,6 +42,11 @@ HELP = (
     "or clears the line; Ctrl-D or /exit leaves. /help lists the commands: /set, /system, "
     "/retry, /save, /load, /model, /show, /stats, /clear.\n\n"
     "The conversation is saved after every turn; --resume continues the last one.\n\n"
+    "A reasoning model's thinking shows as one 'thought for N s' line on stderr "
+    "(--show-thinking streams it there) and is not kept in the conversation; /think "
+    "turns it on or off.\n\n"
+    "With -t, the prompt template's system prompt and settings apply and each message is "
+    "put into its prompt.\n\n"
     "When stdin or stdout is not a terminal there is no prompt: each line of stdin is one "
     'message (""" blocks span lines, /commands work), answers are printed as plain text, '
     "each followed by a blank line, and the chat ends at the end of input."
@@ -57,6 +64,10 @@ Examples:
   llmcli chat --load trip-planning.json
 
   printf 'Name a prime.\\nAnd another?\\n' | llmcli chat --temperature 0
+
+  llmcli chat -m qwen3:0.6b --no-think
+
+  llmcli chat -t translate --var lang=German
 """
 
 # Options that, given on the command line, override what a loaded conversation says.
@@ -93,6 +104,12 @@ def chat(
     gpu_layers: opt.GpuLayersOpt = None,
     plain: opt.PlainOpt = False,
     lookup: opt.LookupOpt = True,
+    think: opt.ThinkOpt = None,
+    reasoning_effort: opt.EffortOpt = None,
+    show_thinking: opt.ShowThinkingOpt = False,
+    prompt_template: opt.PromptTemplateOpt = None,
+    var: opt.VarOpt = None,
+    template: opt.ChatTemplateOpt = None,
     load: Annotated[
         Path | None,
         typer.Option(
@@ -106,6 +123,16 @@ def chat(
 ) -> None:
     if load is not None and resume:
         raise UsageError("--load and --resume cannot be used together")
+    from llmcli import prompt_templates
+
+    ptemplate = opt.loaded_template(context)
+    variables = prompt_templates.parse_vars(var)
+    if ptemplate is None and variables:
+        raise UsageError("--var needs a prompt template (-t NAME)")
+    if ptemplate is not None:
+        ptemplate.check(variables)
+    thinking = opt.thinking(think, reasoning_effort)
+    chat_template = opt.read_chat_template(template)
     source = conversation.last_chat_path() if resume else load
     if source is not None:
         if resume and not source.exists():
@@ -135,6 +162,11 @@ def chat(
     )
     if system is not None:
         conv.system = system or None
+    elif ptemplate is not None and ptemplate.system:
+        conv.system = ptemplate.render("x" if ptemplate.takes_input else None, variables)[0]
+    conv.thinking = thinking
+    if model is None and ptemplate is not None and ptemplate.model:
+        model = ptemplate.model
     ref = model if model is not None else conv.model
     path = model_file(ref)
     conv.model = model_label(ref, path)
@@ -142,9 +174,19 @@ def chat(
     term = terminal.current()
     interactive = term.stdin_isatty and term.stdout_isatty
     load_options = LoadOptions(
-        path=path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        chat_template=chat_template,
     )
     llm = open_model(load_options)
+    if _given(context, "think") or _given(context, "reasoning_effort"):
+        from llmcli.engine.reasoning import caveats
+
+        for note in caveats(llm.reasoning, thinking):
+            console.notice(note)
     session = ChatSession(
         conv,
         llm,
@@ -153,6 +195,8 @@ def chat(
         interactive=interactive,
         autosave=conversation.last_chat_path(),
         lookup=lookup,
+        show_thinking=show_thinking,
+        wrap=(lambda text: ptemplate.render(text, variables)[1]) if ptemplate else None,
     )
     try:
         if interactive:
@@ -292,8 +336,13 @@ class ChatSession:
         out: TextIO | None = None,
         autosave: Path | None = None,
         lookup: bool = True,
+        show_thinking: bool = False,
+        wrap: Callable[[str], str] | None = None,
     ) -> None:
         self.conv = conv
+        self.show_thinking = show_thinking
+        # A prompt template puts each message into its prompt.
+        self.wrap = wrap
         self.decoding = Decoding(lookup=lookup)
         self.llm = llm
         self.load = load
@@ -318,7 +367,7 @@ class ChatSession:
         try:
             outcome = conversation.dispatch(self.conv, text)
             if outcome is None:
-                self.conv.ask(text)
+                self.conv.ask(self.wrap(text) if self.wrap else text)
                 self.reply()
             elif not self._command(outcome):
                 return False
@@ -343,7 +392,7 @@ class ChatSession:
         exactly as streamed, including a part cut short by Ctrl-C."""
         llm = self.llm
         try:
-            fit = conversation.fit_context(self.conv, llm.chat_tokens, llm.n_ctx)
+            fit = conversation.fit_context(self.conv, self._render, llm.n_ctx)
         except MessageTooLong as exc:
             self.conv.drop_unanswered()
             console.error(str(exc))
@@ -367,16 +416,21 @@ class ChatSession:
         self._keep(result)
         return result
 
+    def _render(self, messages: Sequence[Message]) -> list[int]:
+        return self.llm.chat_tokens(messages, thinking=self.conv.thinking)
+
     def _stream(
         self, tokens: list[int], result: GenerationResult, stopper: StopOnCtrlC | None
     ) -> None:
-        with console.AnswerWriter(markdown=self.markdown, out=self.out) as writer:
-            chunks = self.llm.stream(tokens, self.conv.sampling, result, self.decoding)
+        with console.ReplyWriter(
+            markdown=self.markdown, show_thinking=self.show_thinking, out=self.out
+        ) as writer:
+            chunks = self.llm.stream_parts(tokens, self.conv.sampling, result, self.decoding)
             try:
-                for chunk in chunks:
+                for kind, chunk in chunks:
                     if stopper is not None:
                         stopper.streaming = True
-                    writer.write(chunk)
+                    writer.write(kind, chunk)
                     if stopper is not None and stopper.requested:
                         result.finish_reason = "interrupted"
                         break
@@ -390,6 +444,8 @@ class ChatSession:
                     close()
 
     def _keep(self, result: GenerationResult) -> None:
+        """The answer joins the conversation, its thinking does not: templates that say
+        how to show earlier thinking drop it, and it would fill the context."""
         interrupted = result.finish_reason == "interrupted"
         if interrupted and not result.text:
             self.conv.drop_unanswered()
@@ -399,6 +455,8 @@ class ChatSession:
         self._write("\n")  # a blank line between an answer and what follows
         if interrupted:
             console.notice("stopped; the partial answer is kept")
+        elif result.reasoning_tokens and result.finish_reason == "length":
+            console.notice(thinking_budget_note(result, self.conv.sampling.max_tokens) or "")
         elif not result.text:
             console.notice("the model gave an empty answer")
         elif result.finish_reason == "length":
@@ -465,6 +523,7 @@ class ChatSession:
             ("model", conv.model or llm.name),
             ("system", conv.system or "(none: the model's default)"),
             ("settings", conversation.format_settings(conv.sampling)),
+            ("thinking", _thinking_row(llm, conv.thinking)),
             ("context", f"{llm.n_ctx} tokens · {len(conv.turns)} messages in the conversation"),
             ("threads", f"{llm.threads} · GPU layers {gpu} · loaded in {llm.load_s:.2f} s"),
             *model_card_rows(llm),
@@ -536,6 +595,14 @@ class ChatSession:
         except conversation.ConversationFileError as exc:
             console.notice(f"the last conversation is not kept: {exc}")
             self.autosave_path = None
+
+
+def _thinking_row(llm: Model, thinking: Thinking) -> str:
+    fmt = llm.reasoning
+    if fmt is None:
+        return "this model does not think"
+    style = "<think> tags" if fmt.style == "tags" else "harmony channels"
+    return f"{conversation.describe_thinking(thinking)} ({style})"
 
 
 def default_save_path() -> Path:

@@ -12,11 +12,11 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
-from llmcli.commands._prompting import PromptBuilder
+from llmcli.commands._prompting import PromptBuilder, thinking_budget_note
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.commands.structured import OutputFormat, output_format
+from llmcli.commands.structured import OutputFormat, output_format, schema_format
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Sampling
-from llmcli.errors import OutputInvalidError
+from llmcli.errors import OutputInvalidError, UsageError
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -39,6 +39,14 @@ Examples:
   llmcli run --json-schema person.json "Invent a person" | jq .name
 
   llmcli run --batch reviews.txt "Sentiment (positive/negative) of:" > out.jsonl
+
+  llmcli run -m qwen3:0.6b --no-think "Capital of Peru?"
+
+  llmcli run -m qwen3:0.6b --json "Is 91 prime?" | jq -r .reasoning
+
+  cat notes.md | llmcli run -t translate --var lang=French
+
+  llmcli run --show-prompt -s "Be brief." "Hi"
 """
 
 
@@ -49,12 +57,17 @@ def register(app: typer.Typer) -> None:
         "The prompt is the argument, stdin, or both: the argument, a blank line, then "
         "stdin. With --batch, every input line is a prompt (or a JSON object with "
         '"prompt" and optional "system", "id" and sampling fields), the argument is put '
-        "before each, and one JSON line per input is written, in input order.",
+        "before each, and one JSON line per input is written, in input order.\n\n"
+        "A reasoning model's thinking never reaches stdout: on a terminal a "
+        "'thought for N s' line shows on stderr (--show-thinking streams the thinking "
+        'there), and --json and batch lines carry it as "reasoning", apart from '
+        '"text". --max-tokens counts thinking tokens too.',
         epilog=EPILOG,
     )(run)
 
 
 def run(
+    context: typer.Context,
     prompt: Annotated[
         str | None,
         typer.Argument(
@@ -148,6 +161,20 @@ def run(
             help="With --probs --json: how many likeliest alternatives to list per token.",
         ),
     ] = 5,
+    think: opt.ThinkOpt = None,
+    reasoning_effort: opt.EffortOpt = None,
+    show_thinking: opt.ShowThinkingOpt = False,
+    prompt_template: opt.PromptTemplateOpt = None,
+    var: opt.VarOpt = None,
+    template: opt.ChatTemplateOpt = None,
+    show_prompt: Annotated[
+        bool,
+        typer.Option(
+            "--show-prompt",
+            help="Print the exact prompt the model would read (chat template applied) "
+            "and its token count, without loading the weights.",
+        ),
+    ] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
@@ -156,7 +183,21 @@ def run(
     verbose: opt.VerboseOpt = False,
 ) -> None:
     term = terminal.current()
+    if probs and batch is not None:
+        raise UsageError("--probs works on one prompt, not with --batch")
     fmt = output_format(json_schema, grammar, format_)
+    ptemplate = opt.loaded_template(context)
+    from llmcli import prompt_templates
+
+    variables = prompt_templates.parse_vars(var)
+    if ptemplate is None and variables:
+        raise UsageError("--var needs a prompt template (-t NAME)")
+    if ptemplate is not None:
+        ptemplate.check(variables)
+        if fmt is None and ptemplate.schema is not None:
+            fmt = schema_format(ptemplate.schema, f"prompt template {ptemplate.name!r}")
+    thinking = opt.thinking(think, reasoning_effort)
+    chat_template = opt.read_chat_template(template)
     sampling = opt.sampling(
         temperature=temperature,
         top_p=top_p,
@@ -168,32 +209,58 @@ def run(
         stop=stop,
         grammar=fmt.gbnf if fmt else None,
     )
-    if probs and batch is not None:
-        from llmcli.errors import UsageError
-
-        raise UsageError("--probs works on one prompt, not with --batch")
+    text: str | None = None
     if batch is None:
-        text = combine(prompt, None if term.stdin_isatty else read_stdin())
+        stdin_text = None if term.stdin_isatty else read_stdin()
+        if ptemplate is None:
+            text = combine(prompt, stdin_text)
+        else:
+            text = "\n\n".join(p.strip("\n") for p in (prompt, stdin_text) if p and p.strip())
+            ptemplate.render(text, variables)  # a missing input fails before loading
         lines: list[str] = []
     else:
+        if show_prompt:
+            raise UsageError("--show-prompt shows one prompt; it cannot be used with --batch")
         lines = _batch_lines(batch)
+    if model is None and ptemplate is not None:
+        model = ptemplate.model
     path = model_file(model)
-    if fmt is not None:
+    if fmt is not None and not show_prompt:
         from llmcli.engine.grammar import check_grammar
 
         check_grammar(path, fmt.gbnf)
     # With --parallel the scheduler holds the contexts; the model's own only tokenizes.
     own_ctx = 256 if batch is not None and parallel > 1 else ctx
     load = LoadOptions(
-        path=path, n_ctx=own_ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=own_ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        vocab_only=show_prompt,
+        chat_template=chat_template,
     )
 
     from llmcli.engine.model import Model
 
-    with Model(load, notify=console.notice) as llm, _prompt_cache(llm, prompt_cache) as cache:
+    with Model(load, notify=console.notice) as llm:
         builder = PromptBuilder(
-            llm, raw=raw, special=special, instruction=fmt.instruction() if fmt else None
+            llm,
+            raw=raw,
+            special=special,
+            instruction=fmt.instruction() if fmt else None,
+            thinking=thinking,
+            template=ptemplate,
+            variables=variables,
         )
+        if _given(context, "think") or _given(context, "reasoning_effort"):
+            from llmcli.engine.reasoning import caveats
+
+            for note in caveats(llm.reasoning, thinking):
+                console.notice(note)
+        if show_prompt:
+            _show_prompt(llm, builder.tokens(text, system), json_out=json_out)
+            return
         if batch is not None and parallel > 1:
             from llmcli.commands.batch_run import run_batch_parallel
 
@@ -210,42 +277,63 @@ def run(
                 ctx=ctx,
             )
             return
-        if batch is not None:
-            from llmcli.commands.batch_run import run_batch
+        with _prompt_cache(llm, prompt_cache) as cache:
+            if batch is not None:
+                from llmcli.commands.batch_run import run_batch
 
-            run_batch(
-                llm,
-                builder,
-                lines,
-                sampling,
-                fmt,
-                prefix=prompt,
-                system=system,
-                stats=stats,
-                decoding=Decoding(lookup=lookup, prompt_cache=cache),
-            )
-            return
-        tokens = builder.tokens(text, system)
-        llm.check_fits(tokens)
-        name = model or str(path)
-        result = GenerationResult()
-        try:
-            _answer(
-                llm,
-                tokens,
-                sampling,
-                result,
-                Decoding(lookup=lookup, prompt_cache=cache),
-                json_out=json_out,
-                markdown=term.stdout_rich and not plain and fmt is None,
-                logprobs=top_logprobs if probs else None,
-            )
-        except KeyboardInterrupt:
-            result.finish_reason = "interrupted"
+                run_batch(
+                    llm,
+                    builder,
+                    lines,
+                    sampling,
+                    fmt,
+                    prefix=prompt,
+                    system=system,
+                    stats=stats,
+                    decoding=Decoding(lookup=lookup, prompt_cache=cache),
+                )
+                return
+            tokens = builder.tokens(text, system)
+            llm.check_fits(tokens)
+            name = model or str(path)
+            result = GenerationResult()
+            try:
+                _answer(
+                    llm,
+                    tokens,
+                    sampling,
+                    result,
+                    Decoding(lookup=lookup, prompt_cache=cache),
+                    json_out=json_out,
+                    markdown=term.stdout_rich and not plain and fmt is None,
+                    show_thinking=show_thinking,
+                    logprobs=top_logprobs if probs else None,
+                )
+            except KeyboardInterrupt:
+                result.finish_reason = "interrupted"
+                _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
+                raise
             _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
-            raise
-        _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
-        _check_format(fmt, result, sampling.max_tokens)
+            budget_note = thinking_budget_note(result, sampling.max_tokens)
+            if budget_note:
+                console.notice(budget_note)
+            _check_format(fmt, result, sampling.max_tokens)
+
+
+def _given(context: typer.Context, name: str) -> bool:
+    """True for an option typed on the command line (not a configured default)."""
+    source = context.get_parameter_source(name)
+    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
+
+
+def _show_prompt(llm: Model, tokens: list[int], *, json_out: bool) -> None:
+    text = llm.prompt_text(tokens)
+    if json_out:
+        console.emit_json({"prompt": text, "token_count": len(tokens), "tokens": tokens})
+        return
+    # Exactly the prompt on stdout; a newline is added only for a terminal's sake.
+    console.emit_raw(text + ("\n" if terminal.current().stdout_isatty else ""))
+    console.info(f"{len(tokens)} tokens")
 
 
 def _batch_lines(source: str) -> list[str]:
@@ -269,24 +357,31 @@ def _answer(
     *,
     json_out: bool,
     markdown: bool,
+    show_thinking: bool,
     logprobs: int | None = None,
 ) -> None:
-    chunks = llm.stream(tokens, sampling, result, decoding, logprobs=logprobs)
+    parts = llm.stream_parts(tokens, sampling, result, decoding, logprobs=logprobs)
     if json_out:
-        for _ in chunks:
-            pass
+        view = console.ThinkingView(show=show_thinking)
+        for kind, text in parts:
+            if kind == "thinking":
+                view.write(text)
+            else:
+                view.done()
+        view.done()
         return
     if logprobs is not None and terminal.current().stdout_rich:
         from llmcli.ui import probs_view
 
         with probs_view.ProbsWriter(result.logprobs) as shaded:
-            for chunk in chunks:
-                shaded.write(chunk)
+            for kind, text in parts:
+                if kind == "answer":
+                    shaded.write(text)
         probs_view.print_legend()
         return
-    with console.AnswerWriter(markdown=markdown) as writer:
-        for chunk in chunks:
-            writer.write(chunk)
+    with console.ReplyWriter(markdown=markdown, show_thinking=show_thinking) as writer:
+        for kind, text in parts:
+            writer.write(kind, text)
 
 
 @contextmanager
@@ -343,6 +438,7 @@ def as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
         "model": name,
         "model_path": str(path),
         "text": result.text,
+        "reasoning": result.reasoning,
         "finish_reason": result.finish_reason,
         "seed": result.seed,
         "usage": result.usage(),
@@ -368,9 +464,10 @@ def stats_line(result: GenerationResult) -> str:
         if result.draft_tokens
         else ""
     )
+    thought = f" ({result.reasoning_tokens} thinking)" if result.reasoning_tokens else ""
     return (
         f"load {result.load_s:.2f} s · first token {result.ttft_s:.3f} s · "
         f"prompt {result.prompt_tokens} tokens{reuse} at {result.prompt_tps:.1f} tok/s · "
-        f"answer {result.completion_tokens} tokens at {result.generation_tps:.1f} tok/s"
+        f"answer {result.completion_tokens} tokens{thought} at {result.generation_tps:.1f} tok/s"
         f"{lookup} · {result.finish_reason}"
     )

@@ -80,6 +80,19 @@ def _load_schema(value: str) -> dict[str, Any]:
     return schema
 
 
+def schema_format(schema: dict[str, Any], source: str) -> OutputFormat:
+    """The format for a JSON schema given as data (a prompt template's `schema`)."""
+    import jsonschema
+
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.exceptions.SchemaError as exc:
+        raise UsageError(f"invalid JSON schema in {source}: {exc.message}") from exc
+    from llmcli.engine import grammar
+
+    return OutputFormat(gbnf=grammar.schema_to_gbnf(schema), json=True, schema=schema)
+
+
 def output_format(
     json_schema: str | None, grammar_file: Path | None, format_: str | None
 ) -> OutputFormat | None:

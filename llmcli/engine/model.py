@@ -15,14 +15,16 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmcli.engine import crash_guard
+from llmcli.engine import crash_guard, reasoning
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
+from llmcli.engine.reasoning import Kind, ReasoningFormat, Splitter, Thinking
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
+    ChatTemplateError,
     ContextOverflowError,
     LlmcliError,
     ModelInvalidError,
@@ -78,6 +80,29 @@ def weights_repacked(repack: bool) -> Iterator[None]:
         yield
     finally:
         low.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def own_templates_only() -> Iterator[None]:
+    """`Llama(...)` compiles every chat template in the GGUF for its own chat API, which
+    llmcli does not use: a template that does not parse would stop the load before llmcli
+    could say which template failed. While loading, that compilation is skipped."""
+    from llama_cpp import llama_chat_format
+
+    original = llama_chat_format.Jinja2ChatFormatter
+
+    class Skipped:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def to_chat_handler(self) -> None:
+            return None
+
+    llama_chat_format.Jinja2ChatFormatter = Skipped  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
 
 
 class Model:
@@ -137,7 +162,7 @@ class Model:
             )
         start = time.perf_counter()
         try:
-            with weights_repacked(self.setup.repack):
+            with weights_repacked(self.setup.repack), own_templates_only():
                 self.llama = llama_cpp.Llama(**kwargs)
         except ValueError as exc:
             if "context" in str(exc):
@@ -152,7 +177,10 @@ class Model:
         self.load_s = time.perf_counter() - start
         self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self._piece_buf = ctypes.create_string_buffer(256)
+        self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
+        self._template_error: str | None = None
         self._formatter = self._make_formatter()
+        self.reasoning, self._marker_ids = self._reasoning_format()
 
     def _decide(self, setup: EngineSetup | None, notify: Callable[[str], None] | None) -> Decision:
         options = self.options
@@ -207,11 +235,15 @@ class Model:
 
     @property
     def chat_template(self) -> str | None:
+        """The template in use: the one given in the load options, else the GGUF's."""
+        if self.options.chat_template is not None:
+            return self.options.chat_template
         return self.llama.metadata.get("tokenizer.chat_template") or None
 
     @property
     def has_chat_template(self) -> bool:
-        return self._formatter is not None
+        """True also for a template that does not parse: using it says why it fails."""
+        return self._formatter is not None or self._template_error is not None
 
     @property
     def vocab(self) -> Any:
@@ -240,51 +272,123 @@ class Model:
     def is_end_of_generation(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
-    def chat_tokens(self, messages: Sequence[Message], *, special: bool = False) -> list[int]:
+    def chat_tokens(
+        self,
+        messages: Sequence[Message],
+        *,
+        special: bool = False,
+        thinking: Thinking | None = None,
+    ) -> list[int]:
         """Tokens of a chat prompt rendered with the model's own template.
 
         Message content is plain text unless `special` is set, so it cannot forge turns.
+        `thinking` reaches the template the way it expects (see `engine.reasoning`).
         """
         if self._formatter is None:
+            if self._template_error is not None:
+                raise self._template_failed(self._template_error)
             raise LlmcliError("this model has no chat template")
+        kwargs, messages = reasoning.template_inputs(
+            self.reasoning, thinking or Thinking(), messages
+        )
+
+        def render(msgs: Sequence[Message]) -> str:
+            return self._render(msgs, kwargs)
+
         try:
-            parts = segments(self._render, messages)
-        except ValueError:
-            # Some templates (Gemma's) refuse a system role.
-            if not any(m["role"] == "system" for m in messages):
-                raise
-            parts = segments(self._render, merge_system(messages))
+            try:
+                parts = segments(render, messages)
+            except ValueError:
+                # Some templates (Gemma 2, older Mistral) refuse a system role.
+                if not any(m["role"] == "system" for m in messages):
+                    raise
+                parts = segments(render, merge_system(messages))
+        except Exception as exc:  # any failure inside a template: Jinja, types, raise_exception
+            raise self._template_failed(f"{type(exc).__name__}: {exc}") from exc
         return self._tokenize_segments(parts, special=special)
+
+    def _template_failed(self, why: str) -> ChatTemplateError:
+        source = (
+            "the template given with --template"
+            if self.options.chat_template
+            else (f"the chat template of {self.options.path.name}")
+        )
+        return ChatTemplateError(
+            f"{source} failed: {' '.join(why.split())}",
+            hint="use --raw for a plain text completion, or --template FILE for another template",
+        )
+
+    def prompt_text(self, tokens: Sequence[int]) -> str:
+        """The text of prompt tokens exactly as the model reads them, control tokens included."""
+        data = b"".join(self.token_bytes(t, special=True) for t in tokens)
+        return data.decode("utf-8", errors="replace")
 
     def completion_tokens(self, text: str, *, special: bool = False) -> list[int]:
         return self.tokenize(text, add_bos=True, special=special)
 
     def _tokenize_segments(self, parts: Sequence[Segment], *, special: bool) -> list[int]:
+        """As llama.cpp does: a template that writes the BOS text itself does not get a
+        second one; BOS is added only where the vocabulary says the model wants it."""
         tokens: list[int] = []
+        parts = list(parts)
+        bos = self.llama.token_bos()
+        if self._add_bos and bos >= 0:
+            bos_text = self._text_of(bos)
+            if parts and parts[0].special and bos_text and parts[0].text.startswith(bos_text):
+                parts[0] = Segment(parts[0].text[len(bos_text) :], True)
+            tokens.append(bos)
         for part in parts:
             tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
         return tokens
+
+    def _text_of(self, token: int) -> str:
+        if token < 0:
+            return ""
+        return str(self.llama._model.token_get_text(token))
 
     def _make_formatter(self) -> Jinja2ChatFormatter | None:
         template = self.chat_template
         if not template:
             return None
         llama = self.llama
+        try:
+            return Jinja2ChatFormatter(
+                template=template,
+                eos_token=self._text_of(llama.token_eos()),
+                bos_token=self._text_of(llama.token_bos()),
+            )
+        except Exception as exc:  # a template that does not parse
+            self._template_error = f"{type(exc).__name__}: {exc}"
+            return None
 
-        def text_of(token: int) -> str:
-            if token < 0:
-                return ""
-            return str(llama._model.token_get_text(token))
+    @property
+    def template_broken(self) -> bool:
+        return self._template_error is not None
 
-        return Jinja2ChatFormatter(
-            template=template,
-            eos_token=text_of(llama.token_eos()),
-            bos_token=text_of(llama.token_bos()),
-        )
-
-    def _render(self, messages: Sequence[Message]) -> str:
+    def _render(self, messages: Sequence[Message], kwargs: dict[str, Any]) -> str:
         assert self._formatter is not None
-        return self._formatter(messages=list(messages)).prompt  # type: ignore[arg-type]
+        return self._formatter(messages=list(messages), **kwargs).prompt  # type: ignore[arg-type]
+
+    def _reasoning_format(self) -> tuple[ReasoningFormat | None, frozenset[int]]:
+        """The thinking format, from the template and the marker tokens in the vocabulary;
+        and those marker tokens, which are rendered even when they are control tokens."""
+        candidates = (*reasoning.HARMONY_MARKERS, reasoning.OPEN_TAG, reasoning.CLOSE_TAG)
+        ids: dict[str, int] = {}
+        for text in candidates:
+            tokens = self.tokenize(text, add_bos=False, special=True)
+            if len(tokens) == 1 and self._text_of(tokens[0]) == text:
+                ids[text] = tokens[0]
+        fmt = reasoning.detect(self.chat_template, ids)
+        if fmt is None:
+            return None, frozenset()
+        return fmt, frozenset(ids[m] for m in fmt.markers if m in ids)
+
+    def splitter(self, prompt_tokens: Sequence[int]) -> Splitter | None:
+        """A fresh splitter of thinking and answer for a generation after this prompt."""
+        if self.reasoning is None:
+            return None
+        tail = self.prompt_text(prompt_tokens[-8:])
+        return Splitter(self.reasoning, inside=reasoning.opens_thinking(tail, self.reasoning))
 
     # -- generation --------------------------------------------------------------------
 
@@ -316,8 +420,26 @@ class Model:
         *,
         logprobs: int | None = None,
     ) -> Iterator[str]:
-        """Yield the answer's text as it is generated; `result` is filled in as it goes,
-        so a caller interrupted mid-stream still has what was produced.
+        """Yield the answer's text as it is generated (a reasoning model's thinking is
+        left out, and kept in `result.reasoning`)."""
+        for kind, text in self.stream_parts(
+            prompt_tokens, sampling, result, decoding, logprobs=logprobs
+        ):
+            if kind == "answer":
+                yield text
+
+    def stream_parts(
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: Sampling,
+        result: GenerationResult,
+        decoding: Decoding | None = None,
+        *,
+        logprobs: int | None = None,
+    ) -> Iterator[tuple[Kind, str]]:
+        """Yield ("thinking" | "answer", text) as it is generated; `result` is filled in
+        as it goes, so a caller interrupted mid-stream still has what was produced.
+        A model that does not think yields only answer text.
 
         `decoding.lookup` asks for prompt-lookup decoding, used only for plain greedy
         choice; `decoding.prompt_cache` loads and saves the KV state of long prompts.
@@ -350,7 +472,21 @@ class Model:
 
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = StopScanner(sampling.stop)
-        pieces: list[str] = []
+        pieces: dict[Kind, list[str]] = {"thinking": [], "answer": []}
+        splitter = self.splitter(prompt_tokens)
+        markers = self._marker_ids
+        held = 0
+
+        def parts(text: str, final: bool = False) -> list[tuple[Kind, str]]:
+            out: list[tuple[Kind, str]] = [("answer", text)] if splitter is None and text else []
+            if splitter is not None:
+                out = (splitter.feed(text) if text else []) + (splitter.flush() if final else [])
+            for kind, piece in out:
+                pieces[kind].append(piece)
+            result.text = "".join(pieces["answer"])
+            result.reasoning = "".join(pieces["thinking"]).strip()
+            return out
+
         first = last = start
         # Lookup checks several tokens per step and keeps no logits for the ones it
         # accepts; it picks the same tokens as plain decoding, so it is simply left out.
@@ -369,24 +505,27 @@ class Model:
                     result.finish_reason = "stop"
                     break
                 result.completion_tokens += 1
-                piece = decoder.decode(self.token_bytes(token))
+                was_thinking = splitter is not None and splitter.thinking
+                piece = decoder.decode(self.token_bytes(token, special=token in markers))
                 if logprobs is not None:
                     result.logprobs.append(self._logprob(token, logprobs, piece))
                 text = stops.feed(piece)
                 if text:
-                    pieces.append(text)
-                    result.text = "".join(pieces)
-                    yield text
+                    yield from parts(text)
+                if splitter is not None:
+                    # Tokens of a marker still held back count once it proves to open one.
+                    if was_thinking or splitter.thinking:
+                        result.reasoning_tokens += 1 + held
+                        held = 0
+                    else:
+                        held = held + 1 if splitter.pending else 0
                 if stops.stopped:
                     result.finish_reason = "stop"
                     break
                 if result.completion_tokens >= budget:
                     break
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
-            if tail:
-                pieces.append(tail)
-                result.text = "".join(pieces)
-                yield tail
+            yield from parts(tail, final=True)
         finally:
             generator.close()
             if result.completion_tokens > 1 and last > first:

@@ -37,6 +37,8 @@ class LoadOptions:
     pooling: Literal["mean", "model"] = "mean"
     # Tokenizer only, no weights: fast even for big models, but nothing can be evaluated.
     vocab_only: bool = False
+    # A chat template to use instead of the one in the GGUF (the text of a Jinja file).
+    chat_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,15 @@ class GenerationResult:
     """What one generation produced and how fast. Filled in as tokens stream."""
 
     text: str = ""
+    # What a reasoning model thought before answering, apart from the answer (`text`).
+    reasoning: str = ""
     finish_reason: FinishReason = "stop"
     prompt_tokens: int = 0
     # Prompt tokens that were actually evaluated; the rest came from the KV cache.
     prompt_tokens_evaluated: int = 0
     completion_tokens: int = 0
+    # Of the completion tokens, those spent thinking (max_tokens counts them too).
+    reasoning_tokens: int = 0
     load_s: float = 0.0
     ttft_s: float = 0.0
     prompt_tps: float = 0.0
@@ -97,8 +103,14 @@ class GenerationResult:
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.prompt_tokens + self.completion_tokens,
+            "reasoning_tokens": self.reasoning_tokens,
             "cached_prompt_tokens": self.prompt_tokens - self.prompt_tokens_evaluated,
         }
+
+    @property
+    def stopped_while_thinking(self) -> bool:
+        """The token limit ended the generation before the answer began."""
+        return self.finish_reason == "length" and self.reasoning_tokens > 0 and not self.text
 
     def timings(self) -> dict[str, float]:
         return {

@@ -83,6 +83,11 @@ def emit_json(obj: Any) -> None:
     _write_stdout(json.dumps(obj, ensure_ascii=False) + "\n")
 
 
+def emit_raw(text: str) -> None:
+    """Text on stdout exactly as given."""
+    _write_stdout(text)
+
+
 def emit_text(text: str) -> None:
     _write_stdout(text if text.endswith("\n") else text + "\n")
 
@@ -181,3 +186,102 @@ class AnswerWriter:
             return
         console = self._live.console if self._live is not None else stdout_console()
         console.print(self._markdown(text))
+
+
+# -- a reasoning model's thinking --------------------------------------------------------
+
+
+class ThinkingView:
+    """A reasoning model's thinking, kept apart from the answer: always on stderr, never
+    on stdout, so a pipeline reads the answer alone.
+
+    show: the thinking itself streams to stderr (dimmed when styled). Otherwise, for a
+    person watching stderr, one live line "thinking… 3.2 s" that folds to "thought for
+    4.1 s" when the answer begins; for a stderr that is not a terminal, nothing.
+    """
+
+    REFRESH_S = 0.1
+
+    def __init__(self, *, show: bool, err: TextIO | None = None) -> None:
+        term = terminal.current()
+        self.show = show
+        self._err = err or sys.stderr
+        self._live = not show and term.stderr_live
+        self._styled = term.stderr_styled
+        self._start: float | None = None
+        self._drawn = 0.0
+        self._ended_with_newline = True
+        self.seconds = 0.0
+
+    def write(self, text: str) -> None:
+        if not text:
+            return
+        import time
+
+        now = time.perf_counter()
+        if self._start is None:
+            self._start = now
+        if self.show:
+            self._put(f"\x1b[2m{text}\x1b[0m" if self._styled else text)
+            self._ended_with_newline = text.endswith("\n")
+        elif self._live and now - self._drawn >= self.REFRESH_S:
+            self._drawn = now
+            self._put(f"\r\x1b[2K{self._dim(f'thinking… {now - self._start:.1f} s')}")
+
+    def done(self) -> None:
+        """The thinking is over (the answer begins, or the generation ended)."""
+        if self._start is None:
+            return
+        import time
+
+        self.seconds = time.perf_counter() - self._start
+        self._start = None
+        if self.show:
+            self._put("\n" if self._ended_with_newline else "\n\n")
+        elif self._live:
+            self._put(f"\r\x1b[2K{self._dim(f'thought for {self.seconds:.1f} s')}\n")
+
+    def _dim(self, text: str) -> str:
+        line = f"llmcli: {text}"
+        return f"\x1b[2m{line}\x1b[0m" if self._styled else line
+
+    def _put(self, text: str) -> None:
+        try:
+            self._err.write(text)
+            self._err.flush()
+        except (BrokenPipeError, ValueError):
+            pass
+
+
+class ReplyWriter:
+    """One streamed reply: thinking through a ThinkingView, the answer through an
+    AnswerWriter that starts only when the answer does (so a live Markdown view never
+    shares the screen with the thinking line)."""
+
+    def __init__(
+        self, *, markdown: bool, show_thinking: bool = False, out: TextIO | None = None
+    ) -> None:
+        self.thinking = ThinkingView(show=show_thinking)
+        self._answer = AnswerWriter(markdown=markdown, out=out)
+        self._open = False
+
+    def __enter__(self) -> ReplyWriter:
+        return self
+
+    def write(self, kind: str, text: str) -> None:
+        if kind == "thinking":
+            if not self._open:
+                self.thinking.write(text)
+            elif self.thinking.show:  # thinking again after the answer began: rare
+                _plain_stderr(text)
+            return
+        self.thinking.done()
+        if not self._open:
+            self._answer.__enter__()
+            self._open = True
+        self._answer.write(text)
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.thinking.done()
+        if self._open:
+            self._answer.__exit__(exc_type, *rest)
