@@ -403,3 +403,37 @@ def test_run_batch_parallel_gives_the_sequential_lines(model_file: Path, tmp_pat
         assert x.get("usage", {}).get("completion_tokens") == y.get("usage", {}).get(
             "completion_tokens"
         )
+
+
+def test_thinking_is_apart_from_the_answer(family_model: Any) -> None:
+    # DeepSeek-R1's template opens <think> itself, so all the test model writes (it
+    # never closes the block) is thinking: none of it may reach `content`.
+    r1 = start_server(family_model("deepseek-r1-distill", weights=True), "--parallel", "1")
+    try:
+        client = r1.client()
+        whole = client.chat.completions.create(
+            model=r1.get("/health")["model"],
+            messages=[{"role": "user", "content": QUESTION}],
+            temperature=0,
+            max_tokens=16,
+        )
+        message = whole.choices[0].message
+        assert message.content == ""
+        thought = message.model_extra["reasoning_content"]  # type: ignore[index]
+        assert thought.strip()
+        streamed = [
+            chunk.choices[0].delta
+            for chunk in client.chat.completions.create(
+                model=r1.get("/health")["model"],
+                messages=[{"role": "user", "content": QUESTION}],
+                temperature=0,
+                max_tokens=16,
+                stream=True,
+            )
+            if chunk.choices
+        ]
+        assert not "".join(d.content or "" for d in streamed)
+        parts = "".join((d.model_extra or {}).get("reasoning_content", "") for d in streamed)
+        assert parts.strip() == thought.strip()
+    finally:
+        assert stop(r1) == 0

@@ -383,6 +383,12 @@ class Model:
             return None, frozenset()
         return fmt, frozenset(ids[m] for m in fmt.markers if m in ids)
 
+    @property
+    def marker_ids(self) -> frozenset[int]:
+        """Control tokens that mark thinking (gpt-oss's channels): rendered as text so
+        a splitter can see them."""
+        return self._marker_ids
+
     def splitter(self, prompt_tokens: Sequence[int]) -> Splitter | None:
         """A fresh splitter of thinking and answer for a generation after this prompt."""
         if self.reasoning is None:

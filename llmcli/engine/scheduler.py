@@ -301,7 +301,7 @@ class Scheduler:
             self._finish(slot, "stop", flush=True)
             return
         job.completion_tokens += 1
-        piece = self.model.token_bytes(token)
+        piece = self.model.token_bytes(token, special=token in self.model.marker_ids)
         if job.top_logprobs is not None:
             logprobs.append(self._logprob(logits, token, piece, job.top_logprobs))
         text = slot.stops.feed(slot.decoder.decode(piece))

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmcli import __version__
 from llmcli.engine.model import Model
+from llmcli.engine.reasoning import Splitter, Thinking
 from llmcli.engine.scheduler import Chunk, Job, QueueFullError, Scheduler
 from llmcli.engine.types import Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError
@@ -74,7 +75,8 @@ def build_app(state: ServerState) -> ASGIApp:
         p.refuse_unsupported(data)
         _check_model(state, data)
         messages = p.messages_from(data)
-        job_prompt = await run_in_threadpool(_chat_tokens, state.model, messages)
+        thinking = p.thinking_from(data)
+        job_prompt = await run_in_threadpool(_chat_tokens, state.model, messages, thinking)
         return await _answer(request, state, data, job_prompt, chat=True)
 
     async def completions(request: Request) -> Response:
@@ -172,9 +174,9 @@ def _check_model(state: ServerState, data: dict[str, Any]) -> None:
     raise p.ApiError(404, f"model '{name}' not found", param="model", code="model_not_found")
 
 
-def _chat_tokens(model: Model, messages: list[Any]) -> list[int]:
+def _chat_tokens(model: Model, messages: list[Any], thinking: Thinking) -> list[int]:
     try:
-        return model.chat_tokens(messages)
+        return model.chat_tokens(messages, thinking=thinking)
     except LlmcliError as exc:
         raise p.bad(str(exc), "messages") from None
     except Exception as exc:  # templates raise what Jinja raises (e.g. roles out of order)
@@ -235,12 +237,16 @@ async def _answer(
     except LlmcliError as exc:
         raise p.ApiError(503, str(exc), kind="server_error") from None
     ident = p.new_id("chatcmpl" if chat else "cmpl")
+    # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
+    splitter = state.model.splitter(prompt) if chat else None
     if stream:
-        events = _stream(state, request, job, queue, ident, chat=chat, usage=include_usage)
+        events = _stream(
+            state, request, job, queue, ident, chat=chat, usage=include_usage, splitter=splitter
+        )
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return await _whole(state, request, job, queue, ident, chat=chat)
+    return await _whole(state, request, job, queue, ident, chat=chat, splitter=splitter)
 
 
 def _note(request: Request, job: Job) -> None:
@@ -263,6 +269,7 @@ async def _whole(
     ident: str,
     *,
     chat: bool,
+    splitter: Splitter | None,
 ) -> Response:
     parts: list[str] = []
     logprobs = []
@@ -286,10 +293,18 @@ async def _whole(
             state.scheduler.cancel(job)
     _note(request, job)
     text = "".join(parts)
+    thought = ""
+    if splitter is not None:
+        split = splitter.feed(text) + splitter.flush()
+        text = "".join(t for kind, t in split if kind == "answer")
+        thought = "".join(t for kind, t in split if kind == "thinking").strip()
     if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if thought:
+            message["reasoning_content"] = thought
         choice: dict[str, Any] = {
             "index": 0,
-            "message": {"role": "assistant", "content": text, "refusal": None},
+            "message": message,
             "logprobs": p.chat_logprobs(logprobs) if job.top_logprobs is not None else None,
             "finish_reason": p.finish(reason),
         }
@@ -326,6 +341,7 @@ async def _stream(
     *,
     chat: bool,
     usage: bool,
+    splitter: Splitter | None,
 ) -> AsyncIterator[str]:
     import json
 
@@ -369,8 +385,18 @@ async def _stream(
         while not finished:
             chunk = await queue.get()
             finished = chunk.finish_reason is not None
-            if chunk.text or chunk.logprobs:
-                yield event([choice(chunk.text, chunk.logprobs, None)])
+            if splitter is None:
+                if chunk.text or chunk.logprobs:
+                    yield event([choice(chunk.text, chunk.logprobs, None)])
+            else:
+                split = splitter.feed(chunk.text) if chunk.text else []
+                if finished:
+                    split += splitter.flush()
+                for i, (kind, text) in enumerate(split):
+                    item = choice(text, chunk.logprobs if i == 0 else [], None)
+                    if kind == "thinking":
+                        item["delta"] = {"reasoning_content": text}
+                    yield event([item])
             if finished:
                 yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
         if usage:

@@ -13,6 +13,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from llmcli.engine.reasoning import Thinking
 from llmcli.engine.scheduler import TokenLogprob
 from llmcli.engine.types import Message, Sampling
 
@@ -200,6 +201,27 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
         role = "system" if item["role"] == "developer" else item["role"]
         out.append({"role": role, "content": content})
     return out
+
+
+def thinking_from(data: dict[str, Any]) -> Thinking:
+    """OpenAI's `reasoning_effort` (low, medium, high; `none` turns thinking off) and
+    llama.cpp's `chat_template_kwargs.enable_thinking`."""
+    effort = data.get("reasoning_effort")
+    if effort is not None and effort not in ("none", "minimal", "low", "medium", "high"):
+        raise bad(
+            "'reasoning_effort' must be none, minimal, low, medium or high", "reasoning_effort"
+        )
+    kwargs = data.get("chat_template_kwargs") or {}
+    if not isinstance(kwargs, dict):
+        raise bad("'chat_template_kwargs' must be an object", "chat_template_kwargs")
+    enabled = kwargs.get("enable_thinking")
+    if enabled is not None and not isinstance(enabled, bool):
+        raise bad(
+            "'chat_template_kwargs.enable_thinking' must be true or false", "chat_template_kwargs"
+        )
+    if effort in ("none", "minimal"):
+        return Thinking(enabled=False)
+    return Thinking(enabled=enabled, effort=effort)
 
 
 def prompt_from(data: dict[str, Any]) -> str:
