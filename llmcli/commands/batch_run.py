@@ -91,7 +91,13 @@ def run_batch_parallel(
             if chunk.finish_reason is None:
                 return
             job = job_ref[0]
-            line = _line_from_job(item, job, "".join(parts), chunk, fmt)
+            text, thought = "".join(parts), ""
+            splitter = llm.splitter(job.prompt)
+            if splitter is not None:
+                split = splitter.feed(text) + splitter.flush()
+                text = "".join(t for kind, t in split if kind == "answer")
+                thought = "".join(t for kind, t in split if kind == "thinking").strip()
+            line = _line_from_job(item, job, text, chunk, fmt, thought)
             with done:
                 lines_out[slot] = line
                 done.notify()
@@ -146,12 +152,13 @@ def _error_line(item: BatchItem, error: str) -> dict[str, Any]:
 
 
 def _line_from_job(
-    item: BatchItem, job: Any, text: str, last: Any, fmt: OutputFormat | None
+    item: BatchItem, job: Any, text: str, last: Any, fmt: OutputFormat | None, thought: str
 ) -> dict[str, Any]:
     if last.error is not None:
         return _error_line(item, f"the engine failed: {last.error}")
     result = GenerationResult(
         text=text,
+        reasoning=thought,
         finish_reason="length" if last.finish_reason == "length" else "stop",
         prompt_tokens=job.prompt_tokens,
         prompt_tokens_evaluated=job.prompt_tokens - job.cached_tokens,
@@ -162,6 +169,7 @@ def _line_from_job(
     line = _error_line(item, "")
     line.update(
         text=text,
+        reasoning=thought,
         finish_reason=result.finish_reason,
         seed=job.seed,
         usage=result.usage(),
