@@ -65,7 +65,9 @@ def test_a_probe_that_dies_leads_to_the_fallback_and_the_verdict_is_kept(
         return run_probe(spec, setup)
 
     key = model_key(model_file)
-    first = decide(key, probe=probe, threads=1, notify=notices.append)
+    # Batch costs are not this test's business (their own test is below).
+    busy = lambda: False  # noqa: E731
+    first = decide(key, probe=probe, threads=1, notify=notices.append, quiet=busy)
     # The default died; plain weights and single steps were both tried for real.
     assert probed == ["repack", "no-repack", "repack-single"]
     assert first.setup in (NO_REPACK, REPACK_SINGLE)
@@ -79,7 +81,7 @@ def test_a_probe_that_dies_leads_to_the_fallback_and_the_verdict_is_kept(
     # Kept: the next decision asks no probe and says nothing.
     probed.clear()
     notices.clear()
-    again = decide(key, probe=probe, threads=1, notify=notices.append)
+    again = decide(key, probe=probe, threads=1, notify=notices.append, quiet=busy)
     assert probed == [] and notices == []
     assert again.setup == first.setup and not again.measured
     kept = load_verdict(key)
@@ -149,11 +151,14 @@ def test_run_falls_back_says_so_once_and_answers_as_usual(
         # The same computation: where nothing is repacked, no-repack is what repack does.
         assert first.stdout == plain.stdout
 
-    before = verdicts_file().read_bytes()
     second = greedy(LLMCLI_PROBE_FAULT="repack=SIGILL")
     assert second.returncode == 0 and second.stderr == ""
-    assert second.stdout == plain.stdout
-    assert verdicts_file().read_bytes() == before
+    assert second.stdout == first.stdout
+    # Kept: the same setup, chosen without probing the one that died again (only batch
+    # costs may be measured again, when the first probes ran on a busy machine).
+    kept = load_verdict(model_key(model_file))
+    assert kept is not None and kept.setup == chosen.setup
+    assert kept.measured_at == chosen.measured_at
 
     report = json.loads(run_cli("doctor", "--json").stdout)["engine_setup"]
     (entry,) = report["models"]
