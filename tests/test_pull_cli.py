@@ -190,6 +190,7 @@ def test_list_json_and_plain(hub: HubServer) -> None:
     listed = llmcli_run("list", "--json")
     assert listed.returncode == 0, listed.stderr
     rows = {row["name"]: row for row in json.loads(listed.stdout)}
+    assert rows.pop("starter")["quant"] == "Q4_1"  # installed with the test extra
     assert sorted(rows) == ["test/split-GGUF:Q4_K_M", "test/tiny-GGUF:Q4_K_M"]
     assert rows["test/split-GGUF:Q4_K_M"]["size"] == model_path().stat().st_size
     assert rows["test/tiny-GGUF:Q4_K_M"]["files"] == ["tiny-Q4_K_M.gguf"]
@@ -198,12 +199,14 @@ def test_list_json_and_plain(hub: HubServer) -> None:
     assert plain.returncode == 0, plain.stderr
     lines = plain.stdout.splitlines()
     assert lines[0].split() == ["NAME", "QUANT", "SIZE", "MODIFIED", "REPO", "FILE"]
-    assert [line.split()[0] for line in lines[1:]] == sorted(rows)
+    assert [line.split()[0] for line in lines[1:]] == ["starter", *sorted(rows)]
 
 
 def test_list_of_an_empty_cache() -> None:
     result = llmcli_run("list", "--json")
-    assert result.returncode == 0 and json.loads(result.stdout) == []
+    assert result.returncode == 0
+    (only,) = json.loads(result.stdout)  # the starter model, which pip installed
+    assert only["name"] == "starter" and Path(only["path"]).is_file()
 
 
 def test_rm_refuses_without_yes_when_nobody_can_answer(hub: HubServer) -> None:

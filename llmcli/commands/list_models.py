@@ -22,7 +22,10 @@ Examples:
   llmcli list --json | jq -r '.[].name'
 """
 
-HELP = "List the models in the local cache: name to use with -m, size, age."
+HELP = (
+    "List the models in the local cache, and the starter model when installed: name to "
+    "use with -m, size, age."
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +39,9 @@ def list_models(
     ] = False,
 ) -> None:
     found = store.list_models()
+    starter = _starter()
+    if starter is not None:
+        found = [starter, *found]
     if json_out:
         console.emit_json([_as_json(m) for m in found])
     elif not found:
@@ -43,6 +49,27 @@ def list_models(
     else:
         _print_table(found)
     _mention_leftovers(store.leftovers())
+
+
+def _starter() -> store.CachedModel | None:
+    """The model pip installed with llmcli, as a row like the cached ones."""
+    from llmcli.starter import NAME, PACKAGE, starter_path
+
+    path = starter_path()
+    if path is None:
+        return None
+    st = path.stat()
+    return store.CachedModel(
+        name=NAME,
+        repo_id=f"{PACKAGE} (installed with llmcli)",
+        commit="",
+        refs=(),
+        files=(path.name,),
+        quant="Q4_1",
+        size=st.st_size,
+        modified=st.st_mtime,
+        path=path,
+    )
 
 
 def _print_table(found: list[store.CachedModel]) -> None:

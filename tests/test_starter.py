@@ -1,0 +1,44 @@
+"""The starter model pip installs with llmcli: a first run answers with it when the Hub
+cannot be reached, and `-m starter`, `list` and `show` know it. The Hub here is an
+address that refuses connections (the suite's default)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from clihelpers import run_cli
+
+from llmcli.aliases import DEFAULT_MODEL
+from llmcli.errors import ExitCode
+from llmcli.starter import starter_path
+
+
+def test_a_first_run_without_the_hub_answers_with_the_starter() -> None:
+    proc = run_cli("run", "--temperature", "0", "-n", "8", "Say hi")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert "starter model" in lines[0] and f"llmcli pull {DEFAULT_MODEL}" in lines[0]
+    named = run_cli("run", "-m", "starter", "--temperature", "0", "-n", "8", "Say hi")
+    assert named.returncode == 0 and named.stderr == ""
+    assert named.stdout == proc.stdout
+
+
+def test_a_model_someone_chose_is_never_swapped_for_the_starter() -> None:
+    named = run_cli("run", "-m", DEFAULT_MODEL, "-n", "4", "Say hi")
+    assert named.returncode == ExitCode.NETWORK and named.stdout == ""
+    assert named.stderr.count("\n") == 1 and "starter" not in named.stderr
+    configured = run_cli("run", "-n", "4", "Say hi", env={"LLMCLI_MODEL": DEFAULT_MODEL})
+    assert configured.returncode == ExitCode.NETWORK and "starter" not in configured.stderr
+
+
+def test_list_and_show_know_the_starter() -> None:
+    path = starter_path()
+    assert path is not None and path.name.endswith(".gguf")
+    rows = json.loads(run_cli("list", "--json").stdout)
+    assert rows[0]["name"] == "starter" and Path(rows[0]["path"]) == path
+    shown = run_cli("show", "starter", "--json")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["architecture"] == "llama"
