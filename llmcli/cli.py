@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 from typing import Annotated
 
@@ -171,6 +170,8 @@ def _complete(instruction: str) -> int:
         return ExitCode.BROKEN_PIPE
     except Exception:
         if config.debug_enabled():
+            import traceback
+
             traceback.print_exc()
         return 1
 
@@ -193,6 +194,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except (Exception, KeyboardInterrupt) as exc:
         code, message = _exit_code(exc)
         if config.debug_enabled():
+            import traceback
+
             traceback.print_exc()
         if message:
             console.error(message)

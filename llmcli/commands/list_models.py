@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmcli import store
 from llmcli.humanize import format_age, format_bytes
 from llmcli.ui import console
 from llmcli.ui.tables import render_table
+
+if TYPE_CHECKING:
+    from llmcli import store
 
 EPILOG = """\
 Includes models other tools (huggingface_hub, llama.cpp) put in the same cache.
@@ -38,6 +40,8 @@ def list_models(
         bool, typer.Option("--json", help="One JSON array of objects on stdout.")
     ] = False,
 ) -> None:
+    from llmcli import store
+
     found = store.list_models()
     starter = _starter()
     if starter is not None:
@@ -53,6 +57,7 @@ def list_models(
 
 def _starter() -> store.CachedModel | None:
     """The model pip installed with llmcli, as a row like the cached ones."""
+    from llmcli import store
     from llmcli.starter import NAME, PACKAGE, starter_path
 
     path = starter_path()
