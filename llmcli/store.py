@@ -204,7 +204,11 @@ def _unreachable(settings: HubSettings, reason: str | None) -> NetworkError:
     if cached_model_names():
         instead = "cached models (llmcli list) work with HF_HUB_OFFLINE=1"
     else:
+        from llmcli.starter import starter_path
+
         instead = "nothing is cached yet: run a local file with -m ./model.gguf"
+        if starter_path() is not None:
+            instead += ", or the small starter model with -m starter"
     return NetworkError(
         f"cannot reach the Hub at {where}",
         hint=f"check the network or HF_ENDPOINT; {instead}",

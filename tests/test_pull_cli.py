@@ -154,7 +154,10 @@ HANG_LIMIT_S = 30
 
 @pytest.mark.parametrize("endpoint", [refusing_endpoint, silent_endpoint])
 @pytest.mark.parametrize(
-    "args", [["pull", "smollm2"], ["run", "Why is the sky blue?"]], ids=["pull", "run"]
+    # A named model: without one, `run` would answer with the starter model instead.
+    "args",
+    [["pull", "smollm2"], ["run", "-m", "qwen2.5:1.5b", "Why is the sky blue?"]],
+    ids=["pull", "run"],
 )
 def test_an_unreachable_hub_is_one_line_that_says_what_to_do(
     endpoint: Callable[[], AbstractContextManager[str]], args: list[str]
@@ -168,6 +171,7 @@ def test_an_unreachable_hub_is_one_line_that_says_what_to_do(
     assert lines[0].startswith(f"llmcli: error: cannot reach the Hub at {url}: ")
     # The cache is empty: the way forward is a local file, or another endpoint.
     assert "-m ./model.gguf" in lines[0] and "HF_ENDPOINT" in lines[0]
+    assert "-m starter" in lines[0]  # installed with the test extra
 
 
 def test_an_unreachable_hub_points_at_cached_models_when_there_are_some(

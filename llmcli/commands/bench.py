@@ -69,8 +69,8 @@ def bench(
     threads: Annotated[
         str | None,
         typer.Option(
+            # No -t: that is a prompt template in run and chat.
             "--threads",
-            "-t",
             help="Thread counts to compare, e.g. 1,2,4. Default: the usable cores that other "
             "processes are not keeping busy.",
             show_default=False,

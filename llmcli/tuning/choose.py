@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from llmcli import terminal
 from llmcli.errors import EngineCrashError
 from llmcli.tuning.setups import NO_REPACK, REPACK, REPACK_SINGLE, SETUPS, EngineSetup
-from llmcli.tuning.threads import busy_cores
+from llmcli.tuning.threads import quiet as machine_is_quiet
 from llmcli.tuning.verdicts import (
     CRASHED_BEFORE,
     ProbeResult,
@@ -96,7 +96,7 @@ def decide(
     pinned: EngineSetup | None = None,
     notify: Notify | None = None,
     model_name: str = "this model",
-    quiet: Callable[[], bool] = lambda: busy_cores() == 0,
+    quiet: Callable[[], bool] = machine_is_quiet,
 ) -> Decision:
     """The setup to load `model` (an identity.model_key) with.
 

@@ -46,6 +46,18 @@ def _runnable_now() -> int | None:
         return None
 
 
+def quiet(samples: int = 3 * SAMPLES, gap_s: float = SAMPLE_GAP_S) -> bool:
+    """No other task was runnable at any moment over a few tens of milliseconds: a time
+    to measure speeds that will be kept."""
+    for i in range(samples):
+        n = _runnable_now()
+        if n is None or n > 1:
+            return False
+        if i < samples - 1:
+            time.sleep(gap_s)
+    return True
+
+
 def busy_cores(samples: int = SAMPLES, gap_s: float = SAMPLE_GAP_S) -> int:
     """Cores other processes keep busy: the fewest other runnable tasks seen over a few
     milliseconds, so a process that only passes through is not counted."""
