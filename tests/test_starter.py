@@ -29,9 +29,11 @@ def test_a_first_run_without_the_hub_answers_with_the_starter() -> None:
 def test_a_model_someone_chose_is_never_swapped_for_the_starter() -> None:
     named = run_cli("run", "-m", DEFAULT_MODEL, "-n", "4", "Say hi")
     assert named.returncode == ExitCode.NETWORK and named.stdout == ""
-    assert named.stderr.count("\n") == 1 and "starter" not in named.stderr
+    # One error line, which offers the starter by name rather than answering with it.
+    assert named.stderr.count("\n") == 1 and named.stderr.startswith("llmcli: error:")
+    assert "-m starter" in named.stderr
     configured = run_cli("run", "-n", "4", "Say hi", env={"LLMCLI_MODEL": DEFAULT_MODEL})
-    assert configured.returncode == ExitCode.NETWORK and "starter" not in configured.stderr
+    assert configured.returncode == ExitCode.NETWORK and configured.stdout == ""
 
 
 def test_list_and_show_know_the_starter() -> None:
