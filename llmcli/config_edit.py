@@ -15,13 +15,12 @@ caller, which owns the file system and the reference parser.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from llmcli import config
+from llmcli.atomic import write_atomic
 from llmcli.errors import ConfigError, UsageError
 from llmcli.toml_writer import dumps
 
@@ -127,14 +126,6 @@ def save(path: Path, doc: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: {exc}") from None
     config.parse_settings(doc, path)  # never write a file that would not load
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".toml", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as out:
-                out.write(text)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, text)
     except OSError as exc:
         raise ConfigError(f"cannot write config file {path}: {exc.strerror}") from None

@@ -6,20 +6,18 @@ Nothing here touches a terminal or a model, so all of it is unit-tested quickly;
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import difflib
 import json
 import math
-import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from llmcli import config
+from llmcli.atomic import write_atomic
 from llmcli.engine.reasoning import EFFORT_LEVELS, Thinking
 from llmcli.engine.types import Message, Sampling
 from llmcli.errors import LlmcliError
@@ -587,22 +585,10 @@ def save(conversation: Conversation, path: Path) -> None:
     """Write atomically (a temporary file, then a rename): a crash or a full disk
     midway never leaves a half-written file in place of the previous one."""
     data = json.dumps(to_json(conversation), ensure_ascii=False, indent=2) + "\n"
-    tmp: str | None = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, data, durable=True)
     except OSError as exc:
         raise ConversationFileError(f"cannot save to {path}: {exc.strerror or exc}") from None
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def _round_up(n: int, step: int = 1024) -> int:

@@ -37,6 +37,7 @@ from types import ModuleType
 from typing import Any
 
 from llmcli import config
+from llmcli.atomic import write_atomic
 from llmcli.errors import ModelInvalidError, ModelNotFoundError
 
 MAGIC = b"GGUF"
@@ -534,11 +535,5 @@ def model_card(path: Path, *, use_cache: bool = True) -> ModelCard:
 
 def _write_atomically(target: Path, text: str) -> None:
     """Best effort: a read-only or full cache directory only costs speed."""
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with contextlib.suppress(OSError):
+        write_atomic(target, text)

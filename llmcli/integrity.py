@@ -21,11 +21,11 @@ import io
 import json
 import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 
 from llmcli import config
+from llmcli.atomic import write_atomic
 from llmcli.reporting import ProgressFactory
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -80,21 +80,11 @@ def _verified_sha256(blob: Path) -> str | None:
 def record_verified(blob: Path, sha256: str) -> None:
     """Best effort: without a marker the file is simply hashed again next time."""
     target = _marker_path(blob)
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+    # Atomic: concurrent processes verifying the same blob each write a whole marker,
+    # and a reader never sees half of one.
+    with contextlib.suppress(OSError):
         record = {"path": str(blob), "sha256": sha256, "identity": _identity(os.stat(blob))}
-        # Atomic write: concurrent processes verifying the same blob each write a whole
-        # marker, and a reader never sees half of one.
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".marker-")
-    except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(record, f)
-        os.replace(tmp, target)
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        write_atomic(target, json.dumps(record))
 
 
 def blob_entry(link: Path) -> Path:

@@ -34,6 +34,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
         "`auto` (default): the safe, fastest setup measured for each model; or pin one: "
         "`repack`, `no-repack`, `repack-single`",
     ),
+    ("LLMCLI_THREADS", "default CPU threads (default: the usable cores not busy at start-up)"),
     ("LLMCLI_ENGINE_CACHE", "where engine measurements are kept (default: llmcli's cache)"),
     ("LLMCLI_PROBE_FAULT", "testing: `SETUP=SIGNAL` makes that setup's probe die by the signal"),
     ("NO_COLOR", "any value: no colour on any stream"),

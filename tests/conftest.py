@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hubserver import DEAD_ENDPOINT, HubServer, serve, standard_repos
 from testmodel import model_path
 
+from llmcli.config import usable_cores
+
 # Variables that would let the user's own setup leak into a test.
 _SCRUBBED = (
     "LLMCLI_MODEL",
@@ -74,6 +76,9 @@ def isolated_home(
     monkeypatch.setenv("LLMCLI_HOME", str(home / "llmcli"))
     monkeypatch.setenv("LLMCLI_CONFIG", str(home / "config.toml"))
     monkeypatch.setenv("LLMCLI_ENGINE_CACHE", str(engine_cache))
+    # The default thread count follows the machine's load, and past 256 positions the
+    # thread count changes a greedy answer's sums: tests compare answers, so pin it.
+    monkeypatch.setenv("LLMCLI_THREADS", str(usable_cores()))
     monkeypatch.setenv("HF_HOME", str(home / "hf"))
     monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
     monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")

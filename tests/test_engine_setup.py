@@ -253,6 +253,7 @@ def test_the_crash_handler_reports_a_segfault_in_native_code(tmp_path: Path) -> 
 
 
 def test_busy_cores_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LLMCLI_THREADS")
     monkeypatch.setattr(threads_mod, "usable_cores", lambda: 2)
     monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 2)
     seen = iter([3, 2, 3, 2, 2, 3, 2, 2])  # runnable tasks, this one included
@@ -263,6 +264,8 @@ def test_busy_cores_are_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(threads_mod.os, "cpu_count", lambda: 64)
     monkeypatch.setattr(threads_mod, "_runnable_now", lambda: 31)
     assert threads_mod.choose_threads().threads == 2
+    monkeypatch.setenv("LLMCLI_THREADS", "3")
+    assert threads_mod.choose_threads().threads == 3
 
 
 def test_a_spinning_process_is_seen_as_a_busy_core() -> None:

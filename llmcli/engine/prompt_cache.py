@@ -18,7 +18,6 @@ import ctypes
 import hashlib
 import os
 import struct
-import tempfile
 import threading
 import zlib
 from collections.abc import Sequence
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING
 import llama_cpp
 import numpy as np
 
+from llmcli.atomic import write_atomic
 from llmcli.config import user_cache_dir
 
 if TYPE_CHECKING:
@@ -213,16 +213,8 @@ class PromptCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             name = hashlib.sha256(ids).hexdigest()[:32] + SUFFIX
             crc = zlib.crc32(state, zlib.crc32(ids))
-            fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(_HEADER.pack(MAGIC, VERSION, n_tokens, len(state), crc))
-                    f.write(ids)
-                    f.write(state)
-                os.replace(tmp, self.folder / name)
-            except BaseException:
-                _remove(Path(tmp))
-                raise
+            header = _HEADER.pack(MAGIC, VERSION, n_tokens, len(state), crc)
+            write_atomic(self.folder / name, (header, ids, state))
             evict(self.root, self.max_bytes)
         except OSError:
             pass  # a cache that cannot be written is only a missed speed-up

@@ -25,9 +25,12 @@ class ThreadChoice:
     threads: int
     usable_cores: int
     busy_cores: int  # usable cores left out because other processes kept them busy
+    pinned: bool = False  # LLMCLI_THREADS
 
     @property
     def reason(self) -> str:
+        if self.pinned:
+            return f"{ENV_THREADS}"
         if self.busy_cores == 0:
             return f"every usable core ({self.usable_cores})"
         return (
@@ -72,11 +75,18 @@ def busy_cores(samples: int = SAMPLES, gap_s: float = SAMPLE_GAP_S) -> int:
     return max(0, min(seen))
 
 
+ENV_THREADS = "LLMCLI_THREADS"
+
+
 def choose_threads() -> ThreadChoice:
-    """Every usable core, less those the machine's other runnable tasks need: the count
-    of runnable tasks covers every CPU of the machine, so on a big machine whose other
-    cores are busy a process allowed two cores still gets two."""
+    """LLMCLI_THREADS when set; else every usable core, less those the machine's other
+    runnable tasks need: the count of runnable tasks covers every CPU of the machine, so
+    on a big machine whose other cores are busy a process allowed two cores still gets
+    two."""
     usable = usable_cores()
+    pinned = os.environ.get(ENV_THREADS, "").strip()
+    if pinned.isdigit() and int(pinned) > 0:
+        return ThreadChoice(int(pinned), usable, 0, pinned=True)
     free = (os.cpu_count() or usable) - busy_cores()
     threads = max(1, min(usable, free))
     return ThreadChoice(threads, usable, usable - threads)
