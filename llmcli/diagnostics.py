@@ -25,6 +25,11 @@ METAL_INSTALL = (
     "llama-cpp-python"
 )
 
+# The RPC backend (`llmcli worker`, `--rpc`); combine with a GPU flag for a GPU worker.
+RPC_INSTALL = (
+    'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+)
+
 
 def report() -> dict[str, Any]:
     from llmcli.engine.system_info import engine_info
@@ -41,9 +46,11 @@ def report() -> dict[str, Any]:
             "backends": engine.backends,
             "system_info": engine.system_info,
             "gpu_offload": engine.gpu_offload,
+            "rpc": engine.rpc,
             "error": engine.error,
         },
         "gpu_install": [] if engine.gpu_offload else gpu_install_commands(),
+        "rpc_install": [] if engine.rpc else [RPC_INSTALL],
         "threads": _threads(configured_threads),
         "engine_setup": engine_setup(),
         "cache": _cache(),

@@ -36,6 +36,10 @@ class LoadOptions:
     pooling: Literal["mean", "model"] = "mean"
     # Tokenizer only, no weights: fast even for big models, but nothing can be evaluated.
     vocab_only: bool = False
+    # RPC workers ("host:port") whose devices share the model's layers with this machine.
+    rpc: tuple[str, ...] = ()
+    # Each device's share of the layers (llama.cpp's --tensor-split); None: by free memory.
+    tensor_split: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)
