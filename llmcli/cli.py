@@ -29,6 +29,7 @@ from llmcli.commands import (
     show,
     similarity,
     tokenize,
+    worker,
 )
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
@@ -92,6 +93,7 @@ cache.register(app)
 show.register(app)
 chat.register(app)
 serve.register(app)
+worker.register(app)
 tokenize.register(app)
 embed.register(app)
 similarity.register(app)
