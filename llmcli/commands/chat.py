@@ -91,6 +91,8 @@ def chat(
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     plain: opt.PlainOpt = False,
     lookup: opt.LookupOpt = True,
     load: Annotated[
@@ -142,7 +144,12 @@ def chat(
     term = terminal.current()
     interactive = term.stdin_isatty and term.stdout_isatty
     load_options = LoadOptions(
-        path=path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        **opt.placement(rpc, tensor_split),
     )
     llm = open_model(load_options)
     session = ChatSession(

@@ -22,6 +22,7 @@ from llmcli.ui import console
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.prompt_cache import PromptCache
+    from llmcli.engine.rpc import SplitReport
 
 EPILOG = """\
 Examples:
@@ -72,6 +73,8 @@ def run(
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain text completion: no chat template.")
     ] = False,
@@ -162,7 +165,12 @@ def run(
     # With --parallel the scheduler holds the contexts; the model's own only tokenizes.
     own_ctx = 256 if batch is not None and parallel > 1 else ctx
     load = LoadOptions(
-        path=path, n_ctx=own_ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=own_ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        **opt.placement(rpc, tensor_split),
     )
 
     from llmcli.engine.model import Model
@@ -218,9 +226,9 @@ def run(
             )
         except KeyboardInterrupt:
             result.finish_reason = "interrupted"
-            _report(result, name, path, json_out=json_out, stats=stats)
+            _report(result, name, path, json_out=json_out, stats=stats, split=llm.split)
             raise
-        _report(result, name, path, json_out=json_out, stats=stats)
+        _report(result, name, path, json_out=json_out, stats=stats, split=llm.split)
         _check_format(fmt, result, sampling.max_tokens)
 
 
@@ -286,11 +294,22 @@ def _check_format(
 
 
 def _report(
-    result: GenerationResult, name: str, path: Path, *, json_out: bool, stats: bool
+    result: GenerationResult,
+    name: str,
+    path: Path,
+    *,
+    json_out: bool,
+    stats: bool,
+    split: SplitReport | None = None,
 ) -> None:
     if json_out:
-        console.emit_json(as_json(result, name, path))
+        data = as_json(result, name, path)
+        if split is not None:
+            data["split"] = split.as_dict()
+        console.emit_json(data)
     if stats:
+        if split is not None:
+            console.info(split.line())
         console.info(stats_line(result))
 
 
