@@ -168,6 +168,9 @@ def test_rpc_from_the_environment_and_the_config_file(
     (isolated_home / "config.toml").write_text(f'rpc = "{endpoint}"\n')
     by_config = run_cli("run", "-m", str(model_file), "-n", "2", "--json", "Hi")
     assert by_config.returncode == 0, by_config.stderr
+    assert by_config.stderr == ""  # a known key: no warning
+    shown = run_cli("config", "show", "--json")
+    assert json.loads(shown.stdout)["rpc"] == endpoint
     assert endpoint in json.dumps(json.loads(by_config.stdout)["split"])
 
 
