@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -184,6 +185,26 @@ def test_a_worker_that_is_down_gives_one_clear_error(model_file: Path) -> None:
     assert len(lines) == 1, result.stderr
     assert f"cannot reach the RPC worker {endpoint}" in lines[0]
     assert "llmcli worker" in lines[0]
+
+
+def test_something_else_on_the_port_is_not_taken_for_a_worker(model_file: Path) -> None:
+    assert_rpc_build()
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        endpoint = f"127.0.0.1:{server.getsockname()[1]}"
+
+        def close_every_connection() -> None:
+            while True:
+                try:
+                    server.accept()[0].close()
+                except OSError:
+                    return
+
+        threading.Thread(target=close_every_connection, daemon=True).start()
+        result = run_cli("run", "-m", str(model_file), "--rpc", endpoint, "Hi")
+    assert result.returncode == ExitCode.WORKER_LOST
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"{endpoint} did not answer as an RPC worker" in lines[0]
 
 
 def test_a_malformed_rpc_address_is_a_usage_error(model_file: Path) -> None:

@@ -21,7 +21,8 @@ import faulthandler
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmcli.config import debug_enabled
@@ -84,6 +85,25 @@ def worker_lost_message(workers: Sequence[str]) -> str:
         "unreachable, and llama.cpp cannot continue without it; what was answered so far "
         "was kept (restart `llmcli worker` there, or run without --rpc)\n"
     )
+
+
+@contextmanager
+def abort_says(text: str) -> Iterator[None]:
+    """While the block runs, an abort (with RPC workers in use) prints `text` instead."""
+    messages = _state.get("messages")
+    if not isinstance(messages, dict):
+        yield
+        return
+    key = int(signal.SIGABRT)
+    before = messages.get(key)
+    messages[key] = text.encode()
+    try:
+        yield
+    finally:
+        if before is None:
+            messages.pop(key, None)
+        else:
+            messages[key] = before
 
 
 def guard(

@@ -29,6 +29,7 @@ from typing import Any
 import llama_cpp
 
 from llmcli.diagnostics import RPC_INSTALL
+from llmcli.engine import crash_guard
 from llmcli.engine.log import listening
 from llmcli.errors import UsageError, WorkerLostError
 
@@ -141,6 +142,14 @@ def check_reachable(endpoint: str, timeout: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
 
 
+def not_a_worker_message(endpoint: str) -> str:
+    return (
+        f"llmcli: error: {endpoint} did not answer as an RPC worker this llama.cpp can talk "
+        "to: run `llmcli worker` there, with the same llama-cpp-python version and an RPC "
+        "build on both sides\n"
+    )
+
+
 def add_workers(endpoints: Sequence[str]) -> None:
     """Register each worker's devices with ggml, once per process, before a load."""
     lib, reg = require_rpc()
@@ -152,7 +161,9 @@ def add_workers(endpoints: Sequence[str]) -> None:
             if endpoint in _registered:
                 continue
             check_reachable(endpoint)
-            server_reg = add_server(endpoint.encode())
+            # Something answers; llama.cpp aborts if it is not a worker it can talk to.
+            with crash_guard.abort_says(not_a_worker_message(endpoint)):
+                server_reg = add_server(endpoint.encode())
             if not server_reg:
                 raise WorkerLostError(f"the RPC worker {endpoint} did not register")
             lib.ggml_backend_register(server_reg)
