@@ -311,7 +311,7 @@ def test_doctor_says_whether_the_build_has_rpc() -> None:
 
 
 def test_split_report_reads_llama_cpp_load_log() -> None:
-    from llmcli.engine.rpc import SplitReport, _read_line
+    from llmcli.engine.split import SplitReport, _read_line
 
     report = SplitReport()
     for line in [

@@ -22,7 +22,7 @@ from llmcli.ui import console
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.prompt_cache import PromptCache
-    from llmcli.engine.rpc import SplitReport
+    from llmcli.engine.split import SplitReport
 
 EPILOG = """\
 Examples:

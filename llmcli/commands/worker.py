@@ -64,7 +64,7 @@ def worker(
         ),
     ] = None,
 ) -> None:
-    from llmcli.engine.rpc import start_worker
+    from llmcli.engine.rpc_server import start_worker
     from llmcli.tuning.threads import choose_threads
 
     if not _is_loopback(host):

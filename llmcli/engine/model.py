@@ -19,7 +19,7 @@ from llmcli.engine import crash_guard, rpc
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
-from llmcli.engine.rpc import SplitReport
+from llmcli.engine.split import SplitReport, split_recorded
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
@@ -146,7 +146,7 @@ class Model:
                 if options.rpc:
                     rpc.quiet_rpc_aborts()
                     rpc.add_workers(options.rpc)
-                    self.split = stack.enter_context(rpc.split_recorded())
+                    self.split = stack.enter_context(split_recorded())
                 stack.enter_context(weights_repacked(self.setup.repack))
                 self.llama = llama_cpp.Llama(**kwargs)
         except ValueError as exc:
