@@ -16,13 +16,14 @@ from typing import Any
 from llmcli import __version__, config
 from llmcli.errors import ConfigError
 
+# Each keeps the RPC backend (`llmcli worker`, `--rpc`) in the rebuilt engine.
 CUDA_INSTALL = (
-    'CMAKE_ARGS="-DGGML_CUDA=on" pip install --upgrade --force-reinstall --no-cache-dir '
-    "llama-cpp-python"
+    'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
 )
 METAL_INSTALL = (
-    'CMAKE_ARGS="-DGGML_METAL=on" pip install --upgrade --force-reinstall --no-cache-dir '
-    "llama-cpp-python"
+    'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
 )
 
 # The RPC backend (`llmcli worker`, `--rpc`); combine with a GPU flag for a GPU worker.

@@ -41,9 +41,11 @@ class RpcUnavailableError(UsageError):
     """This llama.cpp build has no RPC backend."""
 
     def __init__(self) -> None:
+        gpu = bool(llama_cpp.llama_supports_gpu_offload())
+        keep_gpu = "; keep this build's GPU flag too, e.g. -DGGML_CUDA=on" if gpu else ""
         super().__init__(
             "this llama.cpp build has no RPC backend",
-            hint=f"reinstall it with RPC: {RPC_INSTALL}",
+            hint=f"reinstall it with RPC: {RPC_INSTALL}{keep_gpu}",
         )
 
 
