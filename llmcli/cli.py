@@ -31,6 +31,7 @@ from llmcli.commands import (
     similarity,
     templates_cmd,
     tokenize,
+    worker,
 )
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
@@ -94,6 +95,7 @@ cache.register(app)
 show.register(app)
 chat.register(app)
 serve.register(app)
+worker.register(app)
 tokenize.register(app)
 embed.register(app)
 similarity.register(app)

@@ -205,6 +205,8 @@ class Settings:
     warnings: tuple[str, ...] = ()
     # `llmcli serve`'s API key (LLMCLI_API_KEY and --api-key take precedence).
     api_key: str | None = None
+    # RPC workers to split models across, "host:port,..." (--rpc and LLMCLI_RPC first).
+    rpc: str | None = None
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -250,6 +252,7 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
     user_aliases: dict[str, str] = {}
     model: str | None = None
     api_key: str | None = None
+    rpc: str | None = None
 
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")
@@ -264,6 +267,12 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, "must be text")
             api_key = value.strip()
+        elif key == "rpc":
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                value = ",".join(value)
+            if not isinstance(value, str) or not value.strip():
+                raise bad(key, 'must be "host:port[,host:port...]" (text)')
+            rpc = value.strip()
         elif name in OPTIONS:
             try:
                 defaults[name] = coerce_option(name, value)
@@ -286,7 +295,9 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
                 user_aliases[alias.lower()] = target.strip()
         else:
             warnings.append(f"{path}: unknown key {key!r} (ignored)")
-    return Settings(path, exists, model, defaults, models, user_aliases, tuple(warnings), api_key)
+    return Settings(
+        path, exists, model, defaults, models, user_aliases, tuple(warnings), api_key, rpc
+    )
 
 
 def _model_table(

@@ -16,13 +16,19 @@ from typing import Any
 from llmcli import __version__, config
 from llmcli.errors import ConfigError
 
+# Each keeps the RPC backend (`llmcli worker`, `--rpc`) in the rebuilt engine.
 CUDA_INSTALL = (
-    'CMAKE_ARGS="-DGGML_CUDA=on" pip install --upgrade --force-reinstall --no-cache-dir '
-    "llama-cpp-python"
+    'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
 )
 METAL_INSTALL = (
-    'CMAKE_ARGS="-DGGML_METAL=on" pip install --upgrade --force-reinstall --no-cache-dir '
-    "llama-cpp-python"
+    'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
+)
+
+# The RPC backend (`llmcli worker`, `--rpc`); combine with a GPU flag for a GPU worker.
+RPC_INSTALL = (
+    'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
 )
 
 
@@ -41,9 +47,11 @@ def report() -> dict[str, Any]:
             "backends": engine.backends,
             "system_info": engine.system_info,
             "gpu_offload": engine.gpu_offload,
+            "rpc": engine.rpc,
             "error": engine.error,
         },
         "gpu_install": [] if engine.gpu_offload else gpu_install_commands(),
+        "rpc_install": [] if engine.rpc else [RPC_INSTALL],
         "threads": _threads(configured_threads),
         "engine_setup": engine_setup(),
         "cache": _cache(),

@@ -23,6 +23,7 @@ class ExitCode(IntEnum):
     BATCH_ITEMS_FAILED = 8  # a batch finished, but some of its items failed
     OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
     ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
+    WORKER_LOST = 11  # an RPC worker (--rpc) cannot be reached or was lost mid-answer
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -44,6 +45,7 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.OUTPUT_INVALID: "the answer does not match the requested JSON schema or format",
     ExitCode.ENGINE_CRASH: "the llama.cpp engine crashed or cannot run on this CPU; "
     "the next run avoids the setup that crashed",
+    ExitCode.WORKER_LOST: "an RPC worker (`--rpc`) cannot be reached or was lost mid-answer",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -103,6 +105,10 @@ class EngineCrashError(LlmcliError):
 
 class ChatTemplateError(LlmcliError):
     """The model's chat template (or the one given with --template) fails to render."""
+
+
+class WorkerLostError(LlmcliError):
+    exit_code = ExitCode.WORKER_LOST
 
 
 class BatchItemsFailedError(LlmcliError):

@@ -36,6 +36,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     ("LLMCLI_THREADS", "default CPU threads (default: the usable cores not busy at start-up)"),
     ("LLMCLI_ENGINE_CACHE", "where engine measurements are kept (default: llmcli's cache)"),
+    ("LLMCLI_RPC", "RPC workers for `--rpc` when it is not given: `HOST:PORT[,HOST:PORT...]`"),
     ("LLMCLI_PROBE_FAULT", "testing: `SETUP=SIGNAL` makes that setup's probe die by the signal"),
     ("NO_COLOR", "any value: no colour on any stream"),
     ("FORCE_COLOR", "colour and Markdown even when not on a terminal (`0`: off)"),

@@ -30,6 +30,7 @@ _SCRUBBED = (
     "FORCE_COLOR",
     "LLMCLI_ENGINE_SETUP",
     "LLMCLI_PROBE_FAULT",
+    "LLMCLI_RPC",
 )
 
 

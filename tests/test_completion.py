@@ -91,7 +91,7 @@ def test_rm_completes_only_cached_models(isolated_home: Path) -> None:
 
 def test_commands_and_options_complete() -> None:
     assert "plain,config" in _complete(_bash_words("llmcli con")).stdout.splitlines()
-    options = _complete(_bash_words("llmcli run --te")).stdout.splitlines()
+    options = _complete(_bash_words("llmcli run --tem")).stdout.splitlines()
     assert options == ["plain,--temperature", "plain,--template"]
     options = _complete(_bash_words("llmcli run --tempe")).stdout.splitlines()
     assert options == ["plain,--temperature"]

@@ -77,6 +77,8 @@ def bench(
         ),
     ] = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     thread_counts = _thread_list(threads)
@@ -88,6 +90,7 @@ def bench(
         n_ctx=max(n_prompt, n_gen, 16) + 16,
         n_threads=max(thread_counts),
         n_gpu_layers=gpu_layers,
+        **opt.placement(rpc, tensor_split),
     )
 
     from llmcli.engine.bench import run_bench
@@ -95,8 +98,12 @@ def bench(
 
     with Model(load, notify=console.notice) as llm:
         backend = "GPU" if llm.gpu_layers else "CPU"
+        if load.rpc:
+            backend = f"RPC ({', '.join(load.rpc)})"
         if not json_out:
             console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}\n")
+            if llm.split is not None:
+                console.info(llm.split.line())
             console.emit_text(
                 "| threads | test   |              t/s |\n|--------:|:-------|-----------------:|"
             )
@@ -110,7 +117,12 @@ def bench(
             llm, n_prompt=n_prompt, n_gen=n_gen, reps=reps, threads=thread_counts, on_result=row
         )
         if json_out:
-            console.emit_json([_as_json(r, str(path), llm.gpu_layers) for r in results])
+            rows = [_as_json(r, str(path), llm.gpu_layers) for r in results]
+            if llm.split is not None:
+                for item in rows:
+                    item["rpc"] = list(load.rpc)
+                    item["split"] = llm.split.as_dict()
+            console.emit_json(rows)
 
 
 def _as_json(result: BenchResult, path: str, gpu_layers: int) -> dict[str, Any]:

@@ -102,6 +102,8 @@ def chat(
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     plain: opt.PlainOpt = False,
     lookup: opt.LookupOpt = True,
     think: opt.ThinkOpt = None,
@@ -180,6 +182,7 @@ def chat(
         n_gpu_layers=gpu_layers,
         verbose=verbose,
         chat_template=chat_template,
+        **opt.placement(rpc, tensor_split),
     )
     llm = open_model(load_options)
     if _given(context, "think") or _given(context, "reasoning_effort"):

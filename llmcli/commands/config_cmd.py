@@ -81,6 +81,7 @@ def _as_json(settings: config.Settings) -> dict[str, Any]:
         "defaults": settings.defaults,
         "models": settings.models,
         "aliases": settings.aliases,
+        "rpc": settings.rpc,
     }
 
 

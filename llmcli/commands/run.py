@@ -22,6 +22,7 @@ from llmcli.ui import console
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.prompt_cache import PromptCache
+    from llmcli.engine.split import SplitReport
 
 EPILOG = """\
 Examples:
@@ -87,6 +88,8 @@ def run(
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain text completion: no chat template.")
     ] = False,
@@ -239,6 +242,7 @@ def run(
         verbose=verbose,
         vocab_only=show_prompt,
         chat_template=chat_template,
+        **opt.placement(rpc, tensor_split),
     )
 
     from llmcli.engine.model import Model
@@ -311,9 +315,13 @@ def run(
                 )
             except KeyboardInterrupt:
                 result.finish_reason = "interrupted"
-                _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
+                _report(
+                    result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split
+                )
                 raise
-            _report(result, name, path, json_out=json_out, stats=stats, probs=probs)
+            _report(
+                result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split
+            )
             budget_note = thinking_budget_note(result, sampling.max_tokens)
             if budget_note:
                 console.notice(budget_note)
@@ -421,6 +429,7 @@ def _report(
     json_out: bool,
     stats: bool,
     probs: bool = False,
+    split: SplitReport | None = None,
 ) -> None:
     if json_out:
         data = as_json(result, name, path)
@@ -428,8 +437,12 @@ def _report(
             from llmcli.engine.logprobs import content_json
 
             data["logprobs"] = content_json(result.logprobs)
+        if split is not None:
+            data["split"] = split.as_dict()
         console.emit_json(data)
     if stats:
+        if split is not None:
+            console.info(split.line())
         console.info(stats_line(result))
 
 

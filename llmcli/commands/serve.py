@@ -113,6 +113,8 @@ def serve(
     ] = opt.DEFAULT_CONTEXT,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
+    rpc: opt.RpcOpt = None,
+    tensor_split: opt.TensorSplitOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     key = api_key or os.environ.get(ENV_API_KEY) or config.load().api_key
@@ -148,9 +150,16 @@ def serve(
 
     # The loaded model's own context only tokenizes; the scheduler has the real one.
     load = LoadOptions(
-        path=path, n_ctx=256, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=256,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        **opt.placement(rpc, tensor_split),
     )
     llm = Model(load, notify=console.notice)
+    if llm.split is not None:
+        console.notice(llm.split.line())
     scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
     state = ServerState(
         model=llm,

@@ -6,6 +6,10 @@ bytecodes, long after the faulting instruction would have been retried. So a han
 installed with sigaction(2) itself. It writes a message prepared in advance, records the
 setup that crashed so the next run picks another, and exits with a documented code.
 
+With RPC workers in use (--rpc), llama.cpp aborts the process (SIGABRT) when a worker
+goes away; that is reported as the worker lost, with its own exit code, and recorded
+against no setup.
+
 Only on Linux, where the layout of `struct sigaction` is known. With LLMCLI_DEBUG set,
 Python's faulthandler prints the tracebacks instead.
 """
@@ -17,6 +21,8 @@ import faulthandler
 import os
 import signal
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from llmcli.config import debug_enabled
@@ -44,10 +50,13 @@ def _on_fault(signum: int) -> None:
     # Runs inside the signal: only writes of prepared bytes, then exit.
     messages = _state.get("messages")
     message = messages.get(signum, b"") if isinstance(messages, dict) else b""
+    lost_worker = signum == signal.SIGABRT
     try:
         os.write(2, message)
         path = _state.get("record_path")
         record = _state.get("record")
+        if lost_worker:
+            os._exit(ExitCode.WORKER_LOST)
         if isinstance(path, str) and isinstance(record, bytes):
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             os.write(fd, record)
@@ -69,12 +78,51 @@ def message(signum: int, doing: str) -> str:
     )
 
 
-def guard(doing: str, record_path: Path | None, record: bytes | None) -> bool:
-    """Install the handler (or refresh what it says); False where it cannot be."""
+def worker_lost_message(workers: Sequence[str]) -> str:
+    which = ", ".join(workers)
+    return (
+        f"llmcli: error: lost the RPC worker ({which}): it stopped, crashed or became "
+        "unreachable, and llama.cpp cannot continue without it; what was answered so far "
+        "was kept (restart `llmcli worker` there, or run without --rpc)\n"
+    )
+
+
+@contextmanager
+def abort_says(text: str) -> Iterator[None]:
+    """While the block runs, an abort (with RPC workers in use) prints `text` instead."""
+    messages = _state.get("messages")
+    if not isinstance(messages, dict):
+        yield
+        return
+    key = int(signal.SIGABRT)
+    before = messages.get(key)
+    messages[key] = text.encode()
+    try:
+        yield
+    finally:
+        if before is None:
+            messages.pop(key, None)
+        else:
+            messages[key] = before
+
+
+def guard(
+    doing: str,
+    record_path: Path | None,
+    record: bytes | None,
+    *,
+    rpc_workers: Sequence[str] = (),
+) -> bool:
+    """Install the handler (or refresh what it says); False where it cannot be.
+
+    With `rpc_workers`, an abort is reported as the loss of one of them."""
     if debug_enabled():
         faulthandler.enable()
         return False
-    _state["messages"] = {int(s): message(s, doing).encode() for s in FATAL}
+    messages = {int(s): message(s, doing).encode() for s in FATAL}
+    if rpc_workers:
+        messages[int(signal.SIGABRT)] = worker_lost_message(rpc_workers).encode()
+    _state["messages"] = messages
     if record_path is not None and record is not None:
         try:
             record_path.parent.mkdir(parents=True, exist_ok=True)
@@ -82,7 +130,7 @@ def guard(doing: str, record_path: Path | None, record: bytes | None) -> bool:
         except OSError:
             _state.pop("record_path", None)
     if _state.get("installed"):
-        return True
+        return _guard_aborts() if rpc_workers else True
     if not sys.platform.startswith("linux"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
@@ -94,4 +142,19 @@ def guard(doing: str, record_path: Path | None, record: bytes | None) -> bool:
         if libc.sigaction(int(sig), ctypes.byref(action), None) != 0:
             return False
     _state["installed"] = True
+    _state["libc"], _state["action"] = libc, action
+    if rpc_workers:
+        return _guard_aborts()
+    return True
+
+
+def _guard_aborts() -> bool:
+    if _state.get("aborts"):
+        return True
+    libc, action = _state.get("libc"), _state.get("action")
+    if not isinstance(libc, ctypes.CDLL) or not isinstance(action, _SigAction):
+        return False
+    if libc.sigaction(int(signal.SIGABRT), ctypes.byref(action), None) != 0:
+        return False
+    _state["aborts"] = True
     return True

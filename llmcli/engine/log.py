@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import ctypes
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import llama_cpp
 
@@ -34,6 +35,16 @@ def _forward(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
 
 def listen(listener: Callable[[str], None]) -> None:
     _listeners.append(listener)
+
+
+@contextmanager
+def listening(listener: Callable[[str], None]) -> Iterator[None]:
+    """`listener` hears the whole log while the block runs."""
+    _listeners.append(listener)
+    try:
+        yield
+    finally:
+        _listeners.remove(listener)
 
 
 def quiet_engine_log(verbose: bool) -> None:

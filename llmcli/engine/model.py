@@ -15,12 +15,13 @@ import llama_cpp
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmcli.engine import crash_guard, reasoning
+from llmcli.engine import crash_guard, reasoning, rpc
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
 from llmcli.engine.reasoning import Kind, ReasoningFormat, Splitter, Thinking
+from llmcli.engine.split import SplitReport, split_recorded
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import (
@@ -124,7 +125,7 @@ class Model:
         threads = options.n_threads or choose_threads().threads
         gpu_layers = options.n_gpu_layers
         if gpu_layers is None:
-            gpu_layers = -1 if gpu_offload_supported() else 0
+            gpu_layers = -1 if gpu_offload_supported() or options.rpc else 0
         self.options = options
         self.threads = threads
         self.gpu_layers = gpu_layers
@@ -153,16 +154,27 @@ class Model:
                 if options.pooling == "mean"
                 else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
             )
+        if options.tensor_split:
+            kwargs["tensor_split"] = list(options.tensor_split)
         quiet_engine_log(options.verbose)
         if not options.vocab_only:
             crash_guard.guard(
                 f"running {options.path.name} (engine setup {self.setup.name})",
                 crashes_file(),
                 crash_record(self.setup.name, self._key),
+                rpc_workers=options.rpc,
             )
+        # How the layers were spread over devices: read from the load log with --rpc.
+        self.split: SplitReport | None = None
         start = time.perf_counter()
         try:
-            with weights_repacked(self.setup.repack), own_templates_only():
+            with contextlib.ExitStack() as stack:
+                if options.rpc:
+                    rpc.quiet_rpc_aborts()
+                    rpc.add_workers(options.rpc)
+                    self.split = stack.enter_context(split_recorded())
+                stack.enter_context(weights_repacked(self.setup.repack))
+                stack.enter_context(own_templates_only())
                 self.llama = llama_cpp.Llama(**kwargs)
         except ValueError as exc:
             if "context" in str(exc):
@@ -186,6 +198,13 @@ class Model:
         options = self.options
         if setup is not None:
             return Decision(setup, None)
+        if options.rpc and not options.vocab_only:
+            # A probe child would have to reach the workers too: the setup is the one
+            # pinned, else the weights as stored (the layers run on the workers anyway).
+            try:
+                return Decision(setup_from_env() or NO_REPACK, None)
+            except ValueError as exc:
+                raise UsageError(f"LLMCLI_ENGINE_SETUP: {exc}") from None
         if options.vocab_only:
             # Nothing is computed, so nothing can fault; repacking would only cost time.
             return Decision(NO_REPACK, None)

@@ -14,6 +14,8 @@ class EngineInfo:
     system_info: str = ""  # llama_print_system_info(), verbatim
     backends: dict[str, list[str]] = field(default_factory=dict)  # name -> features
     gpu_offload: bool = False
+    # The RPC backend (`llmcli worker`, --rpc): only in builds made with -DGGML_RPC=on.
+    rpc: bool = False
     error: str | None = None
 
 
@@ -29,6 +31,7 @@ def engine_info() -> EngineInfo:
         system_info=text.strip(),
         backends=parse_system_info(text),
         gpu_offload=bool(llama_cpp.llama_supports_gpu_offload()),
+        rpc=bool(llama_cpp.llama_supports_rpc()),
     )
 
 

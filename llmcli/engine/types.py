@@ -39,6 +39,10 @@ class LoadOptions:
     vocab_only: bool = False
     # A chat template to use instead of the one in the GGUF (the text of a Jinja file).
     chat_template: str | None = None
+    # RPC workers ("host:port") whose devices share the model's layers with this machine.
+    rpc: tuple[str, ...] = ()
+    # Each device's share of the layers (llama.cpp's --tensor-split); None: by free memory.
+    tensor_split: tuple[float, ...] | None = None
 
 
 @dataclass(frozen=True)

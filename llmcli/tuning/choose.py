@@ -35,7 +35,9 @@ JOB_ANSWER_TOKENS = 256
 # Another setup must be this much faster to replace llama.cpp's default.
 SWITCH_MARGIN = 0.10
 
-REINSTALL = "pip install --force-reinstall --no-cache-dir llama-cpp-python"
+REINSTALL = (
+    'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,11 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     else:
         out.append(("GPU offload", "no: this build runs on the CPU only"))
         out.extend(("  to rebuild", cmd) for cmd in report["gpu_install"])
+    if engine.get("rpc"):
+        out.append(("RPC", "yes: `llmcli worker` and --rpc split models across machines"))
+    else:
+        out.append(("RPC", "no: this build cannot split models across machines"))
+        out.extend(("  to rebuild", cmd) for cmd in report.get("rpc_install", []))
     out.append(("threads", f"{threads['default']} ({threads['reason']})"))
     out.extend(_engine_setup_rows(report["engine_setup"]))
     free = cache["free_bytes"]
