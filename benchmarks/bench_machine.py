@@ -9,7 +9,7 @@
 
 Prints the CPU and its flags with the figures. llama-bench is built once from the sources
 vendored in the installed llama-cpp-python (see bench_vs_llama_bench.py).
-Usage: python benchmarks/bench_machine.py [--rounds 3] [--reps 3]
+Usage: python benchmarks/bench_machine.py [--rounds 3] [--reps 3] [--model PATH]
 """
 
 from __future__ import annotations
@@ -84,12 +84,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--llama-bench", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=None, help="default: the test model")
     args = parser.parse_args()
     from llmcli.config import usable_cores
 
     threads = usable_cores()
     binary = args.llama_bench or build_llama_bench()
-    model = model_path()
+    model = args.model or model_path()
     # Measure llmcli's setup once before timing anything (the first load probes).
     llmcli_bench(model, 1, threads, n_prompt=16)
 
