@@ -85,10 +85,12 @@ def engine_setup() -> dict[str, Any]:
     features = [f for f in shown if f in flags]
     models = []
     for verdict in sorted(verdicts.all_verdicts(), key=lambda v: v.model):
-        label, _, _shape = verdict.model.rpartition("|")
+        label = verdict.model.split("|")[0]
+        if verdict.model.endswith("|embedding"):
+            label += " (embeddings)"
         models.append(
             {
-                "model": label or verdict.model,
+                "model": label,
                 "setup": verdict.setup,
                 "reason": verdict.reason,
                 "threads": verdict.threads,
@@ -130,7 +132,7 @@ def _crash_lines(path: Path) -> list[str]:
     for line in lines:
         setup, _, key = line.partition("\t")
         if key:
-            out.append(f"{setup} in {key.rpartition('|')[0] or key}")
+            out.append(f"{setup} in {key.split('|')[0]}")
     return out
 
 

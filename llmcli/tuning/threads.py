@@ -40,13 +40,31 @@ class ThreadChoice:
 
 
 def _runnable_now() -> int | None:
-    """Runnable tasks system-wide this instant (the 4th field of /proc/loadavg), this
-    process's own thread included."""
+    """Runnable tasks system-wide this instant (the 4th field of /proc/loadavg), less this
+    process's own other runnable threads (engine threads still spinning after a step),
+    so what remains is this thread plus everything else."""
     try:
         field = Path("/proc/loadavg").read_text().split()[3]
-        return int(field.split("/")[0])
+        total = int(field.split("/")[0])
     except (OSError, IndexError, ValueError):
         return None
+    return total - _own_runnable_others()
+
+
+def _own_runnable_others() -> int:
+    own = 0
+    try:
+        tasks = list(Path("/proc/self/task").iterdir())
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            # "pid (comm) S ...": the state follows the closing parenthesis.
+            state = (task / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        own += state == "R"
+    return max(0, own - 1)
 
 
 def quiet(samples: int = 3 * SAMPLES, gap_s: float = SAMPLE_GAP_S) -> bool:
