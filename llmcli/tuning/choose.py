@@ -159,8 +159,10 @@ def decide(
     elif len(results) == 1:
         reason = f"nothing in this model is repacked on this CPU ({_speeds(chosen)})"
     elif chosen is results[0]:
+        others = "; ".join(f"{r.setup}: {_speeds(r)}" for r in results[1:])
         reason = (
-            f"llama.cpp's default works and no other setup is clearly faster ({_speeds(chosen)})"
+            "llama.cpp's default works and no other setup is clearly faster "
+            f"({_speeds(chosen)}; {others})"
         )
     else:
         reason = (
