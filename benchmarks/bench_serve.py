@@ -1,6 +1,6 @@
 """`llmcli serve` under load, side by side in one run, same model and threads:
 
-1. 8 clients at once, each streaming a 128-token answer (`/v1/completions`): total
+1. 8 clients at once, each streaming a 128-token answer (`/v1/chat/completions`): total
    generated tokens/s of `serve --parallel 8` over `serve --parallel 1` (bar: 1.6 or more)
    and over llama-cpp-python's own server, `python -m llama_cpp.server` (bar: 2.0 or more;
    needs `pip install 'llama-cpp-python[server]'`, skipped with a note otherwise); time to
@@ -72,9 +72,16 @@ def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
 
 def one_client(port: int, prompt: str, out: list[tuple[float, int, float]]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
-    body = {"prompt": prompt, "max_tokens": TOKENS, "temperature": 0, "stream": True}
+    body = {
+        "messages": [{"role": "user", "content": prompt}],
+        "max_tokens": TOKENS,
+        "temperature": 0,
+        "stream": True,
+    }
     start = time.perf_counter()
-    conn.request("POST", "/v1/completions", json.dumps(body), {"Content-Type": "application/json"})
+    conn.request(
+        "POST", "/v1/chat/completions", json.dumps(body), {"Content-Type": "application/json"}
+    )
     response = conn.getresponse()
     first = 0.0
     pieces = 0
@@ -83,7 +90,7 @@ def one_client(port: int, prompt: str, out: list[tuple[float, int, float]]) -> N
         if not line.startswith("data: ") or line == "data: [DONE]":
             continue
         chunk = json.loads(line[6:])
-        if chunk["choices"] and chunk["choices"][0].get("text"):
+        if chunk["choices"] and chunk["choices"][0].get("delta", {}).get("content"):
             pieces += 1
             if not first:
                 first = time.perf_counter() - start
@@ -204,6 +211,10 @@ def main() -> None:
             "2048",
             "--flash_attn",
             "true",
+            # By default a new request cuts the one streaming (its client gets an empty
+            # answer): queue them instead, so every client gets its whole answer.
+            "--interrupt_requests",
+            "false",
         ]
         theirs, _ = bench_server("llama_cpp.server", cmd, port, args.rounds)
     except ImportError:
