@@ -70,6 +70,9 @@ def main() -> None:
             "LLMCLI_HOME": str(Path(home) / "llmcli"),
             "NO_COLOR": "1",
         }
+        # Python as users run it: compiled modules cached (some machines switch that off,
+        # which makes every start of both tools compile their sources again).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         cases = {
             "--help": ([*llmcli, "--help"], [llm, "--help"]),
             "one-shot": (

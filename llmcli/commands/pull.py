@@ -6,13 +6,11 @@ from typing import Annotated
 
 import typer
 
-from llmcli import models, store
 from llmcli.commands._options import complete_model
 from llmcli.errors import UsageError
 from llmcli.humanize import format_bytes
 from llmcli.refs import LocalRef
 from llmcli.ui import console
-from llmcli.ui.progress import download_progress
 
 EPILOG = """\
 Examples:
@@ -54,6 +52,11 @@ def register(app: typer.Typer) -> None:
 
 
 def pull(model: ModelArg, revision: RevisionOpt = None) -> None:
+    # Imported here: the store and the download progress are for this command only,
+    # not for every start of llmcli.
+    from llmcli import models, store
+    from llmcli.ui.progress import download_progress
+
     ref = models.parse(model)
     if isinstance(ref, LocalRef):
         raise UsageError(f"{model} is a local file: there is nothing to pull")

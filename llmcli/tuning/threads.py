@@ -16,8 +16,8 @@ from pathlib import Path
 
 from llmcli.config import usable_cores
 
-SAMPLES = 8
-SAMPLE_GAP_S = 0.002
+SAMPLES = 6
+SAMPLE_GAP_S = 0.001
 
 
 @dataclass(frozen=True)
