@@ -47,7 +47,7 @@ _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # wait forever on a server that accepts a connection and never answers). A healthy Hub
 # connects and answers an API call well within these.
 CONNECT_TIMEOUT_S = 2.0
-ANSWER_TIMEOUT_S = 5.0  # HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob, overrides it
+ANSWER_TIMEOUT_S = 2.5  # HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob, overrides it
 _CONNECT_RETRY_DELAY_S = 0.2
 _SILENT_MEMORY_S = 30.0  # a host that timed out fails at once for this long
 # An interrupted download is cleaned up only when untouched this long and unlocked: on
@@ -148,7 +148,7 @@ def _install_http_client(settings: HubSettings) -> None:
     hooks = {name: list(fns) for name, fns in get_session().event_hooks.items()}
     connect_s, answer_s = limits
     # Hosts that just timed out, with why and until when. Each process starts with a
-    # best-effort request of the library's own (a registry fetch with a 3 s limit): when
+    # best-effort request of the library's own (a registry fetch): when
     # that found the Hub silent, the listing right after it need not wait again.
     silent: dict[str, tuple[str, float]] = {}
 
@@ -158,11 +158,16 @@ def _install_http_client(settings: HubSettings) -> None:
             known = silent.get(host)
             if known is not None and time.monotonic() < known[1]:
                 raise _HubUnreachable(known[0])
-            # huggingface_hub passes `timeout=None` (no limit) for its API calls; a
-            # limit it does set (downloads, HEAD) is kept.
+            # huggingface_hub passes `timeout=None` (no limit) for its API calls: those
+            # wait `answer_s` at most, and so does its start-up registry fetch (3 s of
+            # its own). A limit it sets for a file download is kept.
             timeout = dict(request.extensions.get("timeout") or {})
             timeout["connect"] = timeout.get("connect") or connect_s
-            timeout["read"] = timeout.get("read") or answer_s
+            given = timeout.get("read")
+            if "/resolve/" in request.url.path:
+                timeout["read"] = given or answer_s
+            else:
+                timeout["read"] = min(given, answer_s) if given else answer_s
             request.extensions["timeout"] = timeout
             try:
                 try:
