@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import signal
-import socket
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +11,7 @@ import typer
 
 from llmcli import config
 from llmcli.commands import _options as opt
+from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.commands._model import model_file
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import ExitCode, LlmcliError, UsageError
@@ -44,26 +43,6 @@ def register(app: typer.Typer) -> None:
         "engine steps. Listens on 127.0.0.1 unless told otherwise.",
         epilog=EPILOG,
     )(serve)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_port(host: str, port: int) -> None:
-    """Fail in one line before the model loads when the address cannot be had."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise LlmcliError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def serve(
@@ -118,12 +97,12 @@ def serve(
     verbose: opt.VerboseOpt = False,
 ) -> None:
     key = api_key or os.environ.get(ENV_API_KEY) or config.load().api_key
-    if not _is_loopback(host) and not key and not insecure:
+    if not is_loopback(host) and not key and not insecure:
         raise UsageError(
             f"listening on {host} lets anyone on the network use this machine: set an API "
             f"key (--api-key or {ENV_API_KEY}) or pass --no-auth-on-network"
         )
-    if not _is_loopback(host) and not key:
+    if not is_loopback(host) and not key:
         console.notice(f"warning: {host}:{port} is open to the network without an API key")
     defaults = opt.sampling(
         temperature=temperature,
@@ -137,7 +116,7 @@ def serve(
     )
     from llmcli.models import default_ref
 
-    _check_port(host, port)
+    check_port(host, port)
     path = model_file(model)
     ref = served = model or default_ref()
     if Path(served).expanduser().is_file():
@@ -174,9 +153,8 @@ def serve(
         load_embedder=lambda: _embedder(path, ctx, threads, gpu_layers, verbose),
         grammar_for=lambda schema: _grammar(path, schema),
     )
-    shown = f"[{host}]" if ":" in host else host
     console.notice(
-        f"serving {served} on http://{shown}:{port}/v1 ({parallel} at once, {ctx} tokens "
+        f"serving {served} on http://{endpoint(host, port)}/v1 ({parallel} at once, {ctx} tokens "
         f"each{', API key required' if key else ''}); Ctrl-C stops"
     )
     try:

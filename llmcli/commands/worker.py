@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import threading
 import time
@@ -10,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from llmcli.commands._listen import endpoint, is_loopback
 from llmcli.errors import LlmcliError
 from llmcli.ui import console
 
@@ -66,7 +66,7 @@ def worker(
     from llmcli.engine.rpc_server import start_worker
     from llmcli.tuning.threads import choose_threads
 
-    if not _is_loopback(host):
+    if not is_loopback(host):
         console.notice(
             f"warning: listening on {host}: the RPC protocol has no authentication, so "
             "anyone who can reach this port can use this machine; use it only on a "
@@ -78,16 +78,16 @@ def worker(
     try:
         devices, server = start_worker(host, port, n_threads, _ConnectionLog().line)
         shown = ", ".join(f"{d.name} ({d.description}, {d.free_mib} MiB free)" for d in devices)
-        endpoint = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        address = endpoint(host, port)
         console.notice(
-            f"worker listening on {endpoint}, serving {shown} with {n_threads} "
+            f"worker listening on {address}, serving {shown} with {n_threads} "
             f"thread{'s' if n_threads != 1 else ''}; "
-            f"use it with `llmcli run --rpc {endpoint}`; Ctrl-C to stop"
+            f"use it with `llmcli run --rpc {address}`; Ctrl-C to stop"
         )
         try:
             while not stop.wait(0.2):
                 if not server.is_alive():
-                    raise LlmcliError(f"the RPC server on {endpoint} stopped on its own")
+                    raise LlmcliError(f"the RPC server on {address} stopped on its own")
         except KeyboardInterrupt:
             pass
         console.notice("worker stopped")
@@ -135,12 +135,3 @@ class _ConnectionLog:
 
 def _log(text: str) -> None:
     console.info(f"{time.strftime('%H:%M:%S')} {text}")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
