@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from llmcli.batch import BatchItem, item_sampling, read_items
 from llmcli.commands.prompt_input import combine
+from llmcli.engine.reasoning import split_whole
 from llmcli.engine.types import Decoding, GenerationResult, Sampling
 from llmcli.errors import BatchItemsFailedError, LlmcliError
 from llmcli.ui import console
@@ -32,8 +33,7 @@ def run_batch(
     decoding: Decoding,
 ) -> None:
     items = list(read_items(lines))
-    failed = tokens_out = 0
-    start = time.perf_counter()
+    tally = _Tally(len(items))
     with batch_progress(len(items)) as progress:
         for item in items:
             line = _answer_item(
@@ -44,19 +44,8 @@ def run_batch(
                 # Later items share the prefix through the KV cache in memory; saving
                 # each long prompt to disk too would only fill the cache folder.
                 decoding = dataclasses.replace(decoding, prompt_cache=None)
-            console.emit_json(line)
-            failed += line["error"] is not None
-            tokens_out += line.get("usage", {}).get("completion_tokens", 0)
-            progress.advance(failed=line["error"] is not None)
-    if stats:
-        elapsed = time.perf_counter() - start
-        console.info(
-            f"{len(items)} items, {failed} failed, {tokens_out} tokens generated in "
-            f"{elapsed:.1f} s ({tokens_out / elapsed if elapsed else 0:.1f} tok/s), "
-            f"model loaded once in {llm.load_s:.2f} s"
-        )
-    if failed:
-        raise BatchItemsFailedError(f"{failed} of {len(items)} batch items failed")
+            tally.emit(line, progress)
+    tally.finish(stats, f"model loaded once in {llm.load_s:.2f} s")
 
 
 def run_batch_parallel(
@@ -81,7 +70,7 @@ def run_batch_parallel(
     items = list(read_items(lines))
     lines_out: dict[int, dict[str, Any]] = {}
     done = threading.Condition()
-    start = time.perf_counter()
+    tally = _Tally(len(items))
 
     def collect(slot: int, item: BatchItem, job_ref: list[Job]) -> Any:
         parts: list[str] = []
@@ -91,12 +80,7 @@ def run_batch_parallel(
             if chunk.finish_reason is None:
                 return
             job = job_ref[0]
-            text, thought = "".join(parts), ""
-            splitter = llm.splitter(job.prompt)
-            if splitter is not None:
-                split = splitter.feed(text) + splitter.flush()
-                text = "".join(t for kind, t in split if kind == "answer")
-                thought = "".join(t for kind, t in split if kind == "thinking").strip()
+            text, thought = split_whole(llm.splitter(job.prompt), "".join(parts))
             line = _line_from_job(item, job, text, chunk, fmt, thought)
             with done:
                 lines_out[slot] = line
@@ -105,7 +89,6 @@ def run_batch_parallel(
         return emit
 
     scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=len(items))
-    failed = tokens_out = 0
     try:
         for slot, item in enumerate(items):
             if item.error is not None:
@@ -125,22 +108,36 @@ def run_batch_parallel(
             for slot in range(len(items)):
                 with done:
                     done.wait_for(lambda s=slot: s in lines_out)  # type: ignore[misc]
-                line = lines_out.pop(slot)
-                console.emit_json(line)
-                failed += line["error"] is not None
-                tokens_out += line.get("usage", {}).get("completion_tokens", 0)
-                progress.advance(failed=line["error"] is not None)
+                tally.emit(lines_out.pop(slot), progress)
     finally:
         scheduler.close()
-    if stats:
-        elapsed = time.perf_counter() - start
-        console.info(
-            f"{len(items)} items, {failed} failed, {tokens_out} tokens generated in "
-            f"{elapsed:.1f} s ({tokens_out / elapsed if elapsed else 0:.1f} tok/s), "
-            f"{parallel} at once"
-        )
-    if failed:
-        raise BatchItemsFailedError(f"{failed} of {len(items)} batch items failed")
+    tally.finish(stats, f"{parallel} at once")
+
+
+class _Tally:
+    """Writes a batch's lines and counts them, for the stats line and the exit code."""
+
+    def __init__(self, items: int) -> None:
+        self.items = items
+        self.failed = self.tokens_out = 0
+        self.start = time.perf_counter()
+
+    def emit(self, line: dict[str, Any], progress: Any) -> None:
+        console.emit_json(line)
+        self.failed += line["error"] is not None
+        self.tokens_out += line.get("usage", {}).get("completion_tokens", 0)
+        progress.advance(failed=line["error"] is not None)
+
+    def finish(self, stats: bool, how: str) -> None:
+        if stats:
+            elapsed = time.perf_counter() - self.start
+            rate = self.tokens_out / elapsed if elapsed else 0
+            console.info(
+                f"{self.items} items, {self.failed} failed, {self.tokens_out} tokens "
+                f"generated in {elapsed:.1f} s ({rate:.1f} tok/s), {how}"
+            )
+        if self.failed:
+            raise BatchItemsFailedError(f"{self.failed} of {self.items} batch items failed")
 
 
 def _error_line(item: BatchItem, error: str) -> dict[str, Any]:

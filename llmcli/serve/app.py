@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmcli import __version__
 from llmcli.engine.model import Model
-from llmcli.engine.reasoning import Splitter, Thinking
+from llmcli.engine.reasoning import Splitter, Thinking, split_whole
 from llmcli.engine.scheduler import Chunk, Job, QueueFullError, Scheduler
 from llmcli.engine.types import Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError
@@ -293,11 +293,7 @@ async def _whole(
             state.scheduler.cancel(job)
     _note(request, job)
     text = "".join(parts)
-    thought = ""
-    if splitter is not None:
-        split = splitter.feed(text) + splitter.flush()
-        text = "".join(t for kind, t in split if kind == "answer")
-        thought = "".join(t for kind, t in split if kind == "thinking").strip()
+    text, thought = split_whole(splitter, text)
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if thought:
