@@ -281,7 +281,7 @@ def test_a_spinning_process_is_seen_as_a_busy_core() -> None:
 def test_the_planner_drafts_only_where_this_machine_makes_batches_pay() -> None:
     guess = Guess([1, 2, 3, 4, 5, 6, 7, 8], [6] * 8)
     cheap = DraftPlanner(BatchCosts.measured({s: 1 + 0.1 * (s - 1) for s in BATCH_SIZES}))
-    linear = DraftPlanner(BatchCosts.measured({s: float(s) for s in BATCH_SIZES}))
+    linear = DraftPlanner(BatchCosts.measured({s: float(s) for s in BATCH_SIZES}, batched=False))
     for planner in (cheap, linear):
         planner.chance = dict.fromkeys(planner.chance, 0.9)
         planner.streak = 8
@@ -289,6 +289,8 @@ def test_the_planner_drafts_only_where_this_machine_makes_batches_pay() -> None:
     # One token per engine step (repack-single): a batch is no cheaper than its tokens.
     assert linear.length(guess, position=100) == 0
     assert BatchCosts.measured({1: 1.0}) == BatchCosts()  # incomplete: the reference
+    # A table where batching saves nothing was measured on a busy machine: the reference.
+    assert BatchCosts.measured({s: float(s) for s in BATCH_SIZES}) == BatchCosts()
 
 
 def test_batch_costs_are_kept_only_from_a_quiet_machine(own_engine_cache: Path) -> None:
@@ -312,3 +314,18 @@ def test_batch_costs_are_kept_only_from_a_quiet_machine(own_engine_cache: Path) 
     # Measured once: kept from then on.
     decide("m", probe=probe, threads=1, quiet=lambda: True)
     assert probed == ["repack", "repack"] and load_verdict("m") == calm.verdict
+
+
+def test_batch_costs_are_measured_again_only_once(own_engine_cache: Path) -> None:
+    probed: list[str] = []
+
+    def unsteady(setup: EngineSetup) -> ProbeResult:
+        probed.append(setup.name)  # every probe disturbed: no table
+        return ProbeResult(setup.name, True, prompt_tps=100, gen_tps=50, repacked=False)
+
+    decide("m", probe=unsteady, threads=1, quiet=lambda: True)
+    decide("m", probe=unsteady, threads=1, quiet=lambda: True)
+    decide("m", probe=unsteady, threads=1, quiet=lambda: True)
+    assert probed == ["repack", "repack"]  # the choice, then one more try for costs
+    kept = load_verdict("m")
+    assert kept is not None and BatchCosts.measured(kept.batch_cost) == BatchCosts()

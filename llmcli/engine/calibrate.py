@@ -28,7 +28,7 @@ import llama_cpp
 from llama_cpp._internals import LlamaBatch
 
 from llmcli.engine.log import listen
-from llmcli.engine.lookup import BATCH_SIZES
+from llmcli.engine.lookup import BATCH_SIZES, plausible
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
 from llmcli.tuning.probe import ProbeSpec
@@ -120,7 +120,8 @@ def measure_generative(model: Model) -> dict[str, Any]:
         # nor less than a smaller batch.
         costs[size] = round(min(float(size), max(statistics.median(found), costs[max(costs)])), 3)
     gen_tps = 1.0 / min(singles)
-    if max(singles) > STEADY_SPREAD * min(singles):
+    batched = model.setup.ubatch is None
+    if max(singles) > STEADY_SPREAD * min(singles) or not plausible(costs, batched=batched):
         # Something else ran meanwhile: these ratios describe the contention, not this
         # machine, and would be kept for good. The parent measures again when quiet.
         costs = {}

@@ -44,6 +44,15 @@ FAR_POSITIONS = 2000
 DRAFT_MAX = max(BATCH_SIZES) - 1
 
 
+def plausible(near: dict[int, float], *, batched: bool = True) -> bool:
+    """Whether a measured table can describe a machine. Evaluated in one step, a batch
+    reads the weights once for all its tokens, so 8 tokens cost clearly less than 8 single
+    steps on any backend; a table that says otherwise was measured while something else
+    held the cores. (With one token per step, `batched` false, linear costs are right.)"""
+    complete = all(size in near for size in BATCH_SIZES)
+    return complete and (not batched or near[8] < 0.85 * 8)
+
+
 @dataclass(frozen=True)
 class BatchCosts:
     """What a batch of each size costs, in single-token steps, near the start of the
@@ -53,10 +62,11 @@ class BatchCosts:
     far: dict[int, float] = field(default_factory=lambda: dict(BATCH_COST_FAR))
 
     @classmethod
-    def measured(cls, near: dict[int, float]) -> BatchCosts:
+    def measured(cls, near: dict[int, float], *, batched: bool = True) -> BatchCosts:
         """Costs measured on this machine near the start of the context; far into it they
-        rise as they do in the reference table. Sizes not measured keep the reference."""
-        if not all(size in near for size in BATCH_SIZES):
+        rise as they do in the reference table. An incomplete or implausible table gives
+        the reference."""
+        if not plausible(near, batched=batched):
             return cls()
         far = {s: near[s] * BATCH_COST_FAR[s] / BATCH_COST_NEAR[s] for s in BATCH_SIZES}
         return cls({s: near[s] for s in BATCH_SIZES}, far)

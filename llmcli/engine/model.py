@@ -134,7 +134,11 @@ class Model:
         self.decision = self._decide(setup, notify)
         self.setup = self.decision.setup
         verdict = self.decision.verdict
-        self.batch_costs = BatchCosts.measured(verdict.batch_cost) if verdict else BatchCosts()
+        self.batch_costs = (
+            BatchCosts.measured(verdict.batch_cost, batched=self.setup.ubatch is None)
+            if verdict
+            else BatchCosts()
+        )
         kwargs: dict[str, Any] = {
             "model_path": str(options.path),
             "n_ctx": options.n_ctx,

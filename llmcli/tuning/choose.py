@@ -178,12 +178,19 @@ def decide(
     return Decision(setup, verdict, measured=True)
 
 
+# Kept in place of a table when a second, quiet probe could not measure one either: the
+# reference table serves from then on, and nothing is probed again.
+GAVE_UP = {1: 1.0}
+
+
 def _measure_batch_costs(kept: Verdict, probe: Probe) -> Verdict:
-    """The kept verdict with batch costs from a new probe of its setup, when that probe
-    ran undisturbed; otherwise as it was."""
+    """The kept verdict with batch costs from a new probe of its setup. Tried once: an
+    undisturbed probe gives its table, any other outcome keeps the reference for good."""
     result = probe(SETUPS[kept.setup])
-    if not result.ok or not result.batch_cost:
+    if not result.ok:
         return kept
+    if not result.batch_cost:
+        result = replace(result, batch_cost=GAVE_UP)
     probes = tuple(result if p.setup == kept.setup else p for p in kept.probes)
     updated = replace(kept, probes=probes)
     save_verdict(updated)
