@@ -163,10 +163,10 @@ def _exit_code(exc: BaseException) -> tuple[int, str | None]:
 def _complete(instruction: str) -> int:
     """Answer a shell completion script (see llmcli.completion); never a traceback in
     the middle of someone's command line."""
-    from llmcli import completion
+    from llmcli.completion import protocol
 
     try:
-        return completion.respond(typer.main.get_command(app), instruction, {})
+        return protocol.respond(typer.main.get_command(app), instruction, {})
     except BrokenPipeError:
         _quiet_stdout()
         return ExitCode.BROKEN_PIPE
@@ -179,7 +179,8 @@ def _complete(instruction: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    from llmcli.completion import PROG_NAME, requested
+    from llmcli.completion.protocol import requested
+    from llmcli.completion.scripts import PROG_NAME
     from llmcli.ui import console
 
     instruction = requested()

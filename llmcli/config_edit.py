@@ -9,20 +9,26 @@ Keys, as typed on the command line:
                                   the option is what follows the last one)
     aliases.<NAME>                a name of your own for a model
 
-Pure functions on the parsed document, plus `save()`; model names are checked by the
-caller, which owns the file system and the reference parser.
+The file is edited, not rewritten: tomlkit keeps the user's comments, blank lines and
+order. It is imported only here, when a setting changes; reading the config on every
+start stays with the faster `tomllib`. Model names are checked by the caller, which owns
+the reference parser.
 """
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from llmcli import config
 from llmcli.atomic import write_atomic
 from llmcli.errors import ConfigError, UsageError
-from llmcli.toml_writer import dumps
+
+if TYPE_CHECKING:
+    from tomlkit import TOMLDocument
+    from tomlkit.items import Table
 
 KeyKind = Literal["model", "option", "model_option", "alias"]
 
@@ -81,21 +87,45 @@ def coerce_value(key: Key, text: str) -> config.OptionValue:
     return value
 
 
-def with_value(doc: dict[str, Any], key: Key, value: object) -> dict[str, Any]:
+def load(path: Path) -> TOMLDocument:
+    """The file as an editable document (empty when there is none), after checking that
+    its settings load: a file with errors in it is not rewritten."""
+    import tomlkit
+
+    # Parsed with `config`'s reader first, for its errors that name the line.
+    config.parse_settings(config.read_document(path), path)
+    try:
+        return tomlkit.parse(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return tomlkit.document()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+
+
+def with_value(doc: TOMLDocument, key: Key, value: object) -> TOMLDocument:
     """A copy of `doc` with `key` set to `value`, creating tables as needed."""
+    import tomlkit
+
     new = _copy(doc)
-    table = new
-    for part in key.path[:-1]:
+    table: dict[str, Any] = new
+    nested: Table | None = None
+    for depth, part in enumerate(key.path[:-1]):
         child = table.get(part)
         if not isinstance(child, dict):
-            child = {}
+            # `[models."qwen2.5:1.5b"]` alone, without an empty `[models]` above it.
+            child = tomlkit.table(is_super_table=depth + 2 < len(key.path))
+            if table is not new:
+                nested = child
             table[part] = child
         table = child
     table[key.path[-1]] = value
+    if nested is not None:
+        # A table added beside others keeps the blank line that separates them.
+        nested.add(tomlkit.nl())
     return new
 
 
-def without_value(doc: dict[str, Any], key: Key) -> tuple[dict[str, Any], bool]:
+def without_value(doc: TOMLDocument, key: Key) -> tuple[TOMLDocument, bool]:
     """A copy of `doc` without `key` (empty tables it leaves are dropped), and whether it
     was there."""
     new = _copy(doc)
@@ -114,17 +144,20 @@ def without_value(doc: dict[str, Any], key: Key) -> tuple[dict[str, Any], bool]:
     return new, True
 
 
-def _copy(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: _copy(v) if isinstance(v, dict) else v for k, v in doc.items()}
+def _copy(doc: TOMLDocument) -> TOMLDocument:
+    import tomlkit
+
+    return tomlkit.parse(doc.as_string())
 
 
-def save(path: Path, doc: dict[str, Any]) -> None:
-    """Write the whole document atomically: a crash never leaves half a config file."""
-    try:
-        text = dumps(doc)
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    config.parse_settings(doc, path)  # never write a file that would not load
+def save(path: Path, doc: TOMLDocument) -> None:
+    """Write the document atomically: a crash never leaves half a config file."""
+    text = doc.as_string()
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on Python 3.10 only
+        import tomli as tomllib
+    config.parse_settings(tomllib.loads(text), path)  # never write a file that would not load
     try:
         write_atomic(path, text)
     except OSError as exc:

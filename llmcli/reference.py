@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 
 import typer
-from typer._click import Command, Context
 from typer.core import TyperGroup
 
+from llmcli.click_api import Command, Context
 from llmcli.errors import EXIT_CODE_DOCS
 
 START = "<!-- reference:start -->"

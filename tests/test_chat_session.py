@@ -10,14 +10,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from clihelpers import run_cli
+from clihelpers import ESCAPE, run_cli
 
 from llmcli.commands.chat import ChatSession, open_model
 from llmcli.conversation import Conversation
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions, Sampling
 
-ESCAPE = re.compile(r"\x1b[\[\]()]")
 PARAGRAPH = (
     "The lighthouse keeper wrote in his log every evening: the colour of the sea, the "
     "ships that passed, the birds that rested on the rail, and the weather coming in. "

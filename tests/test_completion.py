@@ -9,10 +9,8 @@ import sys
 from pathlib import Path
 
 import pytest
-import typer
 
-from llmcli import completion
-from llmcli.cli import app
+from llmcli.completion import scripts
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAVY = ("llama_cpp", "huggingface_hub", "numpy", "rich", "jinja2", "gguf")
@@ -50,10 +48,9 @@ def _bash_words(line: str) -> dict[str, str]:
 
 
 def test_checked_in_scripts_are_current() -> None:
-    cli = typer.main.get_command(app)
-    for shell, name in completion.SCRIPT_FILES.items():
+    for shell, name in scripts.SCRIPT_FILES.items():
         path = ROOT / "completions" / name
-        assert path.read_text(encoding="utf-8") == completion.script(cli, shell), (
+        assert path.read_text(encoding="utf-8") == scripts.script(shell), (
             f"{path} is stale: run python -m llmcli.completion"
         )
 

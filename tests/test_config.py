@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,11 +13,11 @@ import pytest
 from clihelpers import run_cli
 from typer._click.globals import get_current_context
 
-from llmcli import config, models
+from llmcli import config, config_edit, models
 from llmcli.cli import app
 from llmcli.commands import _options
+from llmcli.errors import ConfigError
 from llmcli.refs import HubRef, LocalRef
-from llmcli.toml_writer import dumps
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -223,13 +224,95 @@ def test_set_rejects_bad_input(key: str, value: str, message: str) -> None:
     assert not Path(os.environ["LLMCLI_CONFIG"]).exists()
 
 
-def test_writer_round_trips() -> None:
+def test_writer_round_trips(tmp_path: Path) -> None:
     doc = {
         "model": 'a "quoted" name\\',
         "seed": 3,
         "top_p": 1e-05,
-        "list": [1, "two", True],
         "models": {"qwen2.5:1.5b": {"temperature": 0.0}, "x.y": {"ctx": 16}},
         "aliases": {"work": "o/r:Q5_K_M"},
     }
-    assert tomllib.loads(dumps(doc)) == doc
+    path = tmp_path / "config.toml"
+    path.write_text('list = [1, "two", true]\n')
+    for key, value in [
+        ("model", doc["model"]),
+        ("seed", 3),
+        ("top_p", 1e-05),
+        ("models.qwen2.5:1.5b.temperature", 0.0),
+        ("models.x.y.ctx", 16),
+        ("aliases.work", "o/r:Q5_K_M"),
+    ]:
+        config_edit.save(
+            path, config_edit.with_value(config_edit.load(path), config_edit.parse_key(key), value)
+        )
+    assert tomllib.loads(path.read_text()) == {**doc, "list": [1, "two", True]}
+
+
+_COMMENTED = """\
+# My settings for llmcli.
+
+temperature = 0.5  # a little warmer than the default
+
+# Per-model overrides.
+[models."smollm2:135m"]
+top_k = 5   # keep it focused
+
+
+[aliases]
+# names of my own
+work = "owner/repo:Q5_K_M"
+"""
+
+
+def _keeps_every_line(before: str, after: str) -> bool:
+    """Every line of `before` (comments and blank lines too) is in `after`, in order."""
+    remaining = iter(after.splitlines())
+    return all(line in remaining for line in before.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("model", "qwen2.5:3b"), ("models.qwen2.5:1.5b.ctx", "8192"), ("aliases.home", "o/r")],
+)
+def test_set_and_unset_keep_comments_and_layout(key: str, value: str) -> None:
+    path = Path(os.environ["LLMCLI_CONFIG"])
+    path.write_text(_COMMENTED)
+    proc = run_cli("config", "set", key, value)
+    assert proc.returncode == 0, proc.stderr
+    after_set = path.read_text()
+    assert _keeps_every_line(_COMMENTED, after_set), after_set
+    assert config.parse_settings(tomllib.loads(after_set), path).defaults["temperature"] == 0.5
+    proc = run_cli("config", "unset", key)
+    assert proc.returncode == 0, proc.stderr
+    after_unset = path.read_text()
+    assert _keeps_every_line(_COMMENTED, after_unset), after_unset
+    assert tomllib.loads(after_unset) == tomllib.loads(_COMMENTED)
+
+
+def test_config_edits_are_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failed write leaves the old file whole and no temporary file beside it."""
+    path = tmp_path / "config.toml"
+    path.write_text(_COMMENTED)
+
+    def fail(*args: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", fail)
+    doc = config_edit.with_value(config_edit.load(path), config_edit.parse_key("seed"), 1)
+    with pytest.raises(ConfigError, match="cannot write config file"):
+        config_edit.save(path, doc)
+    assert path.read_text() == _COMMENTED
+    assert [p.name for p in tmp_path.iterdir()] == ["config.toml"]
+
+
+def test_only_config_edits_import_tomlkit() -> None:
+    code = (
+        "import sys\n"
+        "from llmcli.cli import main\n"
+        "try:\n    main(['config', 'show'])\nexcept SystemExit:\n    pass\n"
+        "print('tomlkit' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -8,16 +8,14 @@ import math
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from clihelpers import run_cli
+from clihelpers import ESCAPE, cli_json, run_cli
 
 from llmcli.engine import vectors, vocab
 from llmcli.engine.model import Model
 from llmcli.ui import inspect_views as view
 
-ESCAPE = re.compile(r"\x1b\[")
 # Two threads fight over two shared cores; one is steadier, and results do not change.
 ONE_THREAD = ("--threads", "1")
 KING = "The king sat on his throne in the castle."
@@ -40,12 +38,6 @@ UNICODE_TEXTS = [
 def vocab_model(model_file: Path) -> Iterator[Model]:
     with vocab.load_vocab(model_file) as llm:
         yield llm
-
-
-def cli_json(*args: str, input: str | None = None) -> Any:
-    proc = run_cli(*args, input=input)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 # -- tokenize ------------------------------------------------------------------------------

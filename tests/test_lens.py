@@ -3,15 +3,13 @@ the output head applied to earlier layers is the model's own head."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from clihelpers import run_cli
+from clihelpers import cli_json, run_cli
 
 from llmcli.engine import capture, lens
 from llmcli.engine.model import Model
@@ -21,12 +19,6 @@ from llmcli.gguf_info import read_tensor
 
 ONE_THREAD = ("--threads", "1")
 PROMPT = "The capital of France is"
-
-
-def cli_json(*args: str) -> Any:
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from clihelpers import cli_command, run_cli
+from clihelpers import cli_command, jsonl, run_cli
 
 PERSON = {
     "type": "object",
@@ -26,10 +26,6 @@ PERSON = {
     },
     "required": ["name", "age", "role", "address", "skills"],
 }
-
-
-def jsonl(text: str) -> list[dict[str, object]]:
-    return [json.loads(line) for line in text.splitlines()]
 
 
 def test_batch_keeps_order_records_errors_and_loads_once(model_file: Path) -> None:

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import pytest
-from clihelpers import run_cli
+from clihelpers import cli_json, run_cli
 
 from llmcli.engine.logprobs import Alternative, TokenLogprob, log_softmax, token_logprob
 from llmcli.ui import probs_view
 
 ONE_THREAD = ("--threads", "1")
 PROMPT = "The capital of France is"
-
-
-def cli_json(*args: str) -> Any:
-    proc = run_cli(*args)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
 
 
 def test_logprobs_equal_next_at_each_greedy_step(model_file: Path) -> None:

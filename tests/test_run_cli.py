@@ -11,14 +11,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from clihelpers import cli_command, run_cli
+from clihelpers import ESCAPE, cli_command, greedy, run_cli
 
-ESCAPE = re.compile(r"\x1b[\[\]()]")
 QUESTION = "What is the capital of France?"
-
-
-def greedy(model: Path, *args: str, n: int = 24, **kw: object) -> subprocess.CompletedProcess[str]:
-    return run_cli("run", "-m", str(model), "--temperature", "0", "-n", str(n), *args, **kw)  # type: ignore[arg-type]
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> None:

@@ -4,21 +4,18 @@ test model, and on small synthetic files for split, big-endian and broken header
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 from typing import Any
 
 import gguf
 import numpy as np
 import pytest
-from clihelpers import run_cli
+from clihelpers import ESCAPE, run_cli
 
 from llmcli import config, gguf_info
 from llmcli.errors import ModelInvalidError
 from llmcli.gguf_info import ModelCard, build_card, model_card, read_header
 from llmcli.ui.model_card import explain, format_count
-
-ESCAPE = re.compile(r"\x1b\[")
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ from llmcli.errors import (
     UsageError,
 )
 from llmcli.refs import HubRef, parse_ref
+from llmcli.store import download
 
 
 def ref(text: str) -> HubRef:
@@ -443,15 +444,15 @@ def test_an_in_flight_hash_counts_only_for_the_file_it_followed(tmp_path: Path) 
     hasher = follow()
     blob = blobs_dir / etag
     os.replace(blobs_dir / f"{etag}.0a1b2c3d.incomplete", blob)
-    assert store._verified_in_flight(blob, hasher, etag)
+    assert download._verified_in_flight(blob, hasher, etag)
 
     # Same bytes in another file (another inode): the hash says nothing about it.
     hasher = follow()
     copy = tmp_path / "copy"
     copy.write_bytes(b"payload")
-    assert not store._verified_in_flight(copy, hasher, etag)
+    assert not download._verified_in_flight(copy, hasher, etag)
 
     # A transfer that rewound (restarted in the same file) voids the result.
     hasher = follow()
     hasher.invalidate()
-    assert not store._verified_in_flight(blobs_dir / f"{etag}.0a1b2c3d.incomplete", hasher, etag)
+    assert not download._verified_in_flight(blobs_dir / f"{etag}.0a1b2c3d.incomplete", hasher, etag)

@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from llmcli.batch import BatchItem, item_sampling, read_items
+from llmcli.commands._result_json import result_json
 from llmcli.commands.prompt_input import combine
 from llmcli.engine.reasoning import split_whole
 from llmcli.engine.types import Decoding, GenerationResult, Sampling
@@ -164,17 +165,7 @@ def _line_from_job(
         ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
     )
     line = _error_line(item, "")
-    line.update(
-        text=text,
-        reasoning=thought,
-        finish_reason=result.finish_reason,
-        seed=job.seed,
-        usage=result.usage(),
-        timings=result.timings(),
-        prompt_cache={"reused_tokens": 0, "saved": False},
-        lookup={"drafted_tokens": 0, "accepted_tokens": 0},
-        error=_format_problem(fmt, result),
-    )
+    line.update(result_json(result), error=_format_problem(fmt, result))
     return line
 
 
@@ -203,20 +194,7 @@ def _answer_item(
     except LlmcliError as exc:
         line["error"] = str(exc)
         return line
-    line.update(
-        text=result.text,
-        reasoning=result.reasoning,
-        finish_reason=result.finish_reason,
-        seed=result.seed,
-        usage=result.usage(),
-        timings=result.timings(),
-        prompt_cache={
-            "reused_tokens": result.prompt_cache_tokens,
-            "saved": result.prompt_cache_saved,
-        },
-        lookup={"drafted_tokens": result.draft_tokens, "accepted_tokens": result.accepted_tokens},
-        error=_format_problem(fmt, result),
-    )
+    line.update(result_json(result), error=_format_problem(fmt, result))
     return line
 
 

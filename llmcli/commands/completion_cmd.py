@@ -36,9 +36,8 @@ def register(app: typer.Typer) -> None:
 
 
 def completion(
-    ctx: typer.Context,
     shell: Annotated[Shell, typer.Argument(help="The shell.", show_default=False)],
 ) -> None:
-    from llmcli.completion import script
+    from llmcli.completion.scripts import script
 
-    console.emit_text(script(ctx.find_root().command, shell.value))
+    console.emit_text(script(shell.value))

@@ -92,7 +92,7 @@ def _as_json(settings: config.Settings) -> dict[str, Any]:
     epilog="Keys: model, "
     + ", ".join(config.OPTIONS)
     + ", models.<MODEL>.<option>, aliases.<NAME>.\n\n"
-    "The file is rewritten; comments in it are not kept.\n\n"
+    "The file keeps its comments and layout.\n\n"
     "Examples:\n\n  llmcli config set temperature 0.3\n\n"
     "  llmcli config set models.qwen2.5:1.5b.ctx 8192\n\n"
     "  llmcli config set aliases.work owner/repo:Q5_K_M",
@@ -109,8 +109,7 @@ def set_command(
     elif parsed.kind == "model_option":
         _check_model(parsed.path[1], user_aliases=True)
     path = config.config_path()
-    doc = config.read_document(path)
-    config.parse_settings(doc, path)  # refuse to rewrite a file with errors in it
+    doc = config_edit.load(path)
     config_edit.save(path, config_edit.with_value(doc, parsed, new_value))
     console.notice(f"{parsed.dotted} = {new_value} (in {path})")
 
@@ -124,9 +123,7 @@ def unset_command(
     """Remove a setting, so the next one in line applies again."""
     parsed = config_edit.parse_key(key)
     path = config.config_path()
-    doc = config.read_document(path)
-    config.parse_settings(doc, path)
-    new, found = config_edit.without_value(doc, parsed)
+    new, found = config_edit.without_value(config_edit.load(path), parsed)
     if not found:
         console.notice(f"{parsed.dotted} was not set")
         return

@@ -13,6 +13,7 @@ from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
 from llmcli.commands._prompting import PromptBuilder, thinking_budget_note
+from llmcli.commands._result_json import result_json
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import OutputFormat, output_format, schema_format
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Sampling
@@ -447,24 +448,7 @@ def _report(
 
 
 def as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
-    return {
-        "model": name,
-        "model_path": str(path),
-        "text": result.text,
-        "reasoning": result.reasoning,
-        "finish_reason": result.finish_reason,
-        "seed": result.seed,
-        "usage": result.usage(),
-        "timings": result.timings(),
-        "prompt_cache": {
-            "reused_tokens": result.prompt_cache_tokens,
-            "saved": result.prompt_cache_saved,
-        },
-        "lookup": {
-            "drafted_tokens": result.draft_tokens,
-            "accepted_tokens": result.accepted_tokens,
-        },
-    }
+    return {"model": name, "model_path": str(path), **result_json(result)}
 
 
 def stats_line(result: GenerationResult) -> str:

@@ -1,0 +1,61 @@
+"""Where the Hub and the cache are, read from the environment on every call."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+_TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of "true" in env vars
+
+# How long to wait for the Hub's answer where huggingface_hub sets no limit (see
+# hub_client). HF_HUB_ETAG_TIMEOUT, huggingface_hub's own knob, overrides it.
+ANSWER_TIMEOUT_S = 2.5
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """The Hub environment, read at call time.
+
+    huggingface_hub reads its environment variables once, at import; reading them here
+    on every call and passing them explicitly means a change (a test, an embedding
+    program) is honoured even after the library was imported.
+    """
+
+    endpoint: str | None
+    cache_dir: Path
+    offline: bool
+    token: str | bool | None
+    answer_timeout: float = ANSWER_TIMEOUT_S
+
+    @classmethod
+    def from_env(cls) -> HubSettings:
+        env = os.environ
+        cache = env.get("HF_HUB_CACHE") or env.get("HUGGINGFACE_HUB_CACHE")
+        if not cache:
+            home = env.get("HF_HOME") or os.path.join(
+                env.get("XDG_CACHE_HOME") or os.path.join("~", ".cache"), "huggingface"
+            )
+            cache = os.path.join(home, "hub")
+        token: str | bool | None = env.get("HF_TOKEN") or None
+        if token is None and env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").upper() in _TRUE:
+            token = False  # send no token at all, not even the one saved by `hf auth login`
+        try:
+            answer_timeout = float(env.get("HF_HUB_ETAG_TIMEOUT") or ANSWER_TIMEOUT_S)
+        except ValueError:
+            answer_timeout = ANSWER_TIMEOUT_S
+        return cls(
+            endpoint=env.get("HF_ENDPOINT", "").rstrip("/") or None,
+            cache_dir=Path(cache).expanduser(),
+            offline=env.get("HF_HUB_OFFLINE", "").upper() in _TRUE,
+            token=token,
+            answer_timeout=answer_timeout if answer_timeout > 0 else ANSWER_TIMEOUT_S,
+        )
+
+    @property
+    def where(self) -> str:
+        return self.endpoint or "https://huggingface.co"
+
+
+def repo_cache_dir(settings: HubSettings, repo_id: str) -> Path:
+    return settings.cache_dir / ("models--" + repo_id.replace("/", "--"))

@@ -1,0 +1,68 @@
+"""The import rules that keep the layers apart, checked on every run.
+
+The contracts live in pyproject.toml under [tool.importlinter]: the layers, no cycles
+between siblings, and one door per third-party library. Ruff's banned-api can switch a
+ban off only for whole files, so these contracts are the real guard.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from importlinter.cli import lint_imports
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+# typer vendors Click as a private module; only llmcli/click_api.py may reach into it.
+CLICK_DOOR = "llmcli/click_api.py"
+# Command options still import it directly; they move to llmcli.click_api when next edited.
+CLICK_NOT_YET_THROUGH_THE_DOOR = {"llmcli/commands/_options.py"}
+
+
+def test_import_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
+    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    assert code == 0, capsys.readouterr().out
+
+
+def test_every_banned_library_has_a_door_contract() -> None:
+    """Ruff's ban list and the contracts name the same libraries."""
+    banned = set(PYPROJECT["tool"]["ruff"]["lint"]["flake8-tidy-imports"]["banned-api"])
+    protected = {
+        module
+        for contract in PYPROJECT["tool"]["importlinter"]["contracts"]
+        if contract["type"] == "protected"
+        for module in contract["protected_modules"]
+    }
+    assert banned <= protected, sorted(banned - protected)
+
+
+def _imports_private_click(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0:
+            names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        if any(name == "typer._click" or name.startswith("typer._click.") for name in names):
+            return True
+    return False
+
+
+def test_private_click_only_through_its_door() -> None:
+    importers = {
+        path.relative_to(ROOT).as_posix()
+        for path in (ROOT / "llmcli").rglob("*.py")
+        if _imports_private_click(path)
+    }
+    assert CLICK_DOOR in importers
+    assert importers - {CLICK_DOOR} <= CLICK_NOT_YET_THROUGH_THE_DOOR, sorted(importers)
