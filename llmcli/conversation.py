@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from llmcli import config
+from llmcli import config, options_table
 from llmcli.atomic import write_atomic
 from llmcli.engine.reasoning import EFFORT_LEVELS, Thinking
 from llmcli.engine.types import Message, Sampling
 from llmcli.errors import LlmcliError
+from llmcli.options_table import Option
 
 FORMAT = "llmcli-chat"
 FORMAT_VERSION = 1
@@ -175,47 +176,21 @@ def fit_context(
 # -- settings ----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Setting:
-    name: str
-    kind: type[int] | type[float]
-    low: float
-    high: float | None
-    help: str
-    # None allowed ("none", "random", "default"): the engine's default applies.
-    optional: bool = False
-
-    def describe(self) -> str:
-        if self.high is not None:
-            span = f"{self.low:g} to {self.high:g}"
-        else:
-            span = f"{self.low:g} or more"
-        what = "a whole number" if self.kind is int else "a number"
-        extra = " or 'none'" if self.optional else ""
-        return f"{what} from {span}{extra}"
+# What `/set` changes, and what a chat file keeps: the options table's chat settings,
+# by their `/set` names.
+SETTINGS: dict[str, Option] = options_table.SET
 
 
-SETTINGS: dict[str, Setting] = {
-    s.name: s
-    for s in (
-        Setting("temperature", float, 0.0, None, "randomness; 0 picks the likeliest token"),
-        Setting("top_p", float, 0.0, 1.0, "nucleus sampling"),
-        Setting("top_k", int, 0, None, "sample from the K likeliest; 0: all"),
-        Setting("min_p", float, 0.0, 1.0, "drop tokens below this share of the top"),
-        Setting("repeat_penalty", float, 0.0, None, "penalty for repeating; 1: none"),
-        Setting(
-            "max_tokens",
-            int,
-            1,
-            None,
-            "longest answer; none: until the context is full",
-            optional=True,
-        ),
-        Setting(
-            "seed", int, 0, 2**31 - 1, "random seed; none: a new one each answer", optional=True
-        ),
-    )
-}
+def describe(setting: Option) -> str:
+    """The values a setting takes, e.g. "a number from 0 to 1"."""
+    low = setting.minimum if setting.minimum is not None else 0
+    high = setting.maximum
+    span = f"{low:g} to {high:g}" if high is not None else f"{low:g} or more"
+    what = "a whole number" if setting.kind is int else "a number"
+    extra = " or 'none'" if setting.optional else ""
+    return f"{what} from {span}{extra}"
+
+
 _NONE_WORDS = ("none", "off", "random", "default")
 
 
@@ -224,34 +199,34 @@ def setting_name(typed: str) -> str:
     return typed.strip().lower().replace("-", "_")
 
 
-def check_setting(setting: Setting, value: object) -> int | float | None:
+def check_setting(setting: Option, value: object) -> int | float | None:
     """A value from `/set` (text) or from a file (JSON), checked against the range."""
     if value is None or (isinstance(value, str) and value.strip().lower() in _NONE_WORDS):
         if setting.optional:
             return None
-        raise SettingError(f"{setting.name} needs {setting.describe()}")
+        raise SettingError(f"{setting.set_name} needs {describe(setting)}")
     number: int | float
     if isinstance(value, str):
         try:
-            number = setting.kind(value.strip())
+            number = float(value.strip()) if setting.kind is float else int(value.strip())
         except ValueError:
             raise SettingError(
-                f"{setting.name} must be {setting.describe()}, not {value.strip()!r}"
+                f"{setting.set_name} must be {describe(setting)}, not {value.strip()!r}"
             ) from None
     elif (
         isinstance(value, bool)
         or not isinstance(value, (int, float))
         or (setting.kind is int and not float(value).is_integer())
     ):
-        raise SettingError(f"{setting.name} must be {setting.describe()}, not {value!r}")
+        raise SettingError(f"{setting.set_name} must be {describe(setting)}, not {value!r}")
     else:
-        number = setting.kind(value)
+        number = float(value) if setting.kind is float else int(value)
     if (
         not math.isfinite(number)
-        or number < setting.low
-        or (setting.high is not None and number > setting.high)
+        or (setting.minimum is not None and number < setting.minimum)
+        or (setting.maximum is not None and number > setting.maximum)
     ):
-        raise SettingError(f"{setting.name} must be {setting.describe()}, not {value}")
+        raise SettingError(f"{setting.set_name} must be {describe(setting)}, not {value}")
     return number
 
 
@@ -260,20 +235,20 @@ def apply_setting(sampling: Sampling, name: str, value: object) -> Sampling:
     setting = SETTINGS.get(key)
     if setting is None:
         raise SettingError(f"unknown setting {name!r}{_did_you_mean(key, SETTINGS)}")
-    changes: dict[str, Any] = {key: check_setting(setting, value)}
+    changes: dict[str, Any] = {setting.name: check_setting(setting, value)}
     return dataclasses.replace(sampling, **changes)
 
 
 def settings_dict(sampling: Sampling) -> dict[str, Any]:
-    values: dict[str, Any] = {name: getattr(sampling, name) for name in SETTINGS}
+    values: dict[str, Any] = {name: getattr(sampling, s.name) for name, s in SETTINGS.items()}
     values["stop"] = list(sampling.stop)
     return values
 
 
 def format_settings(sampling: Sampling) -> str:
     parts = []
-    for name in SETTINGS:
-        value = getattr(sampling, name)
+    for name, setting in SETTINGS.items():
+        value = getattr(sampling, setting.name)
         parts.append(f"{name} {'none' if value is None else f'{value:g}'}")
     if sampling.stop:
         parts.append("stop " + ", ".join(repr(s) for s in sampling.stop))
@@ -409,16 +384,16 @@ def _set(conversation: Conversation, argument: str) -> Outcome:
     if setting is None:
         return Outcome(error=f"unknown setting {parts[0]!r}{_did_you_mean(key, SETTINGS)}")
     if len(parts) != 2:
-        value = getattr(conversation.sampling, key)
+        value = getattr(conversation.sampling, setting.name)
         return Outcome(
-            info=f"{key} is {'none' if value is None else f'{value:g}'}: {setting.help} "
-            f"({setting.describe()})"
+            info=f"{key} is {'none' if value is None else f'{value:g}'}: {setting.set_help} "
+            f"({describe(setting)})"
         )
     try:
         conversation.set_sampling(apply_setting(conversation.sampling, key, parts[1]))
     except SettingError as exc:
         return Outcome(error=str(exc))
-    value = getattr(conversation.sampling, key)
+    value = getattr(conversation.sampling, setting.name)
     return Outcome(info=f"{key} set to {'none' if value is None else f'{value:g}'}")
 
 

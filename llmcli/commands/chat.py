@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TextIO
 
 import typer
 
-from llmcli import conversation, terminal
+from llmcli import conversation, options_table, terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._model import model_file
 from llmcli.commands._prompting import thinking_budget_note
@@ -69,18 +69,6 @@ Examples:
 
   llmcli chat -t translate --var lang=German
 """
-
-# Options that, given on the command line, override what a loaded conversation says.
-_SAMPLING_OPTIONS = (
-    "temperature",
-    "top_p",
-    "top_k",
-    "min_p",
-    "repeat_penalty",
-    "seed",
-    "max_tokens",
-    "stop",
-)
 
 
 def register(app: typer.Typer) -> None:
@@ -145,20 +133,14 @@ def chat(
     else:
         conv = Conversation()
 
-    given = {name for name in context.params if _given(context, name)}
-    sampling = opt.sampling(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=stop,
-    )
+    sampling = opt.sampling(params=context.params, stop=stop)
     # A new chat takes every option (config defaults included); a loaded one keeps its
     # own settings except those typed on this command line.
-    chosen = [n for n in _SAMPLING_OPTIONS if source is None or n in given]
+    chosen = [
+        name
+        for name in (*(o.name for o in options_table.SAMPLING), "stop")
+        if source is None or opt.from_command_line(context, name)
+    ]
     conv.sampling = dataclasses.replace(
         conv.sampling, **{name: getattr(sampling, name) for name in chosen}
     )
@@ -185,7 +167,7 @@ def chat(
         **opt.placement(rpc, tensor_split),
     )
     llm = open_model(load_options)
-    if _given(context, "think") or _given(context, "reasoning_effort"):
+    if opt.from_command_line(context, "think", "reasoning_effort"):
         from llmcli.engine.reasoning import caveats
 
         for note in caveats(llm.reasoning, thinking):
@@ -212,12 +194,6 @@ def chat(
         session.run(_terminal_inputs() if interactive else _piped_inputs(_stdin_text()))
     finally:
         session.close()
-
-
-def _given(context: typer.Context, name: str) -> bool:
-    """True for an option typed on the command line (or set through the environment)."""
-    source = context.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def model_label(ref: str | None, path: Path) -> str:
