@@ -15,7 +15,8 @@ from typer._click import Command
 from typer._click.types import FloatRange, IntRange
 from typer.core import TyperGroup, TyperOption
 
-from llmcli import batch, config, conversation, options_table
+from llmcli import batch, config, options_table
+from llmcli.chat import settings
 from llmcli.cli import app
 from llmcli.commands import _options
 from llmcli.engine.types import Sampling
@@ -115,16 +116,16 @@ def test_chat_and_batches_take_every_sampling_option() -> None:
     sampling = {o.name for o in options_table.SAMPLING}
     assert {o.name for o in SETTABLE} == sampling
     assert {o.name for o in options_table.BATCH.values()} == sampling
-    assert list(conversation.SETTINGS) == [o.set_name for o in SETTABLE]
+    assert list(settings.SETTINGS) == [o.set_name for o in SETTABLE]
 
 
 @pytest.mark.parametrize("option", SETTABLE, ids=lambda o: o.name)
 def test_set_in_chat_takes_the_tables_bounds(option: Option) -> None:
     assert option.set_name is not None
-    changed = conversation.apply_setting(Sampling(), option.set_name, str(_inside(option)))
+    changed = settings.apply_setting(Sampling(), option.set_name, str(_inside(option)))
     assert getattr(changed, option.name) == _inside(option)
-    with pytest.raises(conversation.SettingError) as caught:
-        conversation.apply_setting(Sampling(), option.set_name, str(_outside(option)))
+    with pytest.raises(settings.SettingError) as caught:
+        settings.apply_setting(Sampling(), option.set_name, str(_outside(option)))
     assert _names_bound(option, str(caught.value))
 
 
@@ -144,7 +145,7 @@ def test_one_out_of_range_value_is_refused_by_all_four_with_the_same_bound() -> 
     with pytest.raises(ValueError) as in_config:
         config.coerce_option("top_p", 1.5)
     with pytest.raises(ValueError) as in_chat:
-        conversation.apply_setting(Sampling(), "top_p", 1.5)
+        settings.apply_setting(Sampling(), "top_p", 1.5)
     with pytest.raises(BadParameter) as on_command_line:
         _command("chat").make_context("chat", ["--top-p", "1.5"])
     messages += [str(in_config.value), str(in_chat.value)]
