@@ -31,8 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 from testmodel import model_path
 
-from llmcli.commands.chat import ChatSession, open_model
-from llmcli.conversation import Conversation
+from llmcli.chat.conversation import Conversation
+from llmcli.chat.session import ChatSession, open_model
 from llmcli.engine.types import LoadOptions, Sampling
 
 BAR = 1.2

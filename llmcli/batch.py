@@ -13,18 +13,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from llmcli.engine.types import Sampling
+from llmcli.options_table import BATCH
 
-# Per-item sampling fields a JSON line may set, with their allowed ranges.
-_RANGES: dict[str, tuple[type, float | None, float | None]] = {
-    "temperature": (float, 0.0, None),
-    "top_p": (float, 0.0, 1.0),
-    "top_k": (int, 0, None),
-    "min_p": (float, 0.0, 1.0),
-    "repeat_penalty": (float, 0.0, None),
-    "seed": (int, 0, 2**31 - 1),
-    "max_tokens": (int, 1, None),
-}
-_KNOWN = {"prompt", "system", "id", "stop", *_RANGES}
+# Besides the sampling fields of the options table (`options_table.BATCH`).
+_KNOWN = {"prompt", "system", "id", "stop", *BATCH}
 
 
 @dataclass(frozen=True)
@@ -86,10 +78,11 @@ def _sampling_fields(data: dict[str, Any]) -> dict[str, Any]:
     if unknown:
         raise ValueError(f"unknown field(s): {', '.join(unknown)}")
     out: dict[str, Any] = {}
-    for key, (kind, low, high) in _RANGES.items():
+    for key, option in BATCH.items():
         if key not in data:
             continue
         value = data[key]
+        kind, low, high = option.kind, option.minimum, option.maximum
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f'"{key}" must be a number')
         if kind is int and value != int(value):
@@ -97,7 +90,7 @@ def _sampling_fields(data: dict[str, Any]) -> dict[str, Any]:
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f">= {low}" if high is None else f"between {low} and {high}"
             raise ValueError(f'"{key}" must be {bounds}, not {value}')
-        out[key] = kind(value)
+        out[option.name] = kind(value)
     if "stop" in data:
         stop = data["stop"]
         if isinstance(stop, str):

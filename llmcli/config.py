@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from llmcli import options_table
 from llmcli.errors import ConfigError
+from llmcli.options_table import Option
 
 ENV_MODEL = "LLMCLI_MODEL"
 ENV_DEBUG = "LLMCLI_DEBUG"
@@ -99,40 +101,13 @@ def config_path() -> Path:
     return Path(base) / "llmcli" / "config.toml"
 
 
-@dataclass(frozen=True)
-class OptionSpec:
-    """A command-line option that the config file may set a default for."""
-
-    kind: type[int] | type[float] | type[bool] | type[str]
-    minimum: float | None
-    maximum: float | None
-    help: str
-    # For text options: the values allowed.
-    choices: tuple[str, ...] = ()
-
-
-# Keys are the options' parameter names (`--top-p` -> top_p), which is also what the
-# commands' default maps are keyed by. Bounds match the options' own bounds.
-OPTIONS: dict[str, OptionSpec] = {
-    "temperature": OptionSpec(float, 0.0, None, "sampling temperature"),
-    "top_p": OptionSpec(float, 0.0, 1.0, "nucleus sampling"),
-    "top_k": OptionSpec(int, 0, None, "sample from the K likeliest tokens; 0: all"),
-    "min_p": OptionSpec(float, 0.0, 1.0, "drop tokens below this share of the top"),
-    "repeat_penalty": OptionSpec(float, 0.0, None, "penalty for repeated tokens; 1: none"),
-    "max_tokens": OptionSpec(int, 1, None, "stop after this many tokens"),
-    "seed": OptionSpec(int, 0, 2**31 - 1, "random seed"),
-    "ctx": OptionSpec(int, 16, None, "context window in tokens"),
-    "threads": OptionSpec(int, 1, None, "CPU threads"),
-    "gpu_layers": OptionSpec(int, -1, None, "layers offloaded to the GPU; -1: all"),
-    "think": OptionSpec(bool, None, None, "let reasoning models think (true) or not (false)"),
-    "reasoning_effort": OptionSpec(
-        str, None, None, "how hard reasoning models think", ("low", "medium", "high")
-    ),
-}
+# The options the config file may give defaults for, keyed by the options' parameter
+# names (`--top-p` -> top_p), which is also what the commands' default maps are keyed by.
+OPTIONS: dict[str, Option] = options_table.CONFIG
 
 Number = int | float
 # What an option's default may be in the config file.
-OptionValue = int | float | bool | str
+OptionValue = options_table.OptionValue
 _TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 _ALIAS_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]*$")
 

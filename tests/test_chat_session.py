@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from clihelpers import ESCAPE, run_cli
 
-from llmcli.commands.chat import ChatSession, open_model
-from llmcli.conversation import Conversation
+from llmcli.chat.conversation import Conversation
+from llmcli.chat.session import ChatSession, open_model
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions, Sampling
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from llmcli import conversation as cv
-from llmcli.conversation import Conversation, Outcome
+from llmcli.chat import chat_file, commands, multiline, trimming
+from llmcli.chat.commands import Outcome
+from llmcli.chat.conversation import Conversation
 from llmcli.engine.types import Message, Sampling
 
 # -- slash commands ------------------------------------------------------------------------
@@ -18,16 +19,16 @@ from llmcli.engine.types import Message, Sampling
 
 def test_plain_text_and_path_like_text_are_messages() -> None:
     conv = Conversation()
-    assert cv.dispatch(conv, "hello") is None
-    assert cv.dispatch(conv, "/usr/bin/env is a program") is None
-    assert cv.dispatch(conv, "/5 of them") is None
+    assert commands.dispatch(conv, "hello") is None
+    assert commands.dispatch(conv, "/usr/bin/env is a program") is None
+    assert commands.dispatch(conv, "/5 of them") is None
 
 
 def test_unknown_command_suggests_the_closest() -> None:
-    outcome = cv.dispatch(Conversation(), "/sav")
+    outcome = commands.dispatch(Conversation(), "/sav")
     assert outcome is not None and outcome.error is not None
     assert "did you mean /save?" in outcome.error
-    outcome = cv.dispatch(Conversation(), "/systme hi")
+    outcome = commands.dispatch(Conversation(), "/systme hi")
     assert outcome is not None and outcome.error is not None
     assert "/system" in outcome.error
 
@@ -46,45 +47,45 @@ def test_unknown_command_suggests_the_closest() -> None:
     ],
 )
 def test_commands_that_need_the_loop_become_actions(typed: str, action: str, argument: str) -> None:
-    assert cv.dispatch(Conversation(), typed) == Outcome(action=action, argument=argument)  # type: ignore[arg-type]
+    assert commands.dispatch(Conversation(), typed) == Outcome(action=action, argument=argument)  # type: ignore[arg-type]
 
 
 def test_load_and_model_need_an_argument() -> None:
     for typed in ("/load", "/model"):
-        outcome = cv.dispatch(Conversation(), typed)
+        outcome = commands.dispatch(Conversation(), typed)
         assert outcome is not None and outcome.error is not None
         assert outcome.error.startswith("usage: ")
 
 
 def test_help_lists_every_command() -> None:
-    outcome = cv.dispatch(Conversation(), "/help")
+    outcome = commands.dispatch(Conversation(), "/help")
     assert outcome is not None and outcome.info is not None
-    for spec in cv.COMMANDS:
+    for spec in commands.COMMANDS:
         assert f"/{spec.name}" in outcome.info
-    assert cv.dispatch(Conversation(), "/?") == outcome
+    assert commands.dispatch(Conversation(), "/?") == outcome
 
 
 def test_system_and_clear() -> None:
     conv = Conversation()
     conv.ask("hi")
     conv.answer("hello")
-    cv.dispatch(conv, "/system Be brief.\nVery brief.")
+    commands.dispatch(conv, "/system Be brief.\nVery brief.")
     assert conv.system == "Be brief.\nVery brief."
-    cv.dispatch(conv, "/clear")
+    commands.dispatch(conv, "/clear")
     assert conv.turns == []
     assert conv.messages() == [Message(role="system", content="Be brief.\nVery brief.")]
 
 
 def test_set_changes_and_validates_settings() -> None:
     conv = Conversation()
-    assert cv.dispatch(conv, "/set temperature 0") == Outcome(info="temperature set to 0")
+    assert commands.dispatch(conv, "/set temperature 0") == Outcome(info="temperature set to 0")
     assert conv.sampling.temperature == 0.0
-    cv.dispatch(conv, "/set top-k 12")
-    cv.dispatch(conv, "/set max_tokens 100")
-    cv.dispatch(conv, "/set seed 7")
+    commands.dispatch(conv, "/set top-k 12")
+    commands.dispatch(conv, "/set max_tokens 100")
+    commands.dispatch(conv, "/set seed 7")
     assert (conv.sampling.top_k, conv.sampling.max_tokens, conv.sampling.seed) == (12, 100, 7)
-    cv.dispatch(conv, "/set max_tokens none")
-    cv.dispatch(conv, "/set seed random")
+    commands.dispatch(conv, "/set max_tokens none")
+    commands.dispatch(conv, "/set seed random")
     assert conv.sampling.max_tokens is None and conv.sampling.seed is None
     before = conv.sampling
     for bad, words in [
@@ -96,7 +97,7 @@ def test_set_changes_and_validates_settings() -> None:
         ("/set temp 0", "did you mean temperature?"),
         ("/set min_p nan", "min_p must be"),
     ]:
-        outcome = cv.dispatch(conv, bad)
+        outcome = commands.dispatch(conv, bad)
         assert outcome is not None and outcome.error is not None, bad
         assert words in outcome.error, outcome.error
     assert conv.sampling == before
@@ -104,15 +105,15 @@ def test_set_changes_and_validates_settings() -> None:
 
 def test_set_without_a_value_explains() -> None:
     conv = Conversation()
-    listing = cv.dispatch(conv, "/set")
+    listing = commands.dispatch(conv, "/set")
     assert listing is not None and listing.info is not None
     assert "temperature 0.8" in listing.info
-    one = cv.dispatch(conv, "/set top_p")
+    one = commands.dispatch(conv, "/set top_p")
     assert one is not None and one.info is not None and "top_p is 0.95" in one.info
 
 
 def test_completions_cover_commands_and_setting_names() -> None:
-    words = cv.completions()
+    words = commands.completions()
     assert "/retry" in words and "/exit" in words
     assert "repeat_penalty" in words["/set"]
 
@@ -137,17 +138,17 @@ def test_retry_drops_only_the_last_answer() -> None:
 
 
 def test_triple_quote_blocks() -> None:
-    assert cv.block_is_open('"""')
-    assert cv.block_is_open('"""first line\nsecond')
-    assert not cv.block_is_open('"""first\nlast"""')
-    assert not cv.block_is_open('plain """ text')
-    assert cv.unwrap_block('"""\nline one\nline two\n"""') == "line one\nline two"
-    assert cv.unwrap_block('"""inline"""') == "inline"
-    assert cv.unwrap_block("no quotes") == "no quotes"
+    assert multiline.block_is_open('"""')
+    assert multiline.block_is_open('"""first line\nsecond')
+    assert not multiline.block_is_open('"""first\nlast"""')
+    assert not multiline.block_is_open('plain """ text')
+    assert multiline.unwrap_block('"""\nline one\nline two\n"""') == "line one\nline two"
+    assert multiline.unwrap_block('"""inline"""') == "inline"
+    assert multiline.unwrap_block("no quotes") == "no quotes"
 
 
 def test_block_reader_joins_lines_for_piped_input() -> None:
-    reader = cv.BlockReader()
+    reader = multiline.BlockReader()
     got = [reader.feed(line) for line in ["one\n", '"""\n', "a\n", "b\n", '"""\n', "two\n"]]
     assert [g for g in got if g is not None] == ["one", "a\nb", "two"]
     reader.feed('"""never closed\n')
@@ -174,7 +175,7 @@ def chat_of(exchanges: int, words: int = 20) -> Conversation:
 
 def test_a_prompt_that_fits_is_left_alone() -> None:
     conv = chat_of(2)
-    fit = cv.fit_context(conv, word_tokens, n_ctx=1000)
+    fit = trimming.fit_context(conv, word_tokens, n_ctx=1000)
     assert fit.dropped_messages == 0
     assert len(fit.tokens) == len(word_tokens(conv.messages()))
 
@@ -182,7 +183,7 @@ def test_a_prompt_that_fits_is_left_alone() -> None:
 def test_trimming_drops_whole_oldest_exchanges_and_keeps_the_system_prompt() -> None:
     conv = chat_of(20)
     n_ctx = 400  # 100 kept for the answer (max_tokens)
-    fit = cv.fit_context(conv, word_tokens, n_ctx=n_ctx)
+    fit = trimming.fit_context(conv, word_tokens, n_ctx=n_ctx)
     assert fit.dropped_messages > 0 and fit.dropped_messages % 2 == 0
     assert len(fit.tokens) <= (n_ctx - 100) * 3 // 4  # trimmed with room to spare
     messages = conv.messages()
@@ -197,16 +198,16 @@ def test_a_message_too_big_for_the_context_changes_nothing() -> None:
     conv = chat_of(1)
     conv.ask("w " * 2000)
     before = list(conv.turns)
-    with pytest.raises(cv.MessageTooLong) as caught:
-        cv.fit_context(conv, word_tokens, n_ctx=1000)
+    with pytest.raises(trimming.MessageTooLong) as caught:
+        trimming.fit_context(conv, word_tokens, n_ctx=1000)
     assert conv.turns == before
     assert "--ctx" in str(caught.value)
 
 
 def test_answer_reserve() -> None:
-    assert cv.answer_reserve(4096, None) == 1024
-    assert cv.answer_reserve(4096, 200) == 200
-    assert cv.answer_reserve(4096, 100_000) == 2048
+    assert trimming.answer_reserve(4096, None) == 1024
+    assert trimming.answer_reserve(4096, 200) == 200
+    assert trimming.answer_reserve(4096, 100_000) == 2048
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -221,11 +222,11 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
     conv.ask("Hi ✓ <|im_end|>")
     conv.answer("Hello!\n\n```py\nprint(1)\n```\n")
     path = tmp_path / "sub" / "chat.json"
-    cv.save(conv, path)
+    chat_file.save(conv, path)
     data = json.loads(path.read_text(encoding="utf-8"))
     assert data["format"] == "llmcli-chat" and data["version"] == 1
     assert data["messages"][0] == {"role": "system", "content": "Be brief."}
-    loaded = cv.load(path)
+    loaded = chat_file.load(path)
     assert loaded.messages() == conv.messages()
     assert loaded.sampling == conv.sampling
     assert loaded.model == "smollm2:135m"
@@ -234,13 +235,13 @@ def test_save_and_load_round_trip(tmp_path: Path) -> None:
 
 def test_save_replaces_atomically_and_leaves_no_temp_file_on_error(tmp_path: Path) -> None:
     path = tmp_path / "chat.json"
-    cv.save(Conversation(system="one"), path)
-    cv.save(Conversation(system="two"), path)
-    assert cv.load(path).system == "two"
+    chat_file.save(Conversation(system="one"), path)
+    chat_file.save(Conversation(system="two"), path)
+    assert chat_file.load(path).system == "two"
     blocked = tmp_path / "file"
     blocked.write_text("x")
-    with pytest.raises(cv.ConversationFileError, match="cannot save to"):
-        cv.save(Conversation(), blocked / "chat.json")
+    with pytest.raises(chat_file.ConversationFileError, match="cannot save to"):
+        chat_file.save(Conversation(), blocked / "chat.json")
 
 
 @pytest.mark.parametrize(
@@ -274,8 +275,8 @@ def test_save_replaces_atomically_and_leaves_no_temp_file_on_error(tmp_path: Pat
 def test_bad_files_give_one_clear_line(tmp_path: Path, content: str, words: str) -> None:
     path = tmp_path / "bad.json"
     path.write_text(content, encoding="utf-8")
-    with pytest.raises(cv.ConversationFileError) as caught:
-        cv.load(path)
+    with pytest.raises(chat_file.ConversationFileError) as caught:
+        chat_file.load(path)
     message = str(caught.value)
     assert "\n" not in message
     assert message.startswith(f"cannot load {path}")
@@ -283,14 +284,14 @@ def test_bad_files_give_one_clear_line(tmp_path: Path, content: str, words: str)
 
 
 def test_missing_binary_and_directory_files(tmp_path: Path) -> None:
-    with pytest.raises(cv.ConversationFileError, match="no such chat file"):
-        cv.load(tmp_path / "nope.json")
-    with pytest.raises(cv.ConversationFileError, match="directory"):
-        cv.load(tmp_path)
+    with pytest.raises(chat_file.ConversationFileError, match="no such chat file"):
+        chat_file.load(tmp_path / "nope.json")
+    with pytest.raises(chat_file.ConversationFileError, match="directory"):
+        chat_file.load(tmp_path)
     binary = tmp_path / "model.gguf"
     binary.write_bytes(b"GGUF\xff\xfe\x00")
-    with pytest.raises(cv.ConversationFileError, match="not UTF-8"):
-        cv.load(binary)
+    with pytest.raises(chat_file.ConversationFileError, match="not UTF-8"):
+        chat_file.load(binary)
 
 
 # -- KV cache reuse on the real model ---------------------------------------------------------
@@ -298,7 +299,7 @@ def test_missing_binary_and_directory_files(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def session(model_file: Path) -> Iterator[object]:
-    from llmcli.commands.chat import ChatSession, open_model
+    from llmcli.chat.session import ChatSession, open_model
     from llmcli.engine.types import LoadOptions
 
     load = LoadOptions(path=model_file, n_ctx=2048, n_threads=1)
@@ -309,7 +310,7 @@ def session(model_file: Path) -> Iterator[object]:
 
 
 def test_each_turn_evaluates_only_the_new_tokens(session: object) -> None:
-    from llmcli.commands.chat import ChatSession
+    from llmcli.chat.session import ChatSession
 
     assert isinstance(session, ChatSession)
     questions = ["Tell me about cats.", "And dogs?", "Which one is easier to keep?", "Thanks!"]

@@ -196,7 +196,8 @@ def test_think_from_config_and_command_line(
 
 
 def test_think_command_in_chat() -> None:
-    from llmcli.conversation import Conversation, dispatch
+    from llmcli.chat.commands import dispatch
+    from llmcli.chat.conversation import Conversation
     from llmcli.engine.reasoning import Thinking
 
     conv = Conversation()

@@ -10,6 +10,7 @@ import typer
 from typer._click import Command
 from typer.core import TyperGroup, TyperOption
 
+from llmcli import options_table
 from llmcli.engine.reasoning import Thinking
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
 
@@ -59,14 +60,14 @@ def _refresh_defaults(ctx: typer.Context) -> None:
     ref = ctx.meta.get(_MODEL)
     if ref is None and template is not None:
         ref = template.model
-    usable = config_keys(ctx.command)
-    merged: dict[str, Any] = dict(ctx.meta[_BASE])
     overrides = models.model_overrides(ref if ref is not None else models.default_ref())
-    merged.update({k: v for k, v in overrides.items() if k in usable})
-    if template is not None:
-        names = {p.name for p in ctx.command.params}
-        merged.update({k: v for k, v in template.options.items() if k in names})
-    ctx.default_map = merged
+    ctx.default_map = options_table.option_defaults(
+        {p.name for p in ctx.command.params if p.name},
+        config_keys(ctx.command),
+        ctx.meta[_BASE],
+        overrides,
+        template.options if template is not None else None,
+    )
 
 
 def complete_template(incomplete: str) -> list[tuple[str, str]]:
@@ -94,6 +95,23 @@ def complete_cached_model(incomplete: str) -> list[tuple[str, str]]:
     return complete_model(incomplete, cached_only=True)
 
 
+def table_option(name: str) -> Any:
+    """The `typer.Option` of a generation option, from its entry in the options table:
+    flags, bounds and help are declared there once."""
+    spec = options_table.BY_NAME[name]
+    extra: dict[str, Any] = {}
+    if spec.minimum is not None:
+        extra["min"] = spec.minimum
+    if spec.maximum is not None:
+        extra["max"] = spec.maximum
+    if spec.choices:
+        extra["autocompletion"] = lambda: list(spec.choices)
+    if spec.optional:
+        # No built-in value to show: the help says what happens instead.
+        extra["show_default"] = False
+    return typer.Option(*spec.flags, help=spec.help, **extra)
+
+
 MODEL_HELP = (
     "Model: an alias (smollm2:135m), owner/repo[:QUANT], owner/repo/file.gguf, "
     "hf.co/owner/repo:QUANT or a local .gguf path. Default: $LLMCLI_MODEL, else `model` "
@@ -115,66 +133,20 @@ ModelOpt = Annotated[
 SystemOpt = Annotated[
     str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
 ]
-TemperatureOpt = Annotated[
-    float,
-    typer.Option(min=0.0, help="Sampling temperature; 0 picks the likeliest token (greedy)."),
-]
-TopPOpt = Annotated[float, typer.Option("--top-p", min=0.0, max=1.0, help="Nucleus sampling.")]
-TopKOpt = Annotated[
-    int, typer.Option("--top-k", min=0, help="Sample from the K likeliest; 0: all.")
-]
-MinPOpt = Annotated[
-    float,
-    typer.Option("--min-p", min=0.0, max=1.0, help="Drop tokens below this share of the top."),
-]
-RepeatPenaltyOpt = Annotated[
-    float,
-    typer.Option("--repeat-penalty", min=0.0, help="Penalty for repeating recent tokens; 1: none."),
-]
-SeedOpt = Annotated[
-    int | None,
-    typer.Option(
-        min=0,
-        max=2**31 - 1,
-        help="Random seed for reproducible output. Default: a new one each run.",
-        show_default=False,
-    ),
-]
-MaxTokensOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--max-tokens",
-        "-n",
-        min=1,
-        help="Stop after this many tokens. Default: until the model stops or the context is full.",
-        show_default=False,
-    ),
-]
+TemperatureOpt = Annotated[float, table_option("temperature")]
+TopPOpt = Annotated[float, table_option("top_p")]
+TopKOpt = Annotated[int, table_option("top_k")]
+MinPOpt = Annotated[float, table_option("min_p")]
+RepeatPenaltyOpt = Annotated[float, table_option("repeat_penalty")]
+SeedOpt = Annotated[int | None, table_option("seed")]
+MaxTokensOpt = Annotated[int | None, table_option("max_tokens")]
 StopOpt = Annotated[
     list[str] | None,
     typer.Option("--stop", help="Stop when this text appears (repeatable).", show_default=False),
 ]
-CtxOpt = Annotated[
-    int, typer.Option("--ctx", "-c", min=16, help="Context window in tokens (prompt + answer).")
-]
-ThreadsOpt = Annotated[
-    int | None,
-    typer.Option(
-        min=1,
-        help="CPU threads. Default: the usable cores other processes are not keeping busy.",
-        show_default=False,
-    ),
-]
-GpuLayersOpt = Annotated[
-    int | None,
-    typer.Option(
-        "--gpu-layers",
-        min=-1,
-        help="Layers to offload to the GPU; -1: all. Default: all when this build can "
-        "offload, else 0.",
-        show_default=False,
-    ),
-]
+CtxOpt = Annotated[int, table_option("ctx")]
+ThreadsOpt = Annotated[int | None, table_option("threads")]
+GpuLayersOpt = Annotated[int | None, table_option("gpu_layers")]
 ENV_RPC = "LLMCLI_RPC"
 RpcOpt = Annotated[
     str | None,
@@ -211,24 +183,8 @@ LookupOpt = Annotated[
 ]
 
 
-ThinkOpt = Annotated[
-    bool | None,
-    typer.Option(
-        "--think/--no-think",
-        help="Let a reasoning model think before answering, or not. Default: the model's "
-        "own default (config key `think`).",
-        show_default=False,
-    ),
-]
-EffortOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--reasoning-effort",
-        help="How hard a model with thinking levels (gpt-oss) thinks: low, medium or high.",
-        show_default=False,
-        autocompletion=lambda: ["low", "medium", "high"],
-    ),
-]
+ThinkOpt = Annotated[bool | None, table_option("think")]
+EffortOpt = Annotated[str | None, table_option("reasoning_effort")]
 ShowThinkingOpt = Annotated[
     bool,
     typer.Option(
@@ -341,28 +297,22 @@ def placement(rpc: str | None, tensor_split: str | None) -> dict[str, Any]:
 
 
 def sampling(
-    *,
-    temperature: float,
-    top_p: float,
-    top_k: int,
-    min_p: float,
-    repeat_penalty: float,
-    seed: int | None,
-    max_tokens: int | None,
-    stop: list[str] | None,
-    grammar: str | None = None,
+    *, params: Mapping[str, Any], stop: list[str] | None = None, grammar: str | None = None
 ) -> Sampling:
+    """The engine's sampling settings from a command's parameter values (its
+    `context.params`): every sampling option of the table, by name."""
     return Sampling(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
+        **{o.name: params[o.name] for o in options_table.SAMPLING},
         stop=tuple(stop or ()),
         grammar=grammar,
     )
+
+
+def from_command_line(context: typer.Context, *names: str) -> bool:
+    """True when one of these options was typed on the command line (or set through the
+    environment), not taken from the config file, a prompt template or its default."""
+    sources = (context.get_parameter_source(name) for name in names)
+    return any(s is not None and s.name not in ("DEFAULT", "DEFAULT_MAP") for s in sources)
 
 
 def config_keys(command: Command) -> set[str]:
@@ -388,7 +338,9 @@ def config_default_map(group: TyperGroup, defaults: Mapping[str, object]) -> dic
     declared default)."""
     result: dict[str, Any] = {}
     for name, command in group.commands.items():
-        values = {k: v for k, v in defaults.items() if k in config_keys(command)}
+        values = options_table.option_defaults(
+            {p.name for p in command.params if p.name}, config_keys(command), defaults
+        )
         if isinstance(command, TyperGroup):
             values.update(config_default_map(command, defaults))
         if values:

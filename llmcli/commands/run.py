@@ -202,17 +202,7 @@ def run(
             fmt = schema_format(ptemplate.schema, f"prompt template {ptemplate.name!r}")
     thinking = opt.thinking(think, reasoning_effort)
     chat_template = opt.read_chat_template(template)
-    sampling = opt.sampling(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=stop,
-        grammar=fmt.gbnf if fmt else None,
-    )
+    sampling = opt.sampling(params=context.params, stop=stop, grammar=fmt.gbnf if fmt else None)
     text: str | None = None
     if batch is None:
         stdin_text = None if term.stdin_isatty else read_stdin()
@@ -258,7 +248,7 @@ def run(
             template=ptemplate,
             variables=variables,
         )
-        if _given(context, "think") or _given(context, "reasoning_effort"):
+        if opt.from_command_line(context, "think", "reasoning_effort"):
             from llmcli.engine.reasoning import caveats
 
             for note in caveats(llm.reasoning, thinking):
@@ -327,12 +317,6 @@ def run(
             if budget_note:
                 console.notice(budget_note)
             _check_format(fmt, result, sampling.max_tokens)
-
-
-def _given(context: typer.Context, name: str) -> bool:
-    """True for an option typed on the command line (not a configured default)."""
-    source = context.get_parameter_source(name)
-    return source is not None and source.name not in ("DEFAULT", "DEFAULT_MAP")
 
 
 def _show_prompt(llm: Model, tokens: list[int], *, json_out: bool) -> None:

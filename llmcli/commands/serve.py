@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
 
 
 def serve(
+    context: typer.Context,
     model: opt.ModelOpt = None,
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8080,
@@ -104,16 +105,7 @@ def serve(
         )
     if not is_loopback(host) and not key:
         console.notice(f"warning: {host}:{port} is open to the network without an API key")
-    defaults = opt.sampling(
-        temperature=temperature,
-        top_p=top_p,
-        top_k=top_k,
-        min_p=min_p,
-        repeat_penalty=repeat_penalty,
-        seed=seed,
-        max_tokens=max_tokens,
-        stop=None,
-    )
+    defaults = opt.sampling(params=context.params)
     from llmcli.models import default_ref
 
     check_port(host, port)

@@ -7,6 +7,7 @@ and the HTTP status a client library maps to the right exception.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -126,15 +127,16 @@ def sampling_from(data: dict[str, Any], defaults: Sampling) -> Sampling:
     temperature = _number(data, "temperature", 0.0, 2.0)
     top_p = _number(data, "top_p", 0.0, 1.0)
     seed = _integer(data, "seed", -(2**63))
-    return Sampling(
+    # The server's defaults stand for every option a request does not set (and for the
+    # grammar, which the request's response_format decides later).
+    return dataclasses.replace(
+        defaults,
         temperature=defaults.temperature if temperature is None else temperature,
         top_p=defaults.top_p if top_p is None else top_p,
-        top_k=defaults.top_k,
-        min_p=defaults.min_p,
-        repeat_penalty=defaults.repeat_penalty,
         seed=defaults.seed if seed is None else seed % 2**31,
         max_tokens=max_tokens if max_tokens is not None else defaults.max_tokens,
         stop=_stops(data) or defaults.stop,
+        grammar=None,
     )
 
 
