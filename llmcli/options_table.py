@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
-from llmcli.engine.types import DEFAULT_CTX, Sampling
-
 # What an option's value may be (the config file's defaults, `/set`, batch fields).
 OptionValue = int | float | bool | str
 
-_SAMPLING = Sampling()
+# The context window when neither the command line nor the config gives one.
+DEFAULT_CTX = 4096
 
 
 @dataclass(frozen=True)
@@ -57,6 +56,7 @@ def _sampler(
     kind: type[int] | type[float],
     minimum: float,
     maximum: float | None,
+    default: float | None,
     flags: tuple[str, ...],
     help: str,
     set_help: str,
@@ -68,7 +68,7 @@ def _sampler(
         kind,
         minimum,
         maximum,
-        getattr(_SAMPLING, name),
+        default,
         flags,
         help,
         set_name=name,
@@ -85,16 +85,18 @@ TABLE: tuple[Option, ...] = (
         float,
         0.0,
         None,
+        0.8,
         ("--temperature",),
         "Sampling temperature; 0 picks the likeliest token (greedy).",
         "randomness; 0 picks the likeliest token",
     ),
-    _sampler("top_p", float, 0.0, 1.0, ("--top-p",), "Nucleus sampling.", "nucleus sampling"),
+    _sampler("top_p", float, 0.0, 1.0, 0.95, ("--top-p",), "Nucleus sampling.", "nucleus sampling"),
     _sampler(
         "top_k",
         int,
         0,
         None,
+        40,
         ("--top-k",),
         "Sample from the K likeliest; 0: all.",
         "sample from the K likeliest; 0: all",
@@ -104,6 +106,7 @@ TABLE: tuple[Option, ...] = (
         float,
         0.0,
         1.0,
+        0.05,
         ("--min-p",),
         "Drop tokens below this share of the top.",
         "drop tokens below this share of the top",
@@ -113,6 +116,7 @@ TABLE: tuple[Option, ...] = (
         float,
         0.0,
         None,
+        1.0,
         ("--repeat-penalty",),
         "Penalty for repeating recent tokens; 1: none.",
         "penalty for repeating; 1: none",
@@ -121,6 +125,8 @@ TABLE: tuple[Option, ...] = (
         "max_tokens",
         int,
         1,
+        None,
+        # None: until the context is full.
         None,
         ("--max-tokens", "-n"),
         "Stop after this many tokens. Default: until the model stops or the context is full.",
@@ -131,6 +137,8 @@ TABLE: tuple[Option, ...] = (
         int,
         0,
         2**31 - 1,
+        # None: a fresh random seed per call (the engine would otherwise reuse one).
+        None,
         ("--seed",),
         "Random seed for reproducible output. Default: a new one each run.",
         "random seed; none: a new one each answer",

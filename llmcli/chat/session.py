@@ -17,10 +17,10 @@ from llmcli.chat.commands import Action, Outcome, dispatch
 from llmcli.chat.conversation import Conversation
 from llmcli.chat.ctrl_c import StopOnCtrlC
 from llmcli.chat.trimming import MessageTooLong, fit_context
-from llmcli.commands._model import model_file
-from llmcli.commands._prompting import thinking_budget_note
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError
+from llmcli.local_model import model_file
+from llmcli.prompting import thinking_budget_note
 from llmcli.ui import console
 
 if TYPE_CHECKING:

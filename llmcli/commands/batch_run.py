@@ -16,9 +16,9 @@ from llmcli.ui import console
 from llmcli.ui.batch_view import batch_progress
 
 if TYPE_CHECKING:
-    from llmcli.commands._prompting import PromptBuilder
     from llmcli.commands.structured import OutputFormat
     from llmcli.engine.model import Model
+    from llmcli.prompting import PromptBuilder
 
 
 def run_batch(

@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.commands import _options as opt
-from llmcli.commands._model import model_file
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import UsageError
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

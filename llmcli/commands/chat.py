@@ -15,9 +15,9 @@ import typer
 
 from llmcli import options_table, terminal
 from llmcli.commands import _options as opt
-from llmcli.commands._model import model_file
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import LlmcliError, UsageError
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

@@ -73,9 +73,9 @@ def _recheck(model: str | None) -> None:
     )
     if model is None:
         return
-    from llmcli.commands._model import model_file
     from llmcli.engine.model import Model
     from llmcli.engine.types import LoadOptions
+    from llmcli.local_model import model_file
 
     with Model(LoadOptions(path=model_file(model), n_ctx=512), notify=console.notice):
         pass

@@ -9,7 +9,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _inside
 from llmcli.commands import _options as opt
-from llmcli.commands._model import model_file
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 EPILOG = """\

@@ -9,9 +9,9 @@ import typer
 
 from llmcli import terminal
 from llmcli.commands import _options as opt
-from llmcli.commands._model import model_file
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.engine.types import LoadOptions, Message
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

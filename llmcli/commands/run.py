@@ -11,13 +11,13 @@ import typer
 
 from llmcli import terminal
 from llmcli.commands import _options as opt
-from llmcli.commands._model import model_file
-from llmcli.commands._prompting import PromptBuilder, thinking_budget_note
 from llmcli.commands._result_json import result_json
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import OutputFormat, output_format, schema_format
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Sampling
 from llmcli.errors import OutputInvalidError, UsageError
+from llmcli.local_model import model_file
+from llmcli.prompting import PromptBuilder, thinking_budget_note
 from llmcli.ui import console
 
 if TYPE_CHECKING:

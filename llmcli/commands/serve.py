@@ -12,9 +12,9 @@ import typer
 from llmcli import config
 from llmcli.commands import _options as opt
 from llmcli.commands._listen import check_port, endpoint, is_loopback
-from llmcli.commands._model import model_file
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import ExitCode, LlmcliError, UsageError
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 ENV_API_KEY = "LLMCLI_API_KEY"

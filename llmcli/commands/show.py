@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from llmcli.commands._model import model_file
 from llmcli.commands._options import complete_model
 from llmcli.errors import LlmcliError
+from llmcli.local_model import model_file
 from llmcli.ui import console
 
 EPILOG = """\

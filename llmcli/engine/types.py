@@ -4,13 +4,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
+
+from llmcli import options_table
+from llmcli.options_table import DEFAULT_CTX
 
 if TYPE_CHECKING:
     from llmcli.engine.logprobs import TokenLogprob
     from llmcli.engine.prompt_cache import PromptCache
 
-DEFAULT_CTX = 4096
+__all__ = [
+    "DEFAULT_CTX",
+    "Decoding",
+    "FinishReason",
+    "GenerationResult",
+    "LoadOptions",
+    "Message",
+    "Sampling",
+]
+
+
+def _default(name: str) -> Any:
+    """A sampling default, as the option table declares it."""
+    return options_table.BY_NAME[name].default
 
 
 class Message(TypedDict):
@@ -47,15 +63,13 @@ class LoadOptions:
 
 @dataclass(frozen=True)
 class Sampling:
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 40
-    min_p: float = 0.05
-    repeat_penalty: float = 1.0
-    # None: a fresh random seed per call (the engine would otherwise reuse one).
-    seed: int | None = None
-    # None: until the context is full.
-    max_tokens: int | None = None
+    temperature: float = _default("temperature")
+    top_p: float = _default("top_p")
+    top_k: int = _default("top_k")
+    min_p: float = _default("min_p")
+    repeat_penalty: float = _default("repeat_penalty")
+    seed: int | None = _default("seed")
+    max_tokens: int | None = _default("max_tokens")
     stop: tuple[str, ...] = ()
     # A GBNF grammar the answer must follow (JSON schemas are converted to one).
     grammar: str | None = None
