@@ -112,11 +112,15 @@ def top_k(
     import numpy as np
 
     k = max(1, min(k, logits.shape[1]))
-    maxima = np.maximum.reduceat(logits, np.arange(0, logits.shape[1], BLOCK), axis=1)
-    peak = maxima.max(axis=1, keepdims=True)
+    if k == 1:  # argmax alone: the first of the largest
+        ids = logits.argmax(axis=1).astype(np.int64)[:, None]
+        peak = np.take_along_axis(logits, ids, axis=1)
+    else:
+        maxima = np.maximum.reduceat(logits, np.arange(0, logits.shape[1], BLOCK), axis=1)
+        peak = maxima.max(axis=1, keepdims=True)
+        ids = _top_ids(logits, maxima, k)
     shifted = np.subtract(logits, peak, out=scratch)
     total = np.exp(shifted, out=shifted).sum(axis=1, keepdims=True, dtype=np.float64)
-    ids = _top_ids(logits, maxima, k)
     best = np.take_along_axis(logits, ids, axis=1).astype(np.float64)
     probs: npt.NDArray[np.float64] = np.exp(best - peak) / total
     return ids, probs
