@@ -5,8 +5,8 @@ On the test model, with the model loaded once, for a text of 64 tokens:
 - attention: `llmcli.engine.attention.attention` (capture context, eval callback, the
   middle layer kept whole and every head of every layer summarised);
 - lens, as the command computes it, reading the output head from the GGUF each time:
-  for the table on a terminal of --columns columns (only the last positions that fit
-  go through the output head), and for every position (--json, TSV);
+  for the table on a terminal of --columns columns (the likeliest token at the last
+  positions that fit), and for every position (--json, TSV: the top 5);
 - lens of every position with the head already read (the projection alone).
 Runs alternate (plain, attention, lens, ...) so drift hits all alike; medians and the
 ratio to the plain pass are printed. The bar is 3x. numpy's BLAS uses every core
@@ -68,7 +68,7 @@ def main() -> None:
             "plain forward pass": plain,
             "attention": lambda: attention.attention(model, tokens),
             f"lens, {args.columns}-column table ({shown} positions)": lambda: lens.lens(
-                model, tokens, last_positions=shown
+                model, tokens, top_k_tokens=1, last_positions=shown
             ),
             f"lens, all {N_TOKENS} positions": lambda: lens.lens(model, tokens),
             f"lens, all {N_TOKENS}, head already read": lambda: lens.lens(model, tokens, head=head),
