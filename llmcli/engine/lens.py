@@ -40,8 +40,8 @@ _NAME = re.compile(r"l_out-(\d+)$")
 # Rows projected at once: bounds the logits held in memory (rows x vocabulary floats,
 # 100 MB for SmolLM2); fewer rows per product leave BLAS repacking the weight more often.
 CHUNK_ROWS = 512
-# Rows ranked at once: a few MB of logits, so that the passes over them (block maxima,
-# exponentials, their sum) run in the cache rather than in main memory.
+# Rows whose logits are gone over at once (block maxima, exponentials, their sum): a
+# few MB, which stay in the cache between passes.
 RANK_ROWS = 16
 # Width of the slices whose maxima bound the k-th largest logit from below (see _top_ids).
 BLOCK = 64
@@ -107,20 +107,34 @@ def top_k(
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """The k likeliest ids of each row, likeliest first (ties to the lower id, as argmax),
     with their probabilities. Only the k winners are exponentiated in float64; the
-    normaliser is a float64 sum of float32 exponentials, exact to about 1e-7. `scratch`,
-    shaped like `logits`, is worked in when given (again: no fresh pages to fault in)."""
+    normaliser is a float64 sum of float32 exponentials, exact to about 1e-7.
+
+    The passes over the logits (maxima, exponentials, their sum) go RANK_ROWS rows at a
+    time, so that they run in the cache rather than in main memory; `scratch` (at least
+    RANK_ROWS x vocabulary) is worked in when given, sparing fresh pages each call."""
     import numpy as np
 
-    k = max(1, min(k, logits.shape[1]))
-    if k == 1:  # argmax alone: the first of the largest
-        ids = logits.argmax(axis=1).astype(np.int64)[:, None]
-        peak = np.take_along_axis(logits, ids, axis=1)
-    else:
-        maxima = np.maximum.reduceat(logits, np.arange(0, logits.shape[1], BLOCK), axis=1)
-        peak = maxima.max(axis=1, keepdims=True)
-        ids = _top_ids(logits, maxima, k)
-    shifted = np.subtract(logits, peak, out=scratch)
-    total = np.exp(shifted, out=shifted).sum(axis=1, keepdims=True, dtype=np.float64)
+    rows, vocab = logits.shape
+    k = max(1, min(k, vocab))
+    starts = np.arange(0, vocab, BLOCK)
+    if scratch is None:
+        scratch = np.empty((min(rows, RANK_ROWS), vocab), dtype=np.float32)
+    peak = np.empty((rows, 1), dtype=np.float32)
+    total = np.empty((rows, 1), dtype=np.float64)
+    first = np.empty((rows, 1), dtype=np.int64)
+    maxima = np.empty((rows, len(starts)), dtype=np.float32)
+    for at in range(0, rows, RANK_ROWS):
+        part = logits[at : at + RANK_ROWS]
+        here = slice(at, at + len(part))
+        if k == 1:  # argmax alone: the first of the largest
+            first[here, 0] = part.argmax(axis=1)
+            peak[here] = np.take_along_axis(part, first[here], axis=1)
+        else:
+            maxima[here] = np.maximum.reduceat(part, starts, axis=1)
+            peak[here] = maxima[here].max(axis=1, keepdims=True)
+        shifted = np.subtract(part, peak[here], out=scratch[: len(part)])
+        total[here] = np.exp(shifted, out=shifted).sum(axis=1, keepdims=True, dtype=np.float64)
+    ids = first if k == 1 else _top_ids(logits, maxima, k)
     best = np.take_along_axis(logits, ids, axis=1).astype(np.float64)
     probs: npt.NDArray[np.float64] = np.exp(best - peak) / total
     return ids, probs
@@ -133,38 +147,31 @@ def _top_ids(
     of BLOCK ids.
 
     Partitioning every row (argpartition) costs more than the product that made it. But
-    a logit outside the k blocks with the largest maxima is beaten by each of those k
-    maxima (or tied with a lower id), so the winners lie in the blocks whose maximum
-    reaches the k-th largest maximum: a few hundred logits per row, ranked exactly."""
+    take the k blocks with the largest maxima (ties to the lower block): any logit
+    outside them is beaten by each of their k maxima (larger, or equal with a lower id),
+    so the winners lie inside, k x BLOCK logits per row to rank exactly."""
     import numpy as np
 
     rows, vocab = logits.shape
     blocks = maxima.shape[1]
-    if blocks <= k:
-        return _top_ids_by_sorting(logits, k)
-    floor = np.partition(maxima, blocks - k, axis=1)[:, blocks - k, None]
-    row, block = np.nonzero(maxima >= floor)
-    if np.bincount(row, minlength=rows).min() < k:  # NaNs compare false
-        return _top_ids_by_sorting(logits, k)
-    col = (block * BLOCK)[:, None] + np.arange(BLOCK)
-    inside = col < vocab  # the last block may be short
-    row = np.broadcast_to(row[:, None], col.shape)[inside]
-    col = col[inside]
-    values = logits[row, col]
-    order = np.lexsort((col, -values, row))
-    counts = np.bincount(row, minlength=rows)
-    starts = np.concatenate(([0], np.cumsum(counts)[:-1]))
-    picked: npt.NDArray[np.int64] = col[order][starts[:, None] + np.arange(k)].astype(np.int64)
-    return picked
-
-
-def _top_ids_by_sorting(logits: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.int64]:
-    """The plain way, for small vocabularies and rows with NaNs: a stable sort keeps
-    ties in id order."""
-    import numpy as np
-
-    order = np.argsort(-logits, axis=1, kind="stable")[:, :k]
-    picked: npt.NDArray[np.int64] = order.astype(np.int64)
+    if blocks > k:
+        part = np.argpartition(-maxima, k, axis=1)
+        chosen = part[:, :k]
+        # Where the k-th largest maximum is tied with the next, which of the tied blocks
+        # argpartition kept is arbitrary: those rows take the lower blocks by sorting.
+        kth = np.take_along_axis(maxima, chosen, axis=1).min(axis=1)
+        tied = kth == np.take_along_axis(maxima, part[:, k : k + 1], axis=1)[:, 0]
+        if tied.any():
+            chosen[tied] = np.argsort(-maxima[tied], axis=1, kind="stable")[:, :k]
+    else:
+        chosen = np.broadcast_to(np.arange(blocks), (rows, blocks))
+    chosen = np.sort(chosen, axis=1)
+    cols = (chosen[:, :, None] * BLOCK + np.arange(BLOCK)).reshape(rows, -1)
+    values = np.take_along_axis(logits, np.minimum(cols, vocab - 1), axis=1)
+    values[cols >= vocab] = -np.inf  # past the end of a short last block
+    # Candidates in id order, so a stable sort leaves ties to the lower id.
+    order = np.argsort(-values, axis=1, kind="stable")[:, :k]
+    picked: npt.NDArray[np.int64] = np.take_along_axis(cols, order, axis=1).astype(np.int64)
     return picked
 
 
@@ -266,12 +273,8 @@ def lens(
     scratch = np.empty((RANK_ROWS, len(head.weight)), dtype=np.float32)
     for start in range(0, len(flat), CHUNK_ROWS):
         logits = head.logits(flat[start : start + CHUNK_ROWS], out=out[: len(flat) - start])
-        for first_row in range(0, len(logits), RANK_ROWS):
-            part = logits[first_row : first_row + RANK_ROWS]
-            row = start + first_row
-            ids[row : row + len(part)], probs[row : row + len(part)] = top_k(
-                part, k, scratch=scratch[: len(part)]
-            )
+        end = start + len(logits)
+        ids[start:end], probs[start:end] = top_k(logits, k, scratch=scratch)
     ids[flat.shape[0] :] = sink.final_ids
     probs[flat.shape[0] :] = sink.final_probs
     vocab = {t.id: t for t in describe(model, sorted({int(i) for i in ids.flat}))}
