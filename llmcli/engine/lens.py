@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from llmcli.engine import capture
+from llmcli.engine.blas_threads import blas_threads
 from llmcli.engine.model import Model
 from llmcli.engine.vocab import Token, describe
 from llmcli.errors import ModelInvalidError
@@ -271,10 +272,11 @@ def lens(
     probs = np.zeros((n_layers * shown, k), dtype=np.float64)
     out = np.empty((min(CHUNK_ROWS, len(flat)), len(head.weight)), dtype=np.float32)
     scratch = np.empty((RANK_ROWS, len(head.weight)), dtype=np.float32)
-    for start in range(0, len(flat), CHUNK_ROWS):
-        logits = head.logits(flat[start : start + CHUNK_ROWS], out=out[: len(flat) - start])
-        end = start + len(logits)
-        ids[start:end], probs[start:end] = top_k(logits, k, scratch=scratch)
+    with blas_threads(model.threads):
+        for start in range(0, len(flat), CHUNK_ROWS):
+            logits = head.logits(flat[start : start + CHUNK_ROWS], out=out[: len(flat) - start])
+            end = start + len(logits)
+            ids[start:end], probs[start:end] = top_k(logits, k, scratch=scratch)
     ids[flat.shape[0] :] = sink.final_ids
     probs[flat.shape[0] :] = sink.final_probs
     vocab = {t.id: t for t in describe(model, sorted({int(i) for i in ids.flat}))}
