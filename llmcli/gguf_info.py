@@ -281,7 +281,13 @@ def read_tensor(path: Path, name: str, header: Header | None = None) -> Any:
     values = np.empty((rows, row), dtype=np.float32)
     for first in range(0, rows, DEQUANTIZE_ROWS):
         part = raw[first : first + DEQUANTIZE_ROWS]
-        values[first : first + len(part)] = kind.dequantize_rows(part)
+        into = values[first : first + len(part)]
+        if qtype == GGMLQuantizationType.Q8_0:  # tied embeddings' usual type: no temporaries
+            blocks = part.reshape(-1, block_bytes)
+            scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)
+            np.multiply(blocks[:, 2:].view(np.int8), scale, out=into.reshape(-1, block))
+        else:
+            into[:] = kind.dequantize_rows(part)
     return values.reshape(tuple(reversed(info.shape)))
 
 
