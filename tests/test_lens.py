@@ -16,6 +16,7 @@ from llmcli.engine.model import Model
 from llmcli.engine.probe import softmax
 from llmcli.engine.types import LoadOptions
 from llmcli.gguf_info import read_tensor
+from llmcli.ui.lens_view import lens_tsv
 
 ONE_THREAD = ("--threads", "1")
 PROMPT = "The capital of France is"
@@ -55,7 +56,7 @@ class _Recorder:
 def test_the_numpy_head_is_the_models_head(llm: Model, model_file: Path) -> None:
     tokens = llm.completion_tokens("Water boils at one hundred degrees")
     recorder = _Recorder({"l_out-29", "result_output"})
-    capture.forward(llm, tokens, recorder, all_outputs=True)
+    capture.forward(llm, tokens, recorder, outputs_from=0)
     residual = np.concatenate(recorder.data["l_out-29"])
     engine = np.concatenate(recorder.data["result_output"])
     assert residual.shape == (len(tokens), 576) and engine.shape == (len(tokens), 49152)
@@ -77,6 +78,23 @@ def test_every_layer_and_position_has_a_ranked_guess(llm: Model) -> None:
             probs = [g.probability for g in guesses]
             assert len(probs) == 3 and probs == sorted(probs, reverse=True)
             assert probs[-1] > 0 and sum(probs) <= 1 + 1e-9
+
+
+def test_the_last_positions_alone_are_the_same_numbers(llm: Model) -> None:
+    tokens = llm.completion_tokens("one two three four five six")
+    whole = lens.lens(llm, tokens, top_k_tokens=3)
+    tail = lens.lens(llm, tokens, top_k_tokens=3, last_positions=2)
+    assert whole.first == 0 and tail.first == len(tokens) - 2
+    assert tail.tokens == whole.tokens
+    for layer_tail, layer_whole in zip(tail.guesses, whole.guesses, strict=True):
+        for part, full in zip(layer_tail, layer_whole[-2:], strict=True):
+            assert [g.token for g in part] == [g.token for g in full]
+            # The engine's last layer may take another kernel for fewer rows: float noise.
+            assert [g.probability for g in part] == pytest.approx(
+                [g.probability for g in full], abs=1e-6
+            )
+    rows = lens_tsv(tail).splitlines()[1:]
+    assert {int(r.split("\t")[1]) for r in rows} == {len(tokens) - 2, len(tokens) - 1}
 
 
 def test_piped_output_is_tsv(model_file: Path) -> None:
@@ -108,6 +126,22 @@ def test_top_k_matches_a_full_softmax() -> None:
         assert list(ids[row]) == sorted(range(50), key=lambda i: (-full[i], i))[:4]
         assert np.allclose(probs[row], full[ids[row]], atol=1e-6)
     assert list(ids[1][:2]) == [7, 9]
+
+
+def test_top_k_over_a_large_vocabulary_is_a_full_sort() -> None:
+    # Blocks of lens.BLOCK ids, the last one short, many ties, winners in any block.
+    rng = np.random.default_rng(1)
+    vocab = 40 * lens.BLOCK + 17
+    logits = np.round(rng.normal(size=(6, vocab)) * 2).astype(np.float32)
+    logits[1] = 0.0  # every id tied
+    logits[2, -1] = 50.0  # the winner in the short last block
+    logits[3, [5, 900, 1500]] = 20.0  # tied winners in separate blocks
+    ids, probs = lens.top_k(logits, 5)
+    for row in range(6):
+        full = softmax(logits[row])
+        assert list(ids[row]) == sorted(range(vocab), key=lambda i: (-full[i], i))[:5]
+        assert np.allclose(probs[row], full[ids[row]], atol=1e-6)
+    assert list(ids[3][:3]) == [5, 900, 1500] and ids[2][0] == vocab - 1
 
 
 def test_read_tensor_dequantizes_what_the_header_lists(model_file: Path) -> None:

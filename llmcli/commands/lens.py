@@ -58,15 +58,20 @@ def lens(
     path = model_file(model)
 
     from llmcli.engine import lens as core
-
-    with _inside.load(path, threads=threads, gpu_layers=gpu_layers, verbose=verbose) as llm:
-        found = core.lens(llm, llm.completion_tokens(words), top_k_tokens=top_k, limit=ctx)
-
     from llmcli.ui import lens_view as view
+
+    table = not json_out and terminal.current().stdout_rich
+    with _inside.load(path, threads=threads, gpu_layers=gpu_layers, verbose=verbose) as llm:
+        tokens = llm.completion_tokens(words)
+        # The output head is most of the cost: a table computes only what it shows, the
+        # likeliest token in the columns that fit.
+        shown = view.table_positions(len(tokens)) if table else None
+        k = 1 if table else top_k
+        found = core.lens(llm, tokens, top_k_tokens=k, limit=ctx, last_positions=shown)
 
     if json_out:
         console.emit_json(view.as_json(found))
-    elif terminal.current().stdout_rich:
+    elif table:
         view.render(found)
     else:
         console.emit_text(view.lens_tsv(found))

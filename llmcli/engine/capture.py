@@ -160,14 +160,15 @@ def forward(
     tokens: Sequence[int],
     sink: Sink,
     *,
-    all_outputs: bool = False,
+    outputs_from: int | None = None,
     flash_attn: bool = False,
     limit: int | None = None,
 ) -> set[str]:
     """Evaluate `tokens` from an empty cache, handing the nodes `sink` wants to it.
 
-    `all_outputs` asks for every position's output (the last layer then keeps every
-    row; otherwise llama.cpp drops all but the last before its final layers).
+    `outputs_from` asks for the output of every position from that one on (the last
+    layer then keeps those rows; llama.cpp drops the others before its final layers);
+    None asks for the last position's only.
     `flash_attn` computes attention as the model's own context does (same numbers as
     generation), but then no attention weights (`kq_soft_max-*`) exist to capture.
     Returns the names of every node the graph had, for discovery and for tests.
@@ -182,6 +183,7 @@ def forward(
             hint=f"raise --ctx to {n} or shorten the text",
         )
     callback = _Callback(sink)
+    first_output = n - 1 if outputs_from is None else outputs_from
     batch_size = min(n, MAX_BATCH)
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = n
@@ -208,7 +210,7 @@ def forward(
                 batch.pos[i] = start + i
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
-                batch.logits[i] = all_outputs or start + i == n - 1
+                batch.logits[i] = start + i >= first_output
             code = llama_cpp.llama_decode(ctx, batch)
             if callback.error is not None:
                 raise callback.error

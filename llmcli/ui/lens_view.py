@@ -22,7 +22,7 @@ def lens_tsv(found: Lens) -> str:
     """One line per layer, position and rank."""
     lines = ["layer\tposition\ttoken\trank\tid\tprobability\tprediction"]
     for layer, positions in enumerate(found.guesses):
-        for pos, guesses in enumerate(positions):
+        for pos, guesses in enumerate(positions, found.first):
             token = escape(found.tokens[pos].text)
             for rank, g in enumerate(guesses, 1):
                 lines.append(
@@ -34,6 +34,11 @@ def lens_tsv(found: Lens) -> str:
 
 def visible_positions(n_tokens: int, width: int) -> int:
     return max(1, min(n_tokens, (width - LAYER_WIDTH) // (CELL_WIDTH + 1)))
+
+
+def table_positions(n_tokens: int) -> int:
+    """How many of the last positions the table on this terminal has room for."""
+    return visible_positions(n_tokens, console.stdout_console().width)
 
 
 def _cell(guess: Guess) -> Text:
@@ -52,14 +57,14 @@ def render(found: Lens) -> None:
 
     out = console.stdout_console()
     n = len(found.tokens)
-    k = visible_positions(n, out.width)
-    first = n - k
+    first = max(n - visible_positions(n, out.width), found.first)
+    k = n - first
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("layer", justify="right", style="dim", width=LAYER_WIDTH - 1)
     for token in found.tokens[first:]:
         table.add_column(label(token)[:CELL_WIDTH], no_wrap=True, width=CELL_WIDTH)
     for layer, positions in enumerate(found.guesses):
-        table.add_row(str(layer), *(_cell(g[0]) for g in positions[first:]))
+        table.add_row(str(layer), *(_cell(g[0]) for g in positions[first - found.first :]))
     out.print(table)
     note = (
         "each column: a token of the text; each cell: the likeliest next token after that "
