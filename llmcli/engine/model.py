@@ -17,9 +17,11 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard, reasoning, rpc
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
+from llmcli.engine.llama_state import KvState
 from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens
+from llmcli.engine.prompt_cache import PromptCache, model_identity
 from llmcli.engine.reasoning import Kind, ReasoningFormat, Splitter, Thinking
 from llmcli.engine.split import SplitReport, split_recorded
 from llmcli.engine.stops import StopScanner
@@ -191,6 +193,9 @@ class Model:
                 "or of an architecture this llama.cpp build does not know"
             ) from exc
         self.load_s = time.perf_counter() - start
+        # The KV cache and the Llama's record of it change only through this.
+        self.kv = KvState(self.llama)
+        self._prompt_cache: PromptCache | None = None
         self._vocab = llama_cpp.llama_model_get_vocab(self.llama.model)
         self._piece_buf = ctypes.create_string_buffer(256)
         self._add_bos = bool(llama_cpp.llama_vocab_get_add_bos(self._vocab))
@@ -240,6 +245,8 @@ class Model:
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
+        self.finish_saving()
+        self.kv.close()
         self.llama.close()
 
     def __enter__(self) -> Model:
@@ -367,7 +374,8 @@ class Model:
     def _text_of(self, token: int) -> str:
         if token < 0:
             return ""
-        return str(self.llama._model.token_get_text(token))
+        text: bytes = llama_cpp.llama_vocab_get_text(self._vocab, token)
+        return text.decode("utf-8")
 
     def _make_formatter(self) -> Jinja2ChatFormatter | None:
         template = self.chat_template
@@ -429,16 +437,22 @@ class Model:
                 hint=f"raise it with --ctx {_round_up(n + 512)} or shorten the prompt",
             )
 
-    def cached_prefix(self, prompt_tokens: Sequence[int]) -> int:
-        """Prompt tokens already in the KV cache that the next generation will reuse."""
-        cached = self.llama.input_ids[: self.llama.n_tokens]
-        n = 0
-        for a, b in zip(cached, prompt_tokens, strict=False):
-            if a != b:
-                break
-            n += 1
-        # The engine always re-evaluates at least the last prompt token.
-        return min(n, len(prompt_tokens) - 1)
+    def prompt_cache(self, folder: Path | None) -> PromptCache | None:
+        """The on-disk prompt cache in `folder` for this model (None: none)."""
+        if folder is None:
+            return None
+        cache = self._prompt_cache
+        if cache is None or cache.root != folder:
+            self.finish_saving()
+            identity = model_identity(self.options.path, flash_attn=self.options.flash_attn)
+            cache = PromptCache(folder, self.kv, identity=identity, n_ctx=self.n_ctx)
+            self._prompt_cache = cache
+        return cache
+
+    def finish_saving(self) -> None:
+        """Wait until the prompt state being saved in the background is on disk."""
+        if self._prompt_cache is not None:
+            self._prompt_cache.wait()
 
     def stream(
         self,
@@ -471,12 +485,13 @@ class Model:
         A model that does not think yields only answer text.
 
         `decoding.lookup` asks for prompt-lookup decoding, used only for plain greedy
-        choice; `decoding.prompt_cache` loads and saves the KV state of long prompts.
+        choice; `decoding.prompt_cache` names the folder where the KV state of long prompts
+        is loaded from and saved to.
         `logprobs` (a number of alternatives) records each token's log-probability in
         `result.logprobs`; sampling is unchanged.
         """
         decoding = decoding or Decoding()
-        prompt_cache = decoding.prompt_cache
+        prompt_cache = self.prompt_cache(decoding.prompt_cache)
         self.check_fits(prompt_tokens)
         llama = self.llama
         budget = self.n_ctx - len(prompt_tokens)
@@ -492,10 +507,12 @@ class Model:
         start = time.perf_counter()
         if prompt_cache is not None:
             result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
-        reused = self.cached_prefix(prompt_tokens)
+        reused = self.kv.reusable(prompt_tokens)
         result.prompt_tokens_evaluated = len(prompt_tokens) - reused
         if prompt_cache is not None and prompt_cache.worth_saving(prompt_tokens, reused):
-            self._evaluate_prompt(prompt_tokens, reused)
+            # Evaluated now, in one call as generation would, so that its state can be
+            # saved; generation then finds it complete, with fresh logits.
+            self.kv.evaluate_prompt(prompt_tokens)
             prompt_cache.save(prompt_tokens)
             result.prompt_cache_saved = True
 
@@ -563,12 +580,7 @@ class Model:
     def _logprob(self, token: int, k: int, piece: str) -> TokenLogprob:
         """The entry for a token just sampled: the logits it came from are still the
         engine's latest (the next evaluation has not run yet)."""
-        import numpy as np
-
-        n_vocab = self.llama.n_vocab()
-        pointer = llama_cpp.llama_get_logits_ith(self.llama.ctx, -1)
-        logits = np.ctypeslib.as_array(pointer, shape=(n_vocab,))
-        return token_logprob(logits, token, k, piece, self._shown_bytes)
+        return token_logprob(self.kv.last_logits(), token, k, piece, self._shown_bytes)
 
     def _shown_bytes(self, token: int) -> bytes:
         """A token's bytes; a control token's name (<|im_end|>), which has none."""
@@ -604,7 +616,14 @@ class Model:
         if lookup and self.lookup_applies(sampling):
             stats = LookupStats()
             try:
-                yield from greedy_tokens(self, prompt_tokens, stats)
+                yield from greedy_tokens(
+                    self.kv,
+                    prompt_tokens,
+                    stats,
+                    n_ctx=self.n_ctx,
+                    costs=self.batch_costs,
+                    is_end=self.is_end_of_generation,
+                )
             finally:
                 result.draft_tokens, result.accepted_tokens = stats.drafted, stats.accepted
             return
@@ -617,17 +636,6 @@ class Model:
             repeat_penalty=sampling.repeat_penalty,
             grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
         )
-
-    def rewind(self, n_keep: int) -> None:
-        """Forget every position from `n_keep` on: the KV cache and the token record."""
-        self.llama._ctx.kv_cache_seq_rm(0, n_keep, -1)
-        self.llama.n_tokens = n_keep
-
-    def _evaluate_prompt(self, prompt_tokens: Sequence[int], reused: int) -> None:
-        """Evaluate the prompt now, in one call as generation would, so its state can be
-        saved; generation then finds it complete, with fresh logits, and samples at once."""
-        self.rewind(reused)
-        self.llama.eval(prompt_tokens[reused:])
 
 
 def _round_up(n: int, step: int = 1024) -> int:

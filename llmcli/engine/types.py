@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Literal, TypedDict
 
 if TYPE_CHECKING:
     from llmcli.engine.logprobs import TokenLogprob
-    from llmcli.engine.prompt_cache import PromptCache
 
 DEFAULT_CTX = 4096
 
@@ -67,7 +66,8 @@ class Decoding:
     greedy choice, where it gives plain decoding's answer) and the on-disk prompt cache."""
 
     lookup: bool = True
-    prompt_cache: PromptCache | None = None
+    # The folder of the on-disk prompt cache (the engine keeps the live cache); None: off.
+    prompt_cache: Path | None = None
 
 
 FinishReason = Literal["stop", "length", "interrupted"]
