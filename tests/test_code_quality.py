@@ -36,3 +36,23 @@ def test_help_does_not_import_heavy_modules() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_cache_command_does_not_import_the_engine() -> None:
+    """`llmcli cache` lists and deletes files: it needs neither llama_cpp nor numpy."""
+    code = (
+        "import sys\n"
+        "from llmcli.cli import main\n"
+        "for argv in (['cache', '--json'], ['cache', 'clear', '--yes']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, (argv, exc.code)\n"
+        "print(sorted({'llama_cpp', 'numpy'} & set(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"entries": 0' in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
