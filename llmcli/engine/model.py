@@ -31,9 +31,9 @@ from llmcli.errors import (
     ContextOverflowError,
     LlmcliError,
     ModelInvalidError,
-    ModelNotFoundError,
     UsageError,
 )
+from llmcli.gguf_header import check_gguf_file
 from llmcli.tuning.choose import Decision, decide
 from llmcli.tuning.identity import model_key
 from llmcli.tuning.probe import ProbeSpec, run_probe
@@ -41,28 +41,9 @@ from llmcli.tuning.setups import NO_REPACK, EngineSetup, setup_from_env
 from llmcli.tuning.threads import choose_threads
 from llmcli.tuning.verdicts import crash_record, crashes_file
 
-GGUF_MAGIC = b"GGUF"
-
 
 def gpu_offload_supported() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
-
-
-def check_gguf_file(path: Path) -> None:
-    """Fail early, with a clear message, on what llama.cpp would only call 'failed'."""
-    if not path.exists():
-        raise ModelNotFoundError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelNotFoundError(f"model path is a directory, not a GGUF file: {path}")
-    try:
-        with path.open("rb") as f:
-            head = f.read(8)
-    except OSError as exc:
-        raise ModelNotFoundError(f"cannot read model file {path}: {exc.strerror}") from exc
-    if head[:4] != GGUF_MAGIC:
-        raise ModelInvalidError(f"not a GGUF model file: {path}")
-    if len(head) < 8:
-        raise ModelInvalidError(f"GGUF file is truncated: {path}")
 
 
 @contextlib.contextmanager
