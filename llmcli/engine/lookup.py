@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from llmcli.engine.llama_state import KvState
+from llmcli.engine.types import Sampling
 
 NGRAM_MIN = 2
 NGRAM_MAX = 6
@@ -209,6 +210,11 @@ def _trimmed(draft: list[int], is_end: Callable[[int], bool]) -> list[int]:
             break
     size = max(n for n in BATCH_SIZES if n <= len(draft) + 1)
     return draft[: size - 1]
+
+
+def lookup_applies(sampling: Sampling) -> bool:
+    """Prompt-lookup decoding reproduces plain decoding only for plain greedy choice."""
+    return sampling.temperature == 0 and sampling.grammar is None and sampling.repeat_penalty == 1.0
 
 
 @dataclass
