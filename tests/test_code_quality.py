@@ -56,3 +56,21 @@ def test_cache_command_does_not_import_the_engine() -> None:
     assert proc.returncode == 0, proc.stderr
     assert '"entries": 0' in proc.stdout
     assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_engine_state_module_touches_llama_private_fields() -> None:
+    """The KV cache and the Llama's record of it change together, in one module."""
+    import re
+
+    private = re.compile(
+        r"\b_requires_eval\b|\binput_ids\b|llama\._ctx\b|llama\._model\b|llama\.n_tokens\s*=(?!=)"
+    )
+    allowed = {ROOT / "llmcli" / "engine" / "llama_state.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "llmcli").rglob("*.py"))
+        if path not in allowed
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line)
+    ]
+    assert found == []
