@@ -146,16 +146,17 @@ class KvState:
         return np.ctypeslib.as_array(llama_cpp.llama_get_logits(self._llama.ctx), shape=shape)
 
     def accept(self, n: int) -> None:
-        """Record the first `n` staged tokens as evaluated; drop the others from the
-        cache (their logits are then not the last kept position's)."""
+        """Record the first `n` staged tokens as evaluated and drop the others from the
+        cache. The latest logits are the last kept position's only when all are kept."""
         llama = self._llama
         n_past = llama.n_tokens
         kept = n_past + n
         llama.input_ids[n_past:kept] = self._staged[:n]
         llama.n_tokens = kept
-        if n < len(self._staged):
+        dropped = n < len(self._staged)
+        if dropped:
             llama._ctx.kv_cache_seq_rm(SEQ, kept, -1)
-            llama._requires_eval = True
+        llama._requires_eval = dropped
         self._staged = []
 
     # -- saved states (the prompt cache) -----------------------------------------------

@@ -9,6 +9,9 @@ cached tokens share the longest start with its prompt, so a conversation's next 
 evaluates only what is new.
 
 Results go back through each job's `emit` callback, called on the scheduler thread.
+
+Longer than the ~350 lines a module aims at: it is one state machine (slots, the queue,
+the step loop and its sampling), whose parts share the lock and the slots' state.
 """
 
 from __future__ import annotations
