@@ -25,8 +25,6 @@ POSITIONS = [150, 1000, 2000]
 
 
 def main() -> None:
-    from llama_cpp._internals import LlamaBatch
-
     from llmcli.engine.model import Model
     from llmcli.engine.types import LoadOptions
 
@@ -37,24 +35,21 @@ def main() -> None:
     args = parser.parse_args()
     options = LoadOptions(path=args.model or model_path(), n_ctx=4096, n_threads=args.threads)
     with Model(options) as llm:
-        ctx = llm.llama._ctx
-        batch = LlamaBatch(n_tokens=max(SIZES), embd=0, n_seq_max=1)
+        kv = llm.kv
         for position in POSITIONS:
-            llm.llama.reset()
-            ctx.kv_cache_seq_rm(0, 0, -1)
-            llm.llama.eval([100 + (i * 7) % 900 for i in range(position)])
+            kv.rewind(0)
+            kv.evaluate([100 + (i * 7) % 900 for i in range(position)])
             times: dict[int, list[float]] = {n: [] for n in SIZES}
             for _ in range(args.reps):
                 for n in SIZES:
-                    batch.set_batch([200 + j for j in range(n)], n_past=position, logits_all=True)
+                    kv.stage([200 + j for j in range(n)])
                     start = time.perf_counter()
-                    ctx.decode(batch)
+                    kv.decode_staged()
                     times[n].append(time.perf_counter() - start)
-                    ctx.kv_cache_seq_rm(0, position, -1)
+                    kv.accept(0)
             one = statistics.median(times[1])
             costs = " ".join(f"{n}:{statistics.median(times[n]) / one:.2f}" for n in SIZES)
             print(f"{position} positions, 1 token {one * 1000:.2f} ms; n:cost {costs}")
-        batch.close()  # type: ignore[no-untyped-call]
 
 
 if __name__ == "__main__":

@@ -1,21 +1,14 @@
 """The model card from a GGUF file's header, read without loading the model.
 
 `gguf.GGUFReader` parses every key and array eagerly (2.4 s for a 49k-token vocabulary).
-A card needs far less, so this module walks the header itself: the key/value section,
-where big arrays (tokenizer.ggml.tokens, merges, scores) are stepped over and only
-counted, then the tensor-info section for names, shapes and types. Tensor data is never
-read. Cards are also cached per (path, size, mtime) in the user's cache directory.
+A card needs far less: `llmcli.gguf_header` walks the header itself, stepping over big
+arrays, and never reads tensor data. Cards are also cached per (path, size, mtime) in the
+user's cache directory.
 
 The package `gguf` supplies only constants (type names, block sizes, file-type names);
 its constants module is loaded on its own because `import gguf` pulls in numpy and the
-whole writer (about 0.1 s, a third of the time budget of `llmcli show`).
-
-GGUF layout (v2, v3), little- or big-endian throughout:
-  magic "GGUF" | u32 version | u64 tensor_count | u64 kv_count
-  kv_count x  (string key | u32 value_type | value)
-  tensor_count x (string name | u32 n_dims | u64 dims[n_dims] | u32 ggml_type | u64 offset)
-  padding to general.alignment (default 32) | tensor data
-  string = u64 length + UTF-8 bytes; array = u32 item_type + u64 count + items.
+whole writer (about 0.1 s, a third of the time budget of `llmcli show`). `read_tensor`
+dequantizes one tensor with it.
 """
 
 from __future__ import annotations
@@ -24,10 +17,8 @@ import contextlib
 import hashlib
 import importlib.util
 import json
-import mmap
 import os
 import re
-import struct
 import sys
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -38,210 +29,15 @@ from typing import Any
 
 from llmcli import config
 from llmcli.atomic import write_atomic
-from llmcli.errors import ModelInvalidError, ModelNotFoundError
+from llmcli.errors import ModelInvalidError
+from llmcli.gguf_header import ArrayInfo as ArrayInfo
+from llmcli.gguf_header import TensorInfo, int_value
+from llmcli.gguf_header import read_header as read_header  # also read from here (engine.lens)
 
-MAGIC = b"GGUF"
-DEFAULT_ALIGNMENT = 32
-# Arrays up to this many items keep their values (per-layer head counts, tags);
-# longer ones (vocabularies, merges) are only counted.
-SMALL_ARRAY = 256
 # Bumped whenever ModelCard changes shape, so stale cache entries are ignored.
 CARD_FORMAT = 1
 # Rows dequantized per call: bounds the temporaries of the block decoders.
 DEQUANTIZE_ROWS = 4096
-
-# GGUF value types -> struct codes; 8 = string and 9 = array are handled apart.
-_STRING, _ARRAY = 8, 9
-_SCALARS: dict[int, str] = {
-    0: "B",
-    1: "b",
-    2: "H",
-    3: "h",
-    4: "I",
-    5: "i",
-    6: "f",
-    7: "?",
-    10: "Q",
-    11: "q",
-    12: "d",
-}
-
-
-@dataclass(frozen=True)
-class ArrayInfo:
-    """An array value: its item type and length; the items only when the array is small."""
-
-    item_type: int
-    count: int
-    values: tuple[Any, ...] | None = None
-
-
-@dataclass(frozen=True)
-class TensorInfo:
-    name: str
-    shape: tuple[int, ...]
-    ggml_type: int
-    # Where its data starts, from the start of the data section.
-    offset: int = 0
-
-    @property
-    def n_elements(self) -> int:
-        n = 1
-        for dim in self.shape:
-            n *= dim
-        return n
-
-
-@dataclass(frozen=True)
-class Header:
-    version: int
-    metadata: dict[str, Any]  # scalars as Python values, arrays as ArrayInfo
-    tensors: tuple[TensorInfo, ...]
-    # Where the tensor data section starts in the file.
-    data_start: int = 0
-
-
-# -- reading a header --------------------------------------------------------------------
-
-
-class _Truncated(Exception):
-    pass
-
-
-class _Cursor:
-    """Sequential reads from a memory map; any read past the end raises _Truncated."""
-
-    def __init__(self, buf: mmap.mmap, order: str) -> None:
-        self.buf = buf
-        self.pos = 0
-        self.size = len(buf)
-        self.order = order
-        self._u32 = struct.Struct(order + "I")
-        self._u64 = struct.Struct(order + "Q")
-
-    def take(self, n: int) -> int:
-        """Advance by n bytes and return where they start."""
-        start = self.pos
-        if n < 0 or start + n > self.size:
-            raise _Truncated
-        self.pos = start + n
-        return start
-
-    def u32(self) -> int:
-        return int(self._u32.unpack_from(self.buf, self.take(4))[0])
-
-    def u64(self) -> int:
-        return int(self._u64.unpack_from(self.buf, self.take(8))[0])
-
-    def string(self) -> str:
-        n = self.u64()
-        start = self.take(n)
-        return self.buf[start : start + n].decode("utf-8", errors="replace")
-
-    def skip_strings(self, count: int) -> None:
-        # The hot loop of the whole reader: ~100k strings for a typical vocabulary.
-        unpack = self._u64.unpack_from
-        buf, pos, size = self.buf, self.pos, self.size
-        for _ in range(count):
-            if pos + 8 > size:
-                raise _Truncated
-            pos += 8 + unpack(buf, pos)[0]
-        if pos > size:
-            raise _Truncated
-        self.pos = pos
-
-    def scalar(self, value_type: int) -> Any:
-        code = _SCALARS[value_type]
-        fmt = struct.Struct(self.order + code)
-        return fmt.unpack_from(self.buf, self.take(fmt.size))[0]
-
-    def value(self, value_type: int) -> Any:
-        if value_type == _STRING:
-            return self.string()
-        if value_type == _ARRAY:
-            return self.array()
-        if value_type not in _SCALARS:
-            raise ModelInvalidError(f"unknown GGUF value type {value_type}")
-        return self.scalar(value_type)
-
-    def array(self) -> ArrayInfo:
-        item_type = self.u32()
-        count = self.u64()
-        if count > self.size:  # every item takes at least one byte
-            raise _Truncated
-        if count <= SMALL_ARRAY:
-            return ArrayInfo(item_type, count, tuple(self.value(item_type) for _ in range(count)))
-        if item_type == _STRING:
-            self.skip_strings(count)
-        elif item_type in _SCALARS:
-            self.take(count * struct.calcsize(_SCALARS[item_type]))
-        else:  # arrays of arrays: walk them
-            for _ in range(count):
-                self.value(item_type)
-        return ArrayInfo(item_type, count)
-
-
-def read_header(path: Path) -> Header:
-    """Parse the key/value and tensor-info sections of a GGUF file.
-
-    Raises ModelNotFoundError for a missing file, ModelInvalidError for anything that is
-    not a complete GGUF header.
-    """
-    try:
-        with path.open("rb") as f:
-            if os.fstat(f.fileno()).st_size < 4:
-                raise ModelInvalidError(f"not a GGUF model file: {path}")
-            with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
-                return _parse(buf, path)
-    except FileNotFoundError as exc:
-        raise ModelNotFoundError(f"model file not found: {path}") from exc
-    except IsADirectoryError as exc:
-        raise ModelNotFoundError(f"model path is a directory, not a GGUF file: {path}") from exc
-    except OSError as exc:
-        raise ModelNotFoundError(f"cannot read model file {path}: {exc.strerror}") from exc
-
-
-def _parse(buf: mmap.mmap, path: Path) -> Header:
-    if buf[:4] != MAGIC:
-        raise ModelInvalidError(f"not a GGUF model file: {path}")
-    try:
-        # Endianness is not flagged: a big-endian file has its version byte-swapped.
-        order = "<"
-        cur = _Cursor(buf, order)
-        cur.take(4)
-        version = cur.u32()
-        if version & 0xFFFF == 0:
-            order = ">"
-            cur = _Cursor(buf, order)
-            cur.take(4)
-            version = cur.u32()
-        if version not in (2, 3):
-            raise ModelInvalidError(
-                f"unsupported GGUF version {version} in {path} (llmcli reads versions 2 and 3)"
-            )
-        n_tensors = cur.u64()
-        n_kv = cur.u64()
-        if n_tensors > cur.size or n_kv > cur.size:
-            raise _Truncated
-        metadata: dict[str, Any] = {}
-        for _ in range(n_kv):
-            key = cur.string()
-            metadata[key] = cur.value(cur.u32())
-        tensors = []
-        for _ in range(n_tensors):
-            name = cur.string()
-            n_dims = cur.u32()
-            if n_dims > 8:
-                raise ModelInvalidError(f"corrupt tensor info in {path}")
-            shape = tuple(cur.u64() for _ in range(n_dims))
-            ggml_type = cur.u32()
-            offset = cur.u64()
-            tensors.append(TensorInfo(name, shape, ggml_type, offset))
-    except (_Truncated, struct.error) as exc:
-        raise ModelInvalidError(f"GGUF header is truncated: {path}") from exc
-    alignment = _int(metadata.get("general.alignment")) or DEFAULT_ALIGNMENT
-    data_start = (cur.pos + alignment - 1) // alignment * alignment
-    return Header(version, metadata, tuple(tensors), data_start)
 
 
 def read_tensor(path: Path, name: str, header: Header | None = None) -> Any:
@@ -426,16 +222,6 @@ def split_parts(path: Path, count: int) -> list[Path]:
     return [path.with_name(f"{stem}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1)]
 
 
-def _int(value: Any) -> int | None:
-    """An integer key; per-layer arrays (some models vary heads by layer) give their max."""
-    if isinstance(value, ArrayInfo):
-        numbers = [v for v in value.values or () if isinstance(v, int)]
-        return max(numbers) if numbers else None
-    if isinstance(value, bool) or not isinstance(value, int):
-        return None
-    return value
-
-
 def _str(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
@@ -457,7 +243,7 @@ def build_card(path: Path) -> ModelCard:
     """Read the header (and those of the other parts of a split model) into a card."""
     header = read_header(path)
     meta = header.metadata
-    split_count = _int(meta.get("split.count")) or 1
+    split_count = int_value(meta.get("split.count")) or 1
     parts = split_parts(path, split_count)
     tensors = list(header.tensors)
     size = path.stat().st_size
@@ -468,7 +254,7 @@ def build_card(path: Path) -> ModelCard:
             if not part.is_file():
                 continue
             part_header = header if part == path else read_header(part)
-            if _int(part_header.metadata.get("split.no")) == 0 and part != path:
+            if int_value(part_header.metadata.get("split.no")) == 0 and part != path:
                 meta = part_header.metadata  # the first part holds the full metadata
             tensors += part_header.tensors
             size += part.stat().st_size
@@ -479,11 +265,11 @@ def build_card(path: Path) -> ModelCard:
     def arch_key(suffix: str) -> Any:
         return meta.get(f"{arch}.{suffix}") if arch else None
 
-    heads = _int(arch_key("attention.head_count"))
-    kv_heads = _int(arch_key("attention.head_count_kv"))
+    heads = int_value(arch_key("attention.head_count"))
+    kv_heads = int_value(arch_key("attention.head_count_kv"))
     tokens = meta.get("tokenizer.ggml.tokens")
-    vocab = tokens.count if isinstance(tokens, ArrayInfo) else _int(arch_key("vocab_size"))
-    file_type = _int(meta.get("general.file_type"))
+    vocab = tokens.count if isinstance(tokens, ArrayInfo) else int_value(arch_key("vocab_size"))
+    file_type = int_value(meta.get("general.file_type"))
     mix = _tensor_mix(tensors)
     quant = file_type_name(file_type) if file_type is not None else None
     if quant is None and mix:
@@ -494,18 +280,18 @@ def build_card(path: Path) -> ModelCard:
         architecture=arch,
         size_label=_str(meta.get("general.size_label")),
         parameters=sum(t.n_elements for t in tensors),
-        layers=_int(arch_key("block_count")),
+        layers=int_value(arch_key("block_count")),
         attention_heads=heads,
         # llama.cpp's own default: as many key/value heads as query heads.
         kv_heads=kv_heads if kv_heads is not None else heads,
-        embedding_length=_int(arch_key("embedding_length")),
-        feed_forward_length=_int(arch_key("feed_forward_length")),
-        context_length=_int(arch_key("context_length")),
+        embedding_length=int_value(arch_key("embedding_length")),
+        feed_forward_length=int_value(arch_key("feed_forward_length")),
+        context_length=int_value(arch_key("context_length")),
         vocab_size=vocab,
         tokenizer_model=_str(meta.get("tokenizer.ggml.model")),
-        experts=_int(arch_key("expert_count")),
-        experts_used=_int(arch_key("expert_used_count")),
-        pooling_type=_int(arch_key("pooling_type")),
+        experts=int_value(arch_key("expert_count")),
+        experts_used=int_value(arch_key("expert_used_count")),
+        pooling_type=int_value(arch_key("pooling_type")),
         quantization=quant,
         file_type=file_type,
         tensor_types=mix,

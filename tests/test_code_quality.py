@@ -36,3 +36,41 @@ def test_help_does_not_import_heavy_modules() -> None:
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert proc.stdout.strip() == "[]"
+
+
+def test_cache_command_does_not_import_the_engine() -> None:
+    """`llmcli cache` lists and deletes files: it needs neither llama_cpp nor numpy."""
+    code = (
+        "import sys\n"
+        "from llmcli.cli import main\n"
+        "for argv in (['cache', '--json'], ['cache', 'clear', '--yes']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as exc:\n"
+        "        assert not exc.code, (argv, exc.code)\n"
+        "print(sorted({'llama_cpp', 'numpy'} & set(sys.modules)), file=sys.stderr)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert '"entries": 0' in proc.stdout
+    assert proc.stderr.strip().splitlines()[-1] == "[]"
+
+
+def test_only_the_engine_state_module_touches_llama_private_fields() -> None:
+    """The KV cache and the Llama's record of it change together, in one module."""
+    import re
+
+    private = re.compile(
+        r"\b_requires_eval\b|\binput_ids\b|llama\._ctx\b|llama\._model\b|llama\.n_tokens\s*=(?!=)"
+    )
+    allowed = {ROOT / "llmcli" / "engine" / "llama_state.py"}
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in sorted((ROOT / "llmcli").rglob("*.py"))
+        if path not in allowed
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if private.search(line)
+    ]
+    assert found == []

@@ -40,7 +40,7 @@ def test_piped_output_is_plain_text_ending_with_newline(model_file: Path) -> Non
 def test_greedy_equals_a_direct_engine_run(model_file: Path) -> None:
     import llama_cpp
 
-    from llmcli.engine.model import weights_repacked
+    from llmcli.engine.loading import weights_repacked
     from llmcli.tuning.identity import model_key
     from llmcli.tuning.setups import SETUPS
     from llmcli.tuning.verdicts import load_verdict

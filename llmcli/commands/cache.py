@@ -43,16 +43,15 @@ def show(
     """Show where the prompt cache is, how many entries it holds and their size."""
     if ctx.invoked_subcommand is not None:
         return
-    from llmcli.engine.prompt_cache import entries, max_bytes_from_env, prompt_cache_dir
+    from llmcli.prompt_cache_files import max_bytes_from_env, prompt_cache_dir, usage
 
     root = prompt_cache_dir()
-    files = entries(root)
-    sizes = [p.stat().st_size for p in files if p.exists()]
+    held = usage(root)
     info: dict[str, Any] = {
         "path": str(root),
-        "entries": len(sizes),
-        "models": len({p.parent.name for p in files}),
-        "bytes": sum(sizes),
+        "entries": held.entries,
+        "models": held.models,
+        "bytes": held.bytes,
         "max_bytes": max_bytes_from_env(),
     }
     if json_out:
@@ -70,8 +69,8 @@ def clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every saved prompt state."""
-    from llmcli.engine.prompt_cache import clear as clear_cache
-    from llmcli.engine.prompt_cache import prompt_cache_dir
+    from llmcli.prompt_cache_files import clear as clear_cache
+    from llmcli.prompt_cache_files import prompt_cache_dir
 
     root = prompt_cache_dir()
     if not yes:

@@ -22,7 +22,6 @@ from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
-    from llmcli.engine.prompt_cache import PromptCache
     from llmcli.engine.split import SplitReport
 
 EPILOG = """\
@@ -378,17 +377,17 @@ def _answer(
 
 
 @contextmanager
-def _prompt_cache(llm: Model, enabled: bool) -> Iterator[PromptCache | None]:
+def _prompt_cache(llm: Model, enabled: bool) -> Iterator[Path | None]:
+    """The prompt cache's folder, or None when it is off."""
     if not enabled:
         yield None
         return
-    from llmcli.engine.prompt_cache import PromptCache, prompt_cache_dir
+    from llmcli.prompt_cache_files import prompt_cache_dir
 
-    cache = PromptCache(prompt_cache_dir(), llm)
     try:
-        yield cache
+        yield prompt_cache_dir()
     finally:
-        cache.wait()  # the state is being written in the background
+        llm.finish_saving()  # the state is being written in the background
 
 
 def _check_format(

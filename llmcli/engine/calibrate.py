@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import llama_cpp
-from llama_cpp._internals import LlamaBatch
 
 from llmcli.engine.log import listen
 from llmcli.engine.lookup import BATCH_SIZES, plausible
@@ -67,34 +66,31 @@ def _repeat(run: Any, budget: float = PHASE_BUDGET_S) -> list[float]:
 
 
 def measure_generative(model: Model) -> dict[str, Any]:
-    llama = model.llama
+    kv = model.kv
     rng = random.Random(0)
-    n_vocab = llama.n_vocab()
+    n_vocab = model.llama.n_vocab()
     n_prompt = min(PROMPT_TOKENS, model.n_ctx // 4)
     tokens = [rng.randrange(n_vocab) for _ in range(n_prompt + max(BATCH_SIZES))]
 
-    model.rewind(0)
-    llama.eval(tokens[:1])  # first touch of every weight: not part of any timing
-    model.rewind(0)
+    kv.rewind(0)
+    kv.evaluate(tokens[:1])  # first touch of every weight: not part of any timing
+    kv.rewind(0)
 
     def prompt_pass() -> float:
-        model.rewind(0)
+        kv.rewind(0)
         start = time.perf_counter()
-        llama.eval(tokens[:n_prompt])
+        kv.evaluate(tokens[:n_prompt])
         return n_prompt / (time.perf_counter() - start)
 
     # Best of a few: another process can only slow a pass down, never speed it up.
     prompt_tps = max(_repeat(prompt_pass))
 
-    batch = LlamaBatch(n_tokens=max(BATCH_SIZES), embd=0, n_seq_max=1)
-    ctx = llama._ctx
-
     def decode(size: int) -> float:
-        batch.set_batch(tokens[n_prompt : n_prompt + size], n_past=n_prompt, logits_all=True)
+        kv.stage(tokens[n_prompt : n_prompt + size])
         start = time.perf_counter()
-        ctx.decode(batch)
+        kv.decode_staged()
         seconds = time.perf_counter() - start
-        model.rewind(n_prompt)
+        kv.accept(0)
         return seconds
 
     # Rounds of every size, each timed against single steps of the same round: another
@@ -102,18 +98,15 @@ def measure_generative(model: Model) -> dict[str, Any]:
     singles: list[float] = []
     ratios: dict[int, list[float]] = {size: [] for size in BATCH_SIZES[1:]}
     start = time.perf_counter()
-    try:
-        while len(singles) < MIN_ROUNDS or (
-            len(singles) < MAX_ROUNDS and time.perf_counter() - start < ROUNDS_BUDGET_S
-        ):
-            # Each time is the better of two back to back: a pause of the machine
-            # lengthens one of them, rarely both, and single steps and batches alike.
-            single = min(decode(1), decode(1))
-            singles.append(single)
-            for size in ratios:
-                ratios[size].append(min(decode(size), decode(size)) / single)
-    finally:
-        batch.close()  # type: ignore[no-untyped-call]
+    while len(singles) < MIN_ROUNDS or (
+        len(singles) < MAX_ROUNDS and time.perf_counter() - start < ROUNDS_BUDGET_S
+    ):
+        # Each time is the better of two back to back: a pause of the machine
+        # lengthens one of them, rarely both, and single steps and batches alike.
+        single = min(decode(1), decode(1))
+        singles.append(single)
+        for size in ratios:
+            ratios[size].append(min(decode(size), decode(size)) / single)
     costs = {1: 1.0}
     for size, found in ratios.items():
         # A batch never costs more than its tokens one by one (noise can say otherwise),

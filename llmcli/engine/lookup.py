@@ -15,16 +15,11 @@ how often the guesses have been right lately and what a batch of each size costs
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-import llama_cpp
-import numpy as np
-from llama_cpp._internals import LlamaBatch
-
-if TYPE_CHECKING:
-    from llmcli.engine.model import Model
+from llmcli.engine.llama_state import KvState
+from llmcli.engine.types import Sampling
 
 NGRAM_MIN = 2
 NGRAM_MAX = 6
@@ -206,15 +201,20 @@ class DraftPlanner:
         return best_size - 1
 
 
-def _trimmed(model: Model, draft: list[int]) -> list[int]:
+def _trimmed(draft: list[int], is_end: Callable[[int], bool]) -> list[int]:
     """The draft up to its first end-of-generation token (nothing after it is wanted),
     cut to a batch size that costs no more than a smaller one."""
     for i, token in enumerate(draft):
-        if model.is_end_of_generation(token):
+        if is_end(token):
             draft = draft[: i + 1]
             break
     size = max(n for n in BATCH_SIZES if n <= len(draft) + 1)
     return draft[: size - 1]
+
+
+def lookup_applies(sampling: Sampling) -> bool:
+    """Prompt-lookup decoding reproduces plain decoding only for plain greedy choice."""
+    return sampling.temperature == 0 and sampling.grammar is None and sampling.repeat_penalty == 1.0
 
 
 @dataclass
@@ -223,88 +223,60 @@ class LookupStats:
     accepted: int = 0
 
 
-def _argmax(row: object, n_vocab: int) -> int:
-    return int(np.ctypeslib.as_array(row, shape=(n_vocab,)).argmax())
-
-
-def _prompt_is_evaluated(model: Model, prompt: Sequence[int]) -> bool:
-    """True when the context holds exactly the prompt with fresh logits for its end
-    (the prompt cache evaluates it before saving)."""
-    llama = model.llama
-    return (
-        llama.n_tokens == len(prompt)
-        and not llama._requires_eval
-        and list(llama.input_ids[: len(prompt)]) == list(prompt)
-    )
-
-
-def greedy_tokens(model: Model, prompt: Sequence[int], stats: LookupStats) -> Iterator[int]:
+def greedy_tokens(
+    kv: KvState,
+    prompt: Sequence[int],
+    stats: LookupStats,
+    *,
+    n_ctx: int,
+    costs: BatchCosts,
+    is_end: Callable[[int], bool],
+) -> Iterator[int]:
     """Yield greedy tokens after `prompt`, drafting from n-grams of the prompt and answer.
 
-    Leaves the Llama's token bookkeeping consistent with its KV cache, so later calls
-    (plain generation, a chat's next turn) reuse the prefix as usual.
+    Each checked draft is recorded in `kv` as far as it held, so later calls (plain
+    generation, a chat's next turn) reuse the prefix as usual.
     """
-    llama = model.llama
-    ctx = llama._ctx
-    n_vocab = llama.n_vocab()
-    n_ctx = model.n_ctx
-    if not _prompt_is_evaluated(model, prompt):
-        # The whole remaining prompt in one call, exactly as plain decoding evaluates it:
-        # splitting it differently changes the floating-point sums, and so near-ties.
-        reuse = model.cached_prefix(prompt)
-        ctx.kv_cache_seq_rm(0, reuse, -1)
-        llama.n_tokens = reuse
-        llama.eval(prompt[reuse:])
-    first = _argmax(llama_cpp.llama_get_logits_ith(llama.ctx, -1), n_vocab)
+    if not kv.holds_exactly(prompt):  # the prompt cache evaluates it before saving
+        kv.evaluate_prompt(prompt)
+    first = int(kv.last_logits().argmax())
     history = [*prompt, first]
     index = NgramIndex(history)
-    batch = LlamaBatch(n_tokens=DRAFT_MAX + 1, embd=0, n_seq_max=1)
-    planner = DraftPlanner(model.batch_costs)
+    planner = DraftPlanner(costs)
     resume = Guess()  # after a wrong guess: the guess from the token it got wrong
     last = first
     yield first
-    try:
-        while True:
-            n_past = llama.n_tokens
-            room = n_ctx - n_past - 1
-            if room < 0:
-                return
-            # The whole guess, though maybe none of it goes to the model: its first token
-            # is checked for free when not drafting, and after a miss the rest is where a
-            # quote usually goes on.
-            guess = index.draft(DRAFT_MAX)
-            if not guess.tokens and resume.tokens:
-                # The model put in a token of its own (a comma in a quote) or, if it is
-                # the one after the guessed token, left one out.
-                skip = 2 if len(resume.tokens) > 1 and resume.tokens[1] == last else 0
-                guess = resume.after(skip)
-                guess.evidence = [RESUMED] * len(guess.tokens)
-            resume = Guess()
-            length = min(planner.length(guess, n_past), room)
-            draft = _trimmed(model, guess.tokens[:length])
-            tokens = [last, *draft]
-            batch.set_batch(tokens, n_past=n_past, logits_all=True)
-            ctx.decode(batch)
-            logits = np.ctypeslib.as_array(
-                llama_cpp.llama_get_logits(llama.ctx), shape=(len(tokens), n_vocab)
-            )
-            choices = logits.argmax(axis=1)
-            accepted = 0
-            while accepted < len(draft) and draft[accepted] == choices[accepted]:
-                accepted += 1
-            kept = n_past + 1 + accepted
-            llama.input_ids[n_past:kept] = tokens[: 1 + accepted]
-            llama.n_tokens = kept
-            if accepted < len(draft):
-                ctx.kv_cache_seq_rm(0, kept, -1)
-            stats.drafted += len(draft)
-            stats.accepted += accepted
-            if planner.record(guess, accepted, int(choices[accepted])):
-                resume = guess.after(accepted)
-            new = [*draft[:accepted], int(choices[accepted])]
-            for token in new:
-                history.append(token)
-                yield token
-            last = new[-1]
-    finally:
-        batch.close()  # type: ignore[no-untyped-call]
+    while True:
+        n_past = kv.n_tokens
+        room = n_ctx - n_past - 1
+        if room < 0:
+            return
+        # The whole guess, though maybe none of it goes to the model: its first token
+        # is checked for free when not drafting, and after a miss the rest is where a
+        # quote usually goes on.
+        guess = index.draft(DRAFT_MAX)
+        if not guess.tokens and resume.tokens:
+            # The model put in a token of its own (a comma in a quote) or, if it is
+            # the one after the guessed token, left one out.
+            skip = 2 if len(resume.tokens) > 1 and resume.tokens[1] == last else 0
+            guess = resume.after(skip)
+            guess.evidence = [RESUMED] * len(guess.tokens)
+        resume = Guess()
+        length = min(planner.length(guess, n_past), room)
+        draft = _trimmed(guess.tokens[:length], is_end)
+        kv.stage([last, *draft])
+        kv.decode_staged()
+        choices = kv.staged_logits().argmax(axis=1)
+        accepted = 0
+        while accepted < len(draft) and draft[accepted] == choices[accepted]:
+            accepted += 1
+        kv.accept(1 + accepted)
+        stats.drafted += len(draft)
+        stats.accepted += accepted
+        if planner.record(guess, accepted, int(choices[accepted])):
+            resume = guess.after(accepted)
+        new = [*draft[:accepted], int(choices[accepted])]
+        for token in new:
+            history.append(token)
+            yield token
+        last = new[-1]

@@ -8,13 +8,13 @@ Entries live in one folder per model identity (file contents, engine version, at
 kernel), so a state is never loaded into a model it does not belong to. Each entry is
 written to a temporary file and renamed, so readers never see half of one; a corrupt,
 truncated or foreign entry fails its checks, is deleted, and the prompt is evaluated as
-if there were no cache. The folder is bounded in size; least recently used entries go.
+if there were no cache. The folder is bounded in size; least recently used entries go
+(`llmcli.prompt_cache_files` lists, evicts and clears them).
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import os
 import struct
@@ -22,75 +22,50 @@ import threading
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
 
 from llmcli.atomic import write_atomic
-from llmcli.config import user_cache_dir
-
-if TYPE_CHECKING:
-    from llmcli.engine.model import Model
+from llmcli.engine.llama_state import KvState, common_prefix
+from llmcli.prompt_cache_files import SUFFIX, evict, max_bytes_from_env, remove
 
 MAGIC = b"LLMCLIKV"
 VERSION = 1
 _HEADER = struct.Struct("<8sIIQI")  # magic, version, n_tokens, state bytes, crc32
-SUFFIX = ".kv"
 DEFAULT_MIN_TOKENS = 512
-DEFAULT_MAX_BYTES = 2 << 30
 
 
-def prompt_cache_dir() -> Path:
-    return user_cache_dir() / "prompts"
-
-
-def max_bytes_from_env() -> int:
-    """LLMCLI_PROMPT_CACHE_MB caps the cache folder (default 2048 MB)."""
-    value = os.environ.get("LLMCLI_PROMPT_CACHE_MB", "").strip()
-    try:
-        return int(float(value) * (1 << 20)) if value else DEFAULT_MAX_BYTES
-    except ValueError:
-        return DEFAULT_MAX_BYTES
-
-
-def model_identity(model: Model) -> str:
+def model_identity(path: Path, *, flash_attn: bool) -> str:
     """A key for 'this model file, in this engine build, with this KV layout'."""
-    path = model.options.path
     digest = hashlib.sha256()
     size = path.stat().st_size
     with path.open("rb") as f:
         digest.update(f.read(1 << 20))
         f.seek(max(0, size - (1 << 20)))
         digest.update(f.read(1 << 20))
-    digest.update(
-        f"{size}|{llama_cpp.__version__}|fa={model.options.flash_attn}|v{VERSION}".encode()
-    )
+    digest.update(f"{size}|{llama_cpp.__version__}|fa={flash_attn}|v{VERSION}".encode())
     return digest.hexdigest()[:32]
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    if n == 0:
-        return 0
-    x = np.asarray(a[:n], dtype=np.int64)
-    y = np.asarray(b[:n], dtype=np.int64)
-    diff = np.flatnonzero(x != y)
-    return int(diff[0]) if diff.size else n
-
-
 class PromptCache:
+    """Saved KV states under `folder`, for the model whose context `kv` is and whose
+    `identity` (see `model_identity`) names its entries' subfolder."""
+
     def __init__(
         self,
         folder: Path,
-        model: Model,
+        kv: KvState,
         *,
+        identity: str,
+        n_ctx: int,
         min_tokens: int = DEFAULT_MIN_TOKENS,
         max_bytes: int | None = None,
     ) -> None:
         self.root = folder
-        self.folder = folder / model_identity(model)
-        self.model = model
+        self.folder = folder / identity
+        self.kv = kv
+        self.n_ctx = n_ctx
         self.min_tokens = min_tokens
         self.max_bytes = max_bytes_from_env() if max_bytes is None else max_bytes
         self._writer: threading.Thread | None = None
@@ -123,17 +98,16 @@ class PromptCache:
     def restore(self, prompt: Sequence[int]) -> int:
         """Load the entry sharing the longest prefix with `prompt` into the model, when
         that beats what its KV cache already holds. Returns the tokens it brought."""
-        llama = self.model.llama
-        in_memory = self.model.cached_prefix(prompt)
+        in_memory = self.kv.reusable(prompt)
         best: tuple[int, Path, list[int]] | None = None
         for path in self._entries():
             tokens = self._read_tokens(path)
             if tokens is None:
-                _remove(path)
+                remove(path)
                 continue
-            if len(tokens) > self.model.n_ctx:
+            if len(tokens) > self.n_ctx:
                 continue  # saved by a run with a larger --ctx: fine, just not for this one
-            shared = self._usable(_common_prefix(tokens, prompt), len(prompt))
+            shared = self._usable(common_prefix(tokens, prompt), len(prompt))
             if (
                 shared >= self.min_tokens
                 and shared > in_memory
@@ -143,11 +117,8 @@ class PromptCache:
         if best is None:
             return 0
         shared, path, tokens = best
-        if not self._load(path, tokens):
+        if not self._load(path, tokens, shared):
             return 0
-        llama.input_ids[: len(tokens)] = tokens
-        llama._ctx.kv_cache_seq_rm(0, shared, -1)
-        llama.n_tokens = shared
         with contextlib.suppress(OSError):
             os.utime(path)  # most recently used: evicted last
         return shared
@@ -160,11 +131,10 @@ class PromptCache:
         when every position is computed in the same batch as before: batches start at
         position 0 and hold n_batch tokens, so the reused part ends on a batch boundary.
         """
-        step = self.model.llama.n_batch
+        step = self.kv.n_batch
         return (min(shared, prompt_len - 1) // step) * step
 
-    def _load(self, path: Path, tokens: list[int]) -> bool:
-        llama = self.model.llama
+    def _load(self, path: Path, tokens: list[int], keep: int) -> bool:
         try:
             data = path.read_bytes()
         except OSError:
@@ -172,16 +142,11 @@ class PromptCache:
         _, _, n_tokens, state_len, crc = _HEADER.unpack_from(data)
         body = memoryview(data)[_HEADER.size :]
         if len(body) != 4 * n_tokens + state_len or zlib.crc32(body) != crc:
-            _remove(path)
+            remove(path)
             return False
-        state = (ctypes.c_uint8 * state_len).from_buffer_copy(body[4 * n_tokens :])
-        llama._ctx.kv_cache_seq_rm(0, 0, -1)
-        llama.n_tokens = 0
-        if llama_cpp.llama_state_seq_set_data(llama.ctx, state, state_len, 0) != state_len:
-            llama._ctx.kv_cache_seq_rm(0, 0, -1)
-            _remove(path)
+        if not self.kv.restore(body[4 * n_tokens :], tokens, keep):
+            remove(path)
             return False
-        llama._requires_eval = True  # logits are not part of the saved state
         return True
 
     # -- writing -----------------------------------------------------------------------
@@ -194,13 +159,9 @@ class PromptCache:
     def save(self, tokens: Sequence[int]) -> None:
         """Save the KV state of `tokens`, which must be exactly what the context holds.
         The copy is taken now; the file is written in the background."""
-        llama = self.model.llama
-        size = llama_cpp.llama_state_seq_get_size(llama.ctx, 0)
-        buffer = (ctypes.c_uint8 * size)()
-        written = llama_cpp.llama_state_seq_get_data(llama.ctx, buffer, size, 0)
-        if written <= 0:
+        state = self.kv.save()
+        if state is None:
             return
-        state = bytes(memoryview(buffer)[:written])
         ids = np.asarray(tokens, dtype="<i4").tobytes()
         self.wait()
         self._writer = threading.Thread(
@@ -223,44 +184,3 @@ class PromptCache:
         if self._writer is not None:
             self._writer.join()
             self._writer = None
-
-
-def _remove(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        path.unlink()
-
-
-def entries(root: Path) -> list[Path]:
-    try:
-        return sorted(root.glob(f"*/*{SUFFIX}"))
-    except OSError:
-        return []
-
-
-def evict(root: Path, max_bytes: int) -> int:
-    """Delete least recently used entries until the folder fits; returns bytes freed."""
-    stats = []
-    for path in entries(root):
-        with contextlib.suppress(OSError):
-            st = path.stat()
-            stats.append((st.st_mtime, st.st_size, path))
-    total = sum(size for _, size, _ in stats)
-    freed = 0
-    for _, size, path in sorted(stats):
-        if total <= max_bytes:
-            break
-        _remove(path)
-        total -= size
-        freed += size
-    return freed
-
-
-def clear(root: Path) -> tuple[int, int]:
-    """Delete every entry (and stale temporary files); returns (files, bytes)."""
-    count = size = 0
-    for path in [*entries(root), *root.glob("*/*.tmp")]:
-        with contextlib.suppress(OSError):
-            size += path.stat().st_size
-            path.unlink()
-            count += 1
-    return count, size

@@ -9,6 +9,9 @@ cached tokens share the longest start with its prompt, so a conversation's next 
 evaluates only what is new.
 
 Results go back through each job's `emit` callback, called on the scheduler thread.
+
+Longer than the ~350 lines a module aims at: it is one state machine (slots, the queue,
+the step loop and its sampling), whose parts share the lock and the slots' state.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import llama_cpp
@@ -26,6 +29,7 @@ import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.model import Model
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Sampling
@@ -119,7 +123,7 @@ class Scheduler:
         # starve the others.
         params.kv_unified = False
         params.no_perf = True
-        self._ctx = LlamaContext(model=llama._model, params=params, verbose=False)
+        self._ctx = LlamaContext(model=bindings_model(llama), params=params, verbose=False)
         self._n_batch = model.options.n_batch
         self._batch = LlamaBatch(n_tokens=self._n_batch, embd=0, n_seq_max=1)
         self._n_vocab = llama.n_vocab()
@@ -228,12 +232,12 @@ class Scheduler:
             job = self._waiting.popleft()
             if job.cancelled:
                 continue
-            slot = max(free, key=lambda s: (_common_prefix(s.cached, job.prompt), -s.seq))
+            slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.seq))
             self._start(slot, job)
 
     def _start(self, slot: _Slot, job: Job) -> None:
         # The last prompt token is always evaluated again: its logits are needed.
-        keep = min(_common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        keep = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
         self._ctx.kv_cache_seq_rm(slot.seq, keep, -1)
         slot.cached = slot.cached[:keep]
         slot.job = job
@@ -363,15 +367,6 @@ class Scheduler:
             job.emit(chunk)
 
 
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def _add(batch: llama_cpp.llama_batch, n: int, token: int, pos: int, seq: int, logits: bool) -> int:
     batch.token[n] = token
     batch.pos[n] = pos  # type: ignore[call-overload]
@@ -389,7 +384,7 @@ def _make_sampler(model: Model, sampling: Sampling, seed: int) -> LlamaSampler:
         sampler.add_penalties(llama.n_vocab(), 64, sampling.repeat_penalty, 0.0, 0.0)
     if sampling.grammar is not None:
         grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
-        sampler.add_grammar(llama._model, grammar)
+        sampler.add_grammar(bindings_model(llama), grammar)
     if sampling.temperature <= 0:
         sampler.add_greedy()  # type: ignore[no-untyped-call]
         return sampler

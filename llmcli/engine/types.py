@@ -11,7 +11,6 @@ from llmcli.options_table import DEFAULT_CTX
 
 if TYPE_CHECKING:
     from llmcli.engine.logprobs import TokenLogprob
-    from llmcli.engine.prompt_cache import PromptCache
 
 __all__ = [
     "DEFAULT_CTX",
@@ -81,7 +80,8 @@ class Decoding:
     greedy choice, where it gives plain decoding's answer) and the on-disk prompt cache."""
 
     lookup: bool = True
-    prompt_cache: PromptCache | None = None
+    # The folder of the on-disk prompt cache (the engine keeps the live cache); None: off.
+    prompt_cache: Path | None = None
 
 
 FinishReason = Literal["stop", "length", "interrupted"]

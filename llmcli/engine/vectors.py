@@ -16,7 +16,7 @@ from typing import Literal
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import ContextOverflowError
-from llmcli.gguf_info import read_header
+from llmcli.gguf_header import read_header
 
 # llama.cpp's enum llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 _POOLING_NONE = 0

@@ -1,0 +1,194 @@
+"""Creating the `Llama`: the engine setup to load it in, and loading it safely.
+
+The setup (weight repacking, tokens per step) is the one given, else the one
+LLMCLI_ENGINE_SETUP pins, else the one measured safe and fastest for this model on this
+machine (probed in child processes the first time).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import llama_cpp
+
+from llmcli.engine import crash_guard, rpc
+from llmcli.engine.log import quiet_engine_log
+from llmcli.engine.split import SplitReport, split_recorded
+from llmcli.engine.types import LoadOptions
+from llmcli.errors import LlmcliError, ModelInvalidError, UsageError
+from llmcli.tuning.choose import Decision, decide
+from llmcli.tuning.probe import ProbeSpec, run_probe
+from llmcli.tuning.setups import NO_REPACK, EngineSetup, setup_from_env
+from llmcli.tuning.verdicts import crash_record, crashes_file
+
+
+def gpu_offload_supported() -> bool:
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+@contextlib.contextmanager
+def weights_repacked(repack: bool) -> Iterator[None]:
+    """`Llama` takes its model parameters from llama_model_default_params() and offers
+    no argument for weight repacking, so the defaults it reads are adjusted while it
+    loads."""
+    low = llama_cpp.llama_cpp
+    original = low.llama_model_default_params
+
+    def params() -> Any:
+        value = original()
+        value.use_extra_bufts = repack
+        return value
+
+    low.llama_model_default_params = params
+    try:
+        yield
+    finally:
+        low.llama_model_default_params = original
+
+
+@contextlib.contextmanager
+def own_templates_only() -> Iterator[None]:
+    """`Llama(...)` compiles every chat template in the GGUF for its own chat API, which
+    llmcli does not use: a template that does not parse would stop the load before llmcli
+    could say which template failed. While loading, that compilation is skipped."""
+    from llama_cpp import llama_chat_format
+
+    original = llama_chat_format.Jinja2ChatFormatter
+
+    class Skipped:
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            pass
+
+        def to_chat_handler(self) -> None:
+            return None
+
+    llama_chat_format.Jinja2ChatFormatter = Skipped  # type: ignore[misc,assignment]
+    try:
+        yield
+    finally:
+        llama_chat_format.Jinja2ChatFormatter = original  # type: ignore[misc]
+
+
+def decide_setup(
+    options: LoadOptions,
+    *,
+    threads: int,
+    key: str,
+    setup: EngineSetup | None,
+    notify: Callable[[str], None] | None,
+) -> Decision:
+    """The engine setup to load in (see the module's doc); `key` identifies the model
+    among those measured, `notify` hears about a first measurement."""
+    if setup is not None:
+        return Decision(setup, None)
+    if options.rpc and not options.vocab_only:
+        # A probe child would have to reach the workers too: the setup is the one
+        # pinned, else the weights as stored (the layers run on the workers anyway).
+        try:
+            return Decision(setup_from_env() or NO_REPACK, None)
+        except ValueError as exc:
+            raise UsageError(f"LLMCLI_ENGINE_SETUP: {exc}") from None
+    if options.vocab_only:
+        # Nothing is computed, so nothing can fault; repacking would only cost time.
+        return Decision(NO_REPACK, None)
+    try:
+        pinned = setup_from_env()
+    except ValueError as exc:
+        raise UsageError(f"LLMCLI_ENGINE_SETUP: {exc}") from None
+    spec = ProbeSpec(
+        path=str(options.path),
+        setup="",
+        threads=threads,
+        n_ctx=min(options.n_ctx, 2048),
+        n_batch=options.n_batch,
+        n_gpu_layers=options.n_gpu_layers,
+        flash_attn=options.flash_attn,
+        embedding=options.embedding,
+        pooling=options.pooling,
+    )
+    return decide(
+        key + ("|embedding" if options.embedding else ""),
+        probe=lambda s: run_probe(spec, s),
+        threads=threads,
+        embedding=options.embedding,
+        pinned=pinned,
+        notify=notify,
+        model_name=options.path.name,
+    )
+
+
+@dataclass
+class Loaded:
+    llama: llama_cpp.Llama
+    # How the layers were spread over devices: read from the load log with --rpc.
+    split: SplitReport | None
+    seconds: float
+
+
+def _llama_arguments(
+    options: LoadOptions, setup: EngineSetup, *, threads: int, gpu_layers: int
+) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "model_path": str(options.path),
+        "n_ctx": options.n_ctx,
+        "n_batch": options.n_batch,
+        "n_ubatch": setup.ubatch or options.n_batch,
+        "n_threads": threads,
+        "n_threads_batch": threads,
+        "n_gpu_layers": gpu_layers,
+        "flash_attn": options.flash_attn,
+        "embedding": options.embedding,
+        "vocab_only": options.vocab_only,
+        "verbose": options.verbose,
+    }
+    if options.embedding:
+        kwargs["pooling_type"] = (
+            llama_cpp.LLAMA_POOLING_TYPE_MEAN
+            if options.pooling == "mean"
+            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
+        )
+    if options.tensor_split:
+        kwargs["tensor_split"] = list(options.tensor_split)
+    return kwargs
+
+
+def load_llama(
+    options: LoadOptions, setup: EngineSetup, *, threads: int, gpu_layers: int, key: str
+) -> Loaded:
+    """Load the model in `setup`, with a guard that turns a crash of the engine into a
+    record of which setup crashed (`key` names the model in it) and a clear message."""
+    kwargs = _llama_arguments(options, setup, threads=threads, gpu_layers=gpu_layers)
+    quiet_engine_log(options.verbose)
+    if not options.vocab_only:
+        crash_guard.guard(
+            f"running {options.path.name} (engine setup {setup.name})",
+            crashes_file(),
+            crash_record(setup.name, key),
+            rpc_workers=options.rpc,
+        )
+    split: SplitReport | None = None
+    start = time.perf_counter()
+    try:
+        with contextlib.ExitStack() as stack:
+            if options.rpc:
+                rpc.quiet_rpc_aborts()
+                rpc.add_workers(options.rpc)
+                split = stack.enter_context(split_recorded())
+            stack.enter_context(weights_repacked(setup.repack))
+            stack.enter_context(own_templates_only())
+            llama = llama_cpp.Llama(**kwargs)
+    except ValueError as exc:
+        if "context" in str(exc):
+            raise LlmcliError(
+                f"could not create a context of {options.n_ctx} tokens (not enough memory?)",
+                hint="try a smaller --ctx",
+            ) from exc
+        raise ModelInvalidError(
+            f"could not load {options.path}: the file is truncated, corrupt "
+            "or of an architecture this llama.cpp build does not know"
+        ) from exc
+    return Loaded(llama, split, time.perf_counter() - start)
