@@ -31,7 +31,7 @@ from llmcli import config
 from llmcli.atomic import write_atomic
 from llmcli.errors import ModelInvalidError
 from llmcli.gguf_header import ArrayInfo as ArrayInfo
-from llmcli.gguf_header import TensorInfo, int_value
+from llmcli.gguf_header import Header, TensorInfo, int_value
 from llmcli.gguf_header import read_header as read_header  # also read from here (engine.lens)
 
 # Bumped whenever ModelCard changes shape, so stale cache entries are ignored.
