@@ -2,27 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from llmcli import terminal
 from llmcli.commands import _options as opt
-from llmcli.commands._result_json import result_json
+from llmcli.commands import run_answer
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.commands.structured import OutputFormat, output_format, schema_format
-from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Sampling
-from llmcli.errors import OutputInvalidError, UsageError
+from llmcli.commands.structured import output_format, schema_format
+from llmcli.engine.types import Decoding, LoadOptions
+from llmcli.errors import UsageError
 from llmcli.local_model import model_file
-from llmcli.prompting import PromptBuilder, thinking_budget_note
+from llmcli.prompting import PromptBuilder
 from llmcli.ui import console
-
-if TYPE_CHECKING:
-    from llmcli.engine.model import Model
-    from llmcli.engine.split import SplitReport
 
 EPILOG = """\
 Examples:
@@ -253,7 +247,7 @@ def run(
             for note in caveats(llm.reasoning, thinking):
                 console.notice(note)
         if show_prompt:
-            _show_prompt(llm, builder.tokens(text, system), json_out=json_out)
+            run_answer.show_prompt(llm, builder.tokens(text, system), json_out=json_out)
             return
         if batch is not None and parallel > 1:
             from llmcli.commands.batch_run import run_batch_parallel
@@ -271,7 +265,8 @@ def run(
                 ctx=ctx,
             )
             return
-        with _prompt_cache(llm, prompt_cache) as cache:
+        with run_answer.prompt_cache(llm, prompt_cache) as cache:
+            decoding = Decoding(lookup=lookup, prompt_cache=cache)
             if batch is not None:
                 from llmcli.commands.batch_run import run_batch
 
@@ -284,48 +279,24 @@ def run(
                     prefix=prompt,
                     system=system,
                     stats=stats,
-                    decoding=Decoding(lookup=lookup, prompt_cache=cache),
+                    decoding=decoding,
                 )
                 return
-            tokens = builder.tokens(text, system)
-            llm.check_fits(tokens)
-            name = model or str(path)
-            result = GenerationResult()
-            try:
-                _answer(
-                    llm,
-                    tokens,
-                    sampling,
-                    result,
-                    Decoding(lookup=lookup, prompt_cache=cache),
-                    json_out=json_out,
-                    markdown=term.stdout_rich and not plain and fmt is None,
-                    show_thinking=show_thinking,
-                    logprobs=top_logprobs if probs else None,
-                )
-            except KeyboardInterrupt:
-                result.finish_reason = "interrupted"
-                _report(
-                    result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split
-                )
-                raise
-            _report(
-                result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split
+            run_answer.answer_one(
+                llm,
+                builder.tokens(text, system),
+                sampling,
+                fmt,
+                decoding,
+                name=model or str(path),
+                path=path,
+                json_out=json_out,
+                markdown=term.stdout_rich and not plain and fmt is None,
+                show_thinking=show_thinking,
+                probs=probs,
+                top_logprobs=top_logprobs,
+                stats=stats,
             )
-            budget_note = thinking_budget_note(result, sampling.max_tokens)
-            if budget_note:
-                console.notice(budget_note)
-            _check_format(fmt, result, sampling.max_tokens)
-
-
-def _show_prompt(llm: Model, tokens: list[int], *, json_out: bool) -> None:
-    text = llm.prompt_text(tokens)
-    if json_out:
-        console.emit_json({"prompt": text, "token_count": len(tokens), "tokens": tokens})
-        return
-    # Exactly the prompt on stdout; a newline is added only for a terminal's sake.
-    console.emit_raw(text + ("\n" if terminal.current().stdout_isatty else ""))
-    console.info(f"{len(tokens)} tokens")
 
 
 def _batch_lines(source: str) -> list[str]:
@@ -338,116 +309,3 @@ def _batch_lines(source: str) -> list[str]:
     except OSError as exc:
         raise UsageError(f"cannot read batch file {source}: {exc.strerror}") from exc
     return data.decode("utf-8", errors="replace").splitlines()
-
-
-def _answer(
-    llm: Model,
-    tokens: list[int],
-    sampling: Sampling,
-    result: GenerationResult,
-    decoding: Decoding,
-    *,
-    json_out: bool,
-    markdown: bool,
-    show_thinking: bool,
-    logprobs: int | None = None,
-) -> None:
-    parts = llm.stream_parts(tokens, sampling, result, decoding, logprobs=logprobs)
-    if json_out:
-        view = console.ThinkingView(show=show_thinking)
-        for kind, text in parts:
-            if kind == "thinking":
-                view.write(text)
-            else:
-                view.done()
-        view.done()
-        return
-    if logprobs is not None and terminal.current().stdout_rich:
-        from llmcli.ui import probs_view
-
-        with probs_view.ProbsWriter(result.logprobs) as shaded:
-            for kind, text in parts:
-                if kind == "answer":
-                    shaded.write(text)
-        probs_view.print_legend()
-        return
-    with console.ReplyWriter(markdown=markdown, show_thinking=show_thinking) as writer:
-        for kind, text in parts:
-            writer.write(kind, text)
-
-
-@contextmanager
-def _prompt_cache(llm: Model, enabled: bool) -> Iterator[Path | None]:
-    """The prompt cache's folder, or None when it is off."""
-    if not enabled:
-        yield None
-        return
-    from llmcli.prompt_cache_files import prompt_cache_dir
-
-    try:
-        yield prompt_cache_dir()
-    finally:
-        llm.finish_saving()  # the state is being written in the background
-
-
-def _check_format(
-    fmt: OutputFormat | None, result: GenerationResult, max_tokens: int | None
-) -> None:
-    if fmt is None:
-        return
-    cut = result.finish_reason == "length"
-    problem = fmt.problem_with(result.text, cut_off_at=result.completion_tokens if cut else None)
-    if problem:
-        hint = None
-        if cut:  # by -n, else by a full context
-            by_limit = max_tokens is not None and result.completion_tokens >= max_tokens
-            hint = "raise --max-tokens" if by_limit else "raise --ctx"
-        raise OutputInvalidError(problem, hint=hint)
-
-
-def _report(
-    result: GenerationResult,
-    name: str,
-    path: Path,
-    *,
-    json_out: bool,
-    stats: bool,
-    probs: bool = False,
-    split: SplitReport | None = None,
-) -> None:
-    if json_out:
-        data = as_json(result, name, path)
-        if probs:
-            from llmcli.engine.logprobs import content_json
-
-            data["logprobs"] = content_json(result.logprobs)
-        if split is not None:
-            data["split"] = split.as_dict()
-        console.emit_json(data)
-    if stats:
-        if split is not None:
-            console.info(split.line())
-        console.info(stats_line(result))
-
-
-def as_json(result: GenerationResult, name: str, path: Path) -> dict[str, Any]:
-    return {"model": name, "model_path": str(path), **result_json(result)}
-
-
-def stats_line(result: GenerationResult) -> str:
-    cached = result.prompt_tokens - result.prompt_tokens_evaluated
-    reuse = f", {cached} cached" if cached > 0 else ""
-    if result.prompt_cache_tokens:
-        reuse += f" ({result.prompt_cache_tokens} from the prompt cache)"
-    lookup = (
-        f" · lookup kept {result.accepted_tokens} of {result.draft_tokens} drafted"
-        if result.draft_tokens
-        else ""
-    )
-    thought = f" ({result.reasoning_tokens} thinking)" if result.reasoning_tokens else ""
-    return (
-        f"load {result.load_s:.2f} s · first token {result.ttft_s:.3f} s · "
-        f"prompt {result.prompt_tokens} tokens{reuse} at {result.prompt_tps:.1f} tok/s · "
-        f"answer {result.completion_tokens} tokens{thought} at {result.generation_tps:.1f} tok/s"
-        f"{lookup} · {result.finish_reason}"
-    )
