@@ -1,0 +1,236 @@
+"""The completion endpoints' answer: a job for the scheduler, relayed as it comes.
+
+What the scheduler emits goes back as server-sent events (`"stream": true`) or as one
+JSON body. A client that goes away cancels its job, which frees its sequence at the
+next engine step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from llmcli import __version__
+from llmcli.engine.reasoning import Splitter, split_whole
+from llmcli.engine.scheduler import Chunk, Job, QueueFullError
+from llmcli.engine.types import Sampling
+from llmcli.errors import ContextOverflowError, LlmcliError
+from llmcli.serve import protocol as p
+
+if TYPE_CHECKING:
+    from llmcli.serve.app import ServerState
+
+RETRY_AFTER_S = 1
+FINGERPRINT = f"llmcli_{__version__}"
+# How often a handler waiting for a whole answer checks that its client is still there.
+DISCONNECT_POLL_S = 0.25
+
+
+async def answer(
+    request: Request, state: ServerState, data: dict[str, Any], prompt: list[int], *, chat: bool
+) -> Response:
+    sampling = p.sampling_from(data, state.defaults)
+    schema = p.response_schema(data)
+    if schema is not None:
+        try:
+            grammar = await run_in_threadpool(state.grammar_for, schema)
+        except LlmcliError as exc:
+            raise p.bad(str(exc), "response_format") from None
+        sampling = Sampling(**{**sampling.__dict__, "grammar": grammar})
+    top = p.logprobs_from(data, chat=chat)
+    stream = data.get("stream") is True
+    options = data.get("stream_options")
+    include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Chunk] = asyncio.Queue()
+
+    def emit(chunk: Chunk) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+    job = Job(list(prompt), sampling, emit, top)
+    try:
+        state.scheduler.submit(job)
+    except ContextOverflowError as exc:
+        raise p.bad(str(exc), "messages" if chat else "prompt", "context_length_exceeded") from None
+    except QueueFullError as exc:
+        raise p.ApiError(
+            503,
+            f"the server is busy: {exc}; retry shortly",
+            kind="server_error",
+            code="server_busy",
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ) from None
+    except LlmcliError as exc:
+        raise p.ApiError(503, str(exc), kind="server_error") from None
+    ident = p.new_id("chatcmpl" if chat else "cmpl")
+    # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
+    splitter = state.model.splitter(prompt) if chat else None
+    if stream:
+        events = _stream(
+            state, request, job, queue, ident, chat=chat, usage=include_usage, splitter=splitter
+        )
+        return StreamingResponse(
+            events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
+        )
+    return await _whole(state, request, job, queue, ident, chat=chat, splitter=splitter)
+
+
+def _note(request: Request, job: Job) -> None:
+    ttft = (job.first_token_at - job.submitted_at) if job.first_token_at else 0.0
+    request.scope["llmcli.note"] = (
+        f"{job.prompt_tokens} prompt ({job.cached_tokens} cached) + "
+        f"{job.completion_tokens} tokens, first after {ttft:.2f}s"
+    )
+
+
+def _usage(job: Job) -> p.Usage:
+    return p.Usage(job.prompt_tokens, job.completion_tokens, job.cached_tokens)
+
+
+async def _whole(
+    state: ServerState,
+    request: Request,
+    job: Job,
+    queue: asyncio.Queue[Chunk],
+    ident: str,
+    *,
+    chat: bool,
+    splitter: Splitter | None,
+) -> Response:
+    parts: list[str] = []
+    logprobs = []
+    reason: str | None = None
+    try:
+        while reason is None:
+            try:
+                chunk = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
+            except TimeoutError:
+                if await request.is_disconnected():
+                    state.scheduler.cancel(job)
+                    return Response(status_code=499)
+                continue
+            parts.append(chunk.text)
+            logprobs.extend(chunk.logprobs)
+            reason = chunk.finish_reason
+            if chunk.error:
+                raise p.ApiError(500, f"the engine failed: {chunk.error}", kind="server_error")
+    finally:
+        if reason is None:
+            state.scheduler.cancel(job)
+    _note(request, job)
+    text = "".join(parts)
+    text, thought = split_whole(splitter, text)
+    if chat:
+        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        if thought:
+            message["reasoning_content"] = thought
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": message,
+            "logprobs": p.chat_logprobs(logprobs) if job.top_logprobs is not None else None,
+            "finish_reason": p.finish(reason),
+        }
+        kind = "chat.completion"
+    else:
+        choice = {
+            "index": 0,
+            "text": text,
+            "logprobs": p.completion_logprobs(logprobs, 0)
+            if job.top_logprobs is not None
+            else None,
+            "finish_reason": p.finish(reason),
+        }
+        kind = "text_completion"
+    return JSONResponse(
+        {
+            "id": ident,
+            "object": kind,
+            "created": p.now(),
+            "model": state.served_name,
+            "choices": [choice],
+            "usage": _usage(job).body(),
+            "system_fingerprint": FINGERPRINT,
+        }
+    )
+
+
+async def _stream(
+    state: ServerState,
+    request: Request,
+    job: Job,
+    queue: asyncio.Queue[Chunk],
+    ident: str,
+    *,
+    chat: bool,
+    usage: bool,
+    splitter: Splitter | None,
+) -> AsyncIterator[str]:
+    import json
+
+    created = p.now()
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def event(choices: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> str:
+        body = {
+            "id": ident,
+            "object": kind,
+            "created": created,
+            "model": state.served_name,
+            "system_fingerprint": FINGERPRINT,
+            "choices": choices,
+        }
+        if extra:
+            body.update(extra)
+        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+    def choice(text: str | None, logprobs: list[Any], reason: str | None) -> dict[str, Any]:
+        if chat:
+            delta: dict[str, Any] = {} if text is None else {"content": text}
+            lp = p.chat_logprobs(logprobs) if logprobs else None
+            return {"index": 0, "delta": delta, "logprobs": lp, "finish_reason": reason}
+        lp = p.completion_logprobs(logprobs, 0) if logprobs else None
+        return {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": reason}
+
+    finished = False
+    try:
+        if chat:
+            yield event(
+                [
+                    {
+                        "index": 0,
+                        "delta": {"role": "assistant", "content": ""},
+                        "logprobs": None,
+                        "finish_reason": None,
+                    }
+                ]
+            )
+        while not finished:
+            chunk = await queue.get()
+            finished = chunk.finish_reason is not None
+            if splitter is None:
+                if chunk.text or chunk.logprobs:
+                    yield event([choice(chunk.text, chunk.logprobs, None)])
+            else:
+                split = splitter.feed(chunk.text) if chunk.text else []
+                if finished:
+                    split += splitter.flush()
+                for i, (kind, text) in enumerate(split):
+                    item = choice(text, chunk.logprobs if i == 0 else [], None)
+                    if kind == "thinking":
+                        item["delta"] = {"reasoning_content": text}
+                    yield event([item])
+            if finished:
+                yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
+        if usage:
+            yield event([], {"usage": _usage(job).body()})
+        yield "data: [DONE]\n\n"
+    finally:
+        if not finished:
+            state.scheduler.cancel(job)
+        _note(request, job)

@@ -1,0 +1,46 @@
+"""`/v1/embeddings`: vectors from the embedding model, loaded on first use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from llmcli.errors import ContextOverflowError
+from llmcli.serve import protocol as p
+
+if TYPE_CHECKING:
+    from llmcli.serve.app import ServerState
+
+
+async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> Response:
+    texts, as_base64 = p.embedding_inputs(data)
+    vectors, n_tokens = await run_in_threadpool(_embed, state, texts)
+    request.scope["llmcli.note"] = f"{len(texts)} input(s), {n_tokens} tokens"
+    return JSONResponse(
+        {
+            "object": "list",
+            "model": state.served_name,
+            "data": [
+                {"object": "embedding", "index": i, "embedding": p.encode_vector(v, as_base64)}
+                for i, v in enumerate(vectors)
+            ],
+            "usage": {"prompt_tokens": n_tokens, "total_tokens": n_tokens},
+        }
+    )
+
+
+def _embed(state: ServerState, texts: list[str]) -> tuple[list[list[float]], int]:
+    from llmcli.engine.vectors import embed
+
+    with state.embed_lock:
+        if state.embedder is None:
+            state.embedder = state.load_embedder()
+        model = state.embedder
+        n_tokens = sum(len(model.tokenize(t)) for t in texts)
+        try:
+            return embed(model, texts), n_tokens
+        except ContextOverflowError as exc:
+            raise p.bad(str(exc), "input", "context_length_exceeded") from None
