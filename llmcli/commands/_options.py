@@ -7,10 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from typer._click import Command
 from typer.core import TyperGroup, TyperOption
 
 from llmcli import options_table
+from llmcli.click_api import Command
 from llmcli.engine.reasoning import Thinking
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
 
