@@ -64,3 +64,19 @@ def test_private_click_only_through_its_door() -> None:
     }
     assert CLICK_DOOR in importers
     assert importers == {CLICK_DOOR}, sorted(importers)
+
+
+def test_every_module_of_the_package_has_a_layer() -> None:
+    """A new top-level module or package joins a layer, or the layers say nothing of it."""
+    import re
+
+    layers = next(
+        contract["layers"]
+        for contract in PYPROJECT["tool"]["importlinter"]["contracts"]
+        if contract["type"] == "layers"
+    )
+    named = {name for layer in layers for name in re.findall(r"[a-z_]+", layer)}
+    package = ROOT / "llmcli"
+    modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
+    modules |= {p.parent.name for p in package.glob("*/__init__.py")}
+    assert modules - named == set()
