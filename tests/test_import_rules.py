@@ -80,3 +80,42 @@ def test_every_module_of_the_package_has_a_layer() -> None:
     modules = {p.stem for p in package.glob("*.py") if p.stem != "__init__"}
     modules |= {p.parent.name for p in package.glob("*/__init__.py")}
     assert modules - named == set()
+
+
+def _imports_of_every_module() -> dict[str, set[str]]:
+    """Module -> the llmcli modules it imports, at any level: top, inside functions and
+    for type checking alike."""
+    package = ROOT / "llmcli"
+    modules: dict[str, Path] = {}
+    for path in package.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph: dict[str, set[str]] = {name: set() for name in modules}
+    for name, path in modules.items():
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("llmcli"):
+                for alias in node.names:
+                    target = f"{node.module}.{alias.name}"
+                    graph[name].add(target if target in modules else str(node.module))
+            elif isinstance(node, ast.Import):
+                graph[name] |= {a.name for a in node.names if a.name.startswith("llmcli")}
+    return graph
+
+
+def test_no_module_imports_itself_round_a_cycle_even_for_type_checking() -> None:
+    graph = _imports_of_every_module()
+    cycles: list[list[str]] = []
+    done: set[str] = set()
+
+    def visit(module: str, path: list[str]) -> None:
+        for target in sorted(graph.get(module, ())):
+            if target in path:
+                cycles.append([*path[path.index(target) :], target])
+            elif target not in done and target in graph:
+                visit(target, [*path, target])
+        done.add(module)
+
+    for module in sorted(graph):
+        if module not in done:
+            visit(module, [module])
+    assert cycles == []

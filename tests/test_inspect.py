@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from clihelpers import ESCAPE, cli_json, run_cli
 
-from llmcli.engine import vectors, vocab
+from llmcli.engine import pieces, vectors, vocab
 from llmcli.engine.model import Model
 from llmcli.ui import inspect_views as view
 
@@ -254,14 +254,14 @@ def test_next_piped_is_tsv(model_file: Path) -> None:
 
 
 def test_piece_text_marks_partial_characters() -> None:
-    assert vocab.piece_text(" \xe6".encode("latin-1")) == " <0xE6>"
-    assert vocab.piece_text("é".encode()) == "é"
+    assert pieces.piece_text(" \xe6".encode("latin-1")) == " <0xE6>"
+    assert pieces.piece_text("é".encode()) == "é"
 
 
 def test_spans_group_split_characters() -> None:
     data = "日".encode()
-    pieces = [b"a", data[:2], data[2:]]
-    tokens = [vocab.Token(i, p, vocab.piece_text(p)) for i, p in enumerate(pieces)]
+    parts = [b"a", data[:2], data[2:]]
+    tokens = [vocab.Token(i, p, pieces.piece_text(p)) for i, p in enumerate(parts)]
     spans = vocab.spans(tokens)
     assert [s.text for s in spans] == ["a", "日"]
     assert [len(s.tokens) for s in spans] == [1, 2]

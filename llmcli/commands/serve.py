@@ -116,8 +116,8 @@ def serve(
 
     from llmcli.engine.model import Model
     from llmcli.engine.scheduler import Scheduler
-    from llmcli.serve.app import ServerState
     from llmcli.serve.server import serve as run_server
+    from llmcli.serve.state import ServerState
 
     # The loaded model's own context only tokenizes; the scheduler has the real one.
     load = LoadOptions(

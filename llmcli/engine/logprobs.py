@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from llmcli.engine.pieces import piece_text
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -24,8 +26,6 @@ class Alternative:
 
     @property
     def token(self) -> str:
-        from llmcli.engine.vocab import piece_text
-
         return piece_text(self.data)
 
     def as_json(self) -> dict[str, Any]:

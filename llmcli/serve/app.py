@@ -7,10 +7,7 @@ hands the job to the scheduler and relays its answer, embeddings.py answers
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
@@ -22,30 +19,11 @@ from starlette.types import ASGIApp
 
 from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
-from llmcli.engine.scheduler import Scheduler
-from llmcli.engine.types import Sampling
 from llmcli.errors import LlmcliError
 from llmcli.serve import completions, embeddings
 from llmcli.serve import protocol as p
 from llmcli.serve.gate import Gate, error_response
-
-
-@dataclass
-class ServerState:
-    model: Model
-    scheduler: Scheduler
-    served_name: str
-    same_model: Callable[[str], bool]
-    cached_models: Callable[[], list[str]]
-    defaults: Sampling
-    api_key: str | None
-    max_body_bytes: int
-    log: Callable[[str], None]
-    load_embedder: Callable[[], Model]
-    grammar_for: Callable[[dict[str, Any]], str]
-    embedder: Model | None = None
-    embed_lock: threading.Lock = field(default_factory=threading.Lock)
-    started: float = field(default_factory=time.time)
+from llmcli.serve.state import ServerState
 
 
 def build_app(state: ServerState) -> ASGIApp:

@@ -23,7 +23,7 @@ from llmcli.errors import ContextOverflowError, LlmcliError
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
-    from llmcli.serve.app import ServerState
+    from llmcli.serve.state import ServerState
 
 RETRY_AFTER_S = 1
 FINGERPRINT = f"llmcli_{__version__}"

@@ -12,7 +12,7 @@ from llmcli.errors import ContextOverflowError
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
-    from llmcli.serve.app import ServerState
+    from llmcli.serve.state import ServerState
 
 
 async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> Response:

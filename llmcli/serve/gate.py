@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
-    from llmcli.serve.app import ServerState
+    from llmcli.serve.state import ServerState
 
 
 def error_response(exc: p.ApiError) -> Response:

@@ -12,7 +12,8 @@ from types import FrameType
 
 import uvicorn
 
-from llmcli.serve.app import ServerState, build_app
+from llmcli.serve.app import build_app
+from llmcli.serve.state import ServerState
 
 
 class _Server(uvicorn.Server):
