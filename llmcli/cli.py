@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Sequence
+from functools import cache
 from typing import Annotated
 
 import typer
 from typer.core import TyperGroup
 
 from llmcli import __version__, config
-from llmcli.commands import (
-    attention,
-    bench,
-    cache,
-    chat,
-    completion_cmd,
-    config_cmd,
-    doctor,
-    embed,
-    lens,
-    list_models,
-    next_token,
-    pull,
-    rm,
-    run,
-    serve,
-    show,
-    similarity,
-    templates_cmd,
-    tokenize,
-    worker,
-)
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
-
-app = typer.Typer(
-    name="llmcli",
-    help="Run large language models on your own machine.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
 
 
 def _version(value: bool) -> None:
@@ -62,7 +32,6 @@ def _version(value: bool) -> None:
 _WITHOUT_CONFIG = {"config", "doctor", "completion"}
 
 
-@app.callback()
 def _root(
     ctx: typer.Context,
     version: Annotated[
@@ -85,27 +54,65 @@ def _root(
         ctx.default_map = config_default_map(ctx.command, settings.defaults)
 
 
-# Commands, in the order `llmcli --help` lists them. One line each.
-run.register(app)
-pull.register(app)
-list_models.register(app)
-rm.register(app)
-bench.register(app)
-cache.register(app)
-show.register(app)
-chat.register(app)
-serve.register(app)
-worker.register(app)
-tokenize.register(app)
-embed.register(app)
-similarity.register(app)
-next_token.register(app)
-attention.register(app)
-lens.register(app)
-templates_cmd.register(app)
-config_cmd.register(app)
-doctor.register(app)
-completion_cmd.register(app)
+# Each command's name, as typed, and the module of llmcli.commands that registers it, in
+# the order `llmcli --help` lists them. A command line that names a command builds the
+# app with that module alone: importing and building all twenty takes about 80 ms, more
+# than the rest of start-up (tests/test_cli_lazy.py checks this table against the app).
+COMMANDS: dict[str, str] = {
+    "run": "run",
+    "pull": "pull",
+    "list": "list_models",
+    "ls": "list_models",
+    "rm": "rm",
+    "bench": "bench",
+    "cache": "cache",
+    "show": "show",
+    "chat": "chat",
+    "serve": "serve",
+    "worker": "worker",
+    "tokenize": "tokenize",
+    "embed": "embed",
+    "similarity": "similarity",
+    "next": "next_token",
+    "attention": "attention",
+    "lens": "lens",
+    "templates": "templates_cmd",
+    "config": "config_cmd",
+    "doctor": "doctor",
+    "completion": "completion_cmd",
+}
+
+
+def build_app(command: str | None = None) -> typer.Typer:
+    """The app with every command, or with `command`'s alone (help, usage errors and
+    completion need them all)."""
+    typer_app = typer.Typer(
+        name="llmcli",
+        help="Run large language models on your own machine.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    typer_app.callback()(_root)
+    modules = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for module in modules:
+        importlib.import_module(f"llmcli.commands.{module}").register(typer_app)
+    _examples_as_written(typer_app)
+    return typer_app
+
+
+@cache
+def full_app() -> typer.Typer:
+    return build_app()
+
+
+def __getattr__(name: str) -> typer.Typer:
+    """`llmcli.cli.app`: the app with every command, built when first asked for."""
+    if name == "app":
+        return full_app()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _examples_as_written(typer_app: typer.Typer) -> None:
@@ -122,9 +129,6 @@ def _examples_as_written(typer_app: typer.Typer) -> None:
             if isinstance(info_epilog, str) and info_epilog:
                 lines = [line for line in info_epilog.splitlines() if line.strip()]
                 group.typer_instance.info.epilog = "\b\n" + "\n".join(lines)
-
-
-_examples_as_written(app)
 
 
 def _quiet_stdout() -> None:
@@ -166,7 +170,7 @@ def _complete(instruction: str) -> int:
     from llmcli.completion import protocol
 
     try:
-        return protocol.respond(typer.main.get_command(app), instruction, {})
+        return protocol.respond(typer.main.get_command(full_app()), instruction, {})
     except BrokenPipeError:
         _quiet_stdout()
         return ExitCode.BROKEN_PIPE
@@ -186,10 +190,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     instruction = requested()
     if instruction is not None:
         sys.exit(_complete(instruction))
+    args = list(argv) if argv is not None else sys.argv[1:]
     try:
+        typer_app = build_app(args[0] if args else None)
         # A fixed program name: `python -m llmcli` is still `llmcli` in usage lines.
-        result = app(
-            args=list(argv) if argv is not None else None,
+        result = typer_app(
+            args=args,
             prog_name=PROG_NAME,
             standalone_mode=False,
         )
