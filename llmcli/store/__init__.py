@@ -17,11 +17,39 @@ file that fails is never used.
     inventory   list the cached models, plan their removal
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from llmcli.store.cached import LocalModel, cached_model_names, find_cached, model_names
-from llmcli.store.download import pull
-from llmcli.store.inventory import CachedModel, RemovalPlan, list_models, plan_removal
+
+# Bound here, not on first use: importing the submodule of the same name would otherwise
+# leave `store.leftovers` naming the module.
 from llmcli.store.leftovers import Leftover, leftovers
 from llmcli.store.settings import HubSettings
+
+if TYPE_CHECKING:
+    from llmcli.store.download import pull
+    from llmcli.store.inventory import CachedModel, RemovalPlan, list_models, plan_removal
+
+# Imported when first used: running a cached model needs none of them, and together they
+# are a tenth of that command's start-up.
+_LATER = {
+    "pull": "download",
+    "CachedModel": "inventory",
+    "RemovalPlan": "inventory",
+    "list_models": "inventory",
+    "plan_removal": "inventory",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LATER.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CachedModel",
