@@ -41,6 +41,12 @@ class PromptBuilder:
             console.notice("this model has no chat template; running a plain text completion")
 
     def tokens(self, text: str | None, system: str | None) -> list[int]:
+        return self.prompt(text, system)[0]
+
+    def prompt(self, text: str | None, system: str | None) -> tuple[list[int], int]:
+        """The prompt's tokens, and how many of them are the chat template's preamble
+        (system prompt included), which prompts that differ only in `text` share; 0 for
+        a plain completion, whose text is tokenized as one."""
         if self.template is not None:
             own_system, text = self.template.render(text, self.variables)
             system = system if system is not None else own_system
@@ -48,10 +54,10 @@ class PromptBuilder:
         system = "\n\n".join(s for s in (system, self.instruction) if s) or None
         if self.completion:
             prompt = f"{system}\n\n{text}" if system else text
-            return self.llm.completion_tokens(prompt, special=self.special)
+            return self.llm.completion_tokens(prompt, special=self.special), 0
         messages = [Message(role="system", content=system)] if system else []
         messages.append(Message(role="user", content=text))
-        return self.llm.chat_tokens(messages, special=self.special, thinking=self.thinking)
+        return self.llm.chat_prompt(messages, special=self.special, thinking=self.thinking)
 
 
 def thinking_budget_note(result: GenerationResult, max_tokens: int | None) -> str | None:

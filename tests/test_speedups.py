@@ -170,3 +170,64 @@ def test_size_bound_evicts_oldest(model_file: Path) -> None:
     )
     assert proc.returncode == 0
     assert len(entries()) == 1
+
+
+# -- the chat template's preamble, for short prompts ----------------------------------
+
+
+def short_answer(model: Path, question: str, *flags: str) -> dict[str, object]:
+    """Sampled, not greedy: the same seed must give the same answer from any state."""
+    proc = run_cli("run", "-m", str(model), "--json", "--seed", "11", "-n", "24", *flags, question)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)  # type: ignore[no-any-return]
+
+
+def test_a_short_prompt_reuses_the_template_preamble_and_answers_the_same(
+    model_file: Path,
+) -> None:
+    first = short_answer(model_file, "Say hi")
+    assert first["prompt_cache"] == {"reused_tokens": 0, "saved": True}
+    (entry,) = entries()
+    second = short_answer(model_file, "Name a colour")
+    reused = second["prompt_cache"]["reused_tokens"]  # type: ignore[index]
+    assert second["prompt_cache"]["saved"] is False  # type: ignore[index]
+    usage = second["usage"]
+    assert usage["cached_prompt_tokens"] == reused  # type: ignore[index]
+    # SmolLM2's template puts its default system turn and the user header before the
+    # question; the question and the assistant header come after it.
+    assert 15 < reused < usage["prompt_tokens"] - 5  # type: ignore[index,operator]
+    assert entries() == [entry]
+    for question, cached in (("Say hi", first), ("Name a colour", second)):
+        plain = short_answer(model_file, question, "--no-prompt-cache")
+        assert plain["text"] == cached["text"]
+        assert plain["prompt_cache"] == {"reused_tokens": 0, "saved": False}
+
+
+def test_each_system_prompt_has_its_own_preamble(model_file: Path) -> None:
+    short_answer(model_file, "Say hi")
+    other = short_answer(model_file, "Say hi", "-s", "Answer in French.")
+    assert other["prompt_cache"] == {"reused_tokens": 0, "saved": True}
+    assert len(entries()) == 2
+    again = short_answer(model_file, "Say bye", "-s", "Answer in French.")
+    assert again["prompt_cache"]["reused_tokens"] > 0  # type: ignore[index]
+
+
+def test_the_preamble_is_every_token_before_the_question(model_file: Path) -> None:
+    from llmcli.engine.model import Model
+    from llmcli.engine.types import LoadOptions, Message
+
+    with Model(LoadOptions(model_file, n_ctx=256, vocab_only=True)) as llm:
+        prompts = [
+            llm.chat_prompt(
+                [Message(role="system", content="Be brief."), Message(role="user", content=q)]
+            )
+            for q in ("Hello there", "What is 2 + 2?")
+        ]
+        (a, n), (b, m) = prompts
+        assert n == m > 0 and a[:n] == b[:n]
+        assert llm.prompt_text(a[:n]).endswith("Be brief.<|im_end|>\n<|im_start|>user\n")
+        assert llm.prompt_text(a[n:]).startswith("Hello there<|im_end|>")
+        assert (
+            llm.chat_tokens([Message(role="user", content="Hello there")])
+            == llm.chat_prompt([Message(role="user", content="Hello there")])[0]
+        )

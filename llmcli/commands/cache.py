@@ -23,8 +23,8 @@ Examples:
 
 app = typer.Typer(
     name="cache",
-    help="Show or clear the prompt cache: saved states of long prompts, so that later "
-    "runs starting with the same text skip evaluating it.",
+    help="Show or clear the prompt cache: saved states of long prompts and of chat "
+    "template preambles, so that later runs starting with the same text skip evaluating it.",
     epilog=EPILOG,
     invoke_without_command=True,
     no_args_is_help=False,

@@ -125,8 +125,9 @@ def run(
         bool,
         typer.Option(
             "--prompt-cache/--no-prompt-cache",
-            help="Keep the state of long prompts on disk, so a later prompt that starts the "
-            "same way skips that part (see `llmcli cache`).",
+            help="Keep the state of long prompts, and of the chat template's preamble, on "
+            "disk, so a later prompt that starts the same way skips that part (see "
+            "`llmcli cache`).",
         ),
     ] = True,
     lookup: opt.LookupOpt = True,
@@ -282,12 +283,13 @@ def run(
                     decoding=decoding,
                 )
                 return
+            tokens, preamble = builder.prompt(text, system)
             run_answer.answer_one(
                 llm,
-                builder.tokens(text, system),
+                tokens,
                 sampling,
                 fmt,
-                decoding,
+                Decoding(lookup=lookup, prompt_cache=cache, preamble=preamble),
                 name=model or str(path),
                 path=path,
                 json_out=json_out,

@@ -20,7 +20,7 @@ from llmcli.engine.llama_state import KvState
 from llmcli.engine.loading import decide_setup, gpu_offload_supported, load_llama
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens, lookup_applies
-from llmcli.engine.prompt_cache import PromptCache, model_identity
+from llmcli.engine.prompt_cache import PromptCache, model_identity, preamble_applies
 from llmcli.engine.reasoning import Kind, Splitter, Thinking
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.tokenizer import Tokenizer
@@ -134,6 +134,16 @@ class Model:
     ) -> list[int]:
         return self.tokenizer.chat_tokens(messages, special=special, thinking=thinking)
 
+    def chat_prompt(
+        self,
+        messages: Sequence[Message],
+        *,
+        special: bool = False,
+        thinking: Thinking | None = None,
+    ) -> tuple[list[int], int]:
+        """The chat prompt's tokens and the length of its preamble (see Tokenizer)."""
+        return self.tokenizer.chat_prompt(messages, special=special, thinking=thinking)
+
     def completion_tokens(self, text: str, *, special: bool = False) -> list[int]:
         return self.tokenize(text, add_bos=True, special=special)
 
@@ -224,6 +234,12 @@ class Model:
         if prompt_cache is not None:
             result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
         reused = self.kv.reusable(prompt_tokens)
+        if preamble_applies(len(prompt_tokens), decoding.preamble) and reused < decoding.preamble:
+            result.prompt_cache_saved, restored = self._preamble(
+                prompt_tokens[: decoding.preamble], prompt_cache
+            )
+            result.prompt_cache_tokens = max(result.prompt_cache_tokens, restored)
+            reused = self.kv.reusable(prompt_tokens)
         result.prompt_tokens_evaluated = len(prompt_tokens) - reused
         if prompt_cache is not None and prompt_cache.worth_saving(prompt_tokens, reused):
             # Evaluated now, in one call as generation would, so that its state can be
@@ -292,6 +308,19 @@ class Model:
             generator.close()
             if result.completion_tokens > 1 and last > first:
                 result.generation_tps = (result.completion_tokens - 1) / (last - first)
+
+    def _preamble(self, preamble: Sequence[int], cache: PromptCache | None) -> tuple[bool, int]:
+        """Put the prompt's preamble in the KV cache, as a batch of its own: loaded from the
+        prompt cache, or evaluated (and saved there). Either way the rest of the prompt is
+        then evaluated after the same state, so the answer does not depend on whether the
+        preamble was cached. Returns (saved, tokens loaded)."""
+        if cache is not None and cache.restore_exact(preamble):
+            return False, len(preamble)
+        self.kv.evaluate_prompt(preamble)
+        if cache is None:
+            return False, 0
+        cache.save(preamble)
+        return True, 0
 
     def _logprob(self, token: int, k: int, piece: str) -> TokenLogprob:
         """The entry for a token just sampled: the logits it came from are still the

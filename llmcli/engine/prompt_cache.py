@@ -2,7 +2,9 @@
 
 A script that calls llmcli again and again with the same long preamble pays for it once:
 the KV state after the prompt is saved, and a later prompt that starts with the same
-tokens loads it instead of evaluating them again.
+tokens loads it instead of evaluating them again. Short prompts keep the state of their
+chat template's preamble (system prompt included) the same way, looked up by its exact
+tokens (`restore_exact`).
 
 Entries live in one folder per model identity (file contents, engine version, attention
 kernel), so a state is never loaded into a model it does not belong to. Each entry is
@@ -123,6 +125,20 @@ class PromptCache:
             os.utime(path)  # most recently used: evicted last
         return shared
 
+    def restore_exact(self, tokens: Sequence[int]) -> bool:
+        """Load the entry saved for exactly `tokens` (a preamble), if there is one."""
+        path = self.folder / _entry_name(_ids(tokens))
+        saved = self._read_tokens(path)
+        if saved is None:
+            if path.exists():
+                remove(path)
+            return False
+        if saved != list(tokens) or not self._load(path, saved, len(saved)):
+            return False
+        with contextlib.suppress(OSError):
+            os.utime(path)
+        return True
+
     def _usable(self, shared: int, prompt_len: int) -> int:
         """How much of a shared prefix to reuse: whole batches only.
 
@@ -162,7 +178,7 @@ class PromptCache:
         state = self.kv.save()
         if state is None:
             return
-        ids = np.asarray(tokens, dtype="<i4").tobytes()
+        ids = _ids(tokens)
         self.wait()
         self._writer = threading.Thread(
             target=self._write, args=(ids, state, len(tokens)), daemon=False
@@ -172,7 +188,7 @@ class PromptCache:
     def _write(self, ids: bytes, state: bytes, n_tokens: int) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            name = hashlib.sha256(ids).hexdigest()[:32] + SUFFIX
+            name = _entry_name(ids)
             crc = zlib.crc32(state, zlib.crc32(ids))
             header = _HEADER.pack(MAGIC, VERSION, n_tokens, len(state), crc)
             write_atomic(self.folder / name, (header, ids, state))
@@ -184,3 +200,19 @@ class PromptCache:
         if self._writer is not None:
             self._writer.join()
             self._writer = None
+
+
+def _ids(tokens: Sequence[int]) -> bytes:
+    return np.asarray(tokens, dtype="<i4").tobytes()
+
+
+def _entry_name(ids: bytes) -> str:
+    """An entry's file name: named by its tokens, so an exact match needs no search."""
+    return hashlib.sha256(ids).hexdigest()[:32] + SUFFIX
+
+
+def preamble_applies(prompt_tokens: int, preamble: int) -> bool:
+    """Whether a prompt is evaluated as its preamble, then the rest. Only short prompts:
+    a long one's state is kept in whole batches from its start (see `_usable`), which
+    another split would shift."""
+    return 0 < preamble < prompt_tokens < DEFAULT_MIN_TOKENS

@@ -124,6 +124,18 @@ class Tokenizer:
         Message content is plain text unless `special` is set, so it cannot forge turns.
         `thinking` reaches the template the way it expects (see `engine.reasoning`).
         """
+        return self.chat_prompt(messages, special=special, thinking=thinking)[0]
+
+    def chat_prompt(
+        self,
+        messages: Sequence[Message],
+        *,
+        special: bool = False,
+        thinking: Thinking | None = None,
+    ) -> tuple[list[int], int]:
+        """`chat_tokens`, and how many of them come before the last message's content:
+        the template's preamble, system prompt included, which every prompt that differs
+        only in that message shares (0 when the template gives no such boundary)."""
         if self._formatter is None:
             if self._template_error is not None:
                 raise self._template_failed(self._template_error)
@@ -147,9 +159,13 @@ class Tokenizer:
             raise self._template_failed(f"{type(exc).__name__}: {exc}") from exc
         return self._tokenize_segments(parts, special=special)
 
-    def _tokenize_segments(self, parts: Sequence[Segment], *, special: bool) -> list[int]:
+    def _tokenize_segments(
+        self, parts: Sequence[Segment], *, special: bool
+    ) -> tuple[list[int], int]:
         """As llama.cpp does: a template that writes the BOS text itself does not get a
-        second one; BOS is added only where the vocabulary says the model wants it."""
+        second one; BOS is added only where the vocabulary says the model wants it.
+        Each segment is tokenized alone, so the tokens before the last message's content
+        are the same whatever that content is: their count is returned too."""
         tokens: list[int] = []
         parts = list(parts)
         bos = self._llama.token_bos()
@@ -158,9 +174,13 @@ class Tokenizer:
             if parts and parts[0].special and bos_text and parts[0].text.startswith(bos_text):
                 parts[0] = Segment(parts[0].text[len(bos_text) :], True)
             tokens.append(bos)
-        for part in parts:
+        contents = [i for i, part in enumerate(parts) if not part.special]
+        preamble = 0
+        for i, part in enumerate(parts):
+            if contents and i == contents[-1]:
+                preamble = len(tokens)
             tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
-        return tokens
+        return tokens, preamble
 
     # -- thinking ----------------------------------------------------------------------
 

@@ -82,6 +82,10 @@ class Decoding:
     lookup: bool = True
     # The folder of the on-disk prompt cache (the engine keeps the live cache); None: off.
     prompt_cache: Path | None = None
+    # Leading prompt tokens that are the chat template's preamble (system prompt
+    # included): evaluated as a batch of their own, so that a state saved for them gives
+    # the same answer as evaluating them again (see Model.stream_parts). 0: none.
+    preamble: int = 0
 
 
 FinishReason = Literal["stop", "length", "interrupted"]
