@@ -159,6 +159,39 @@ class KvState:
         llama._requires_eval = dropped
         self._staged = []
 
+    # -- a larger context ---------------------------------------------------------------
+
+    def grow(self, n_ctx: int) -> None:
+        """Move everything to a new context of `n_ctx` positions: the positions held
+        (their KV state, copied exactly), the token record, and from then on every
+        evaluation. The sampler of a generation under way keeps its state (it is handed
+        the context on each call), so the answer goes on as it would have in a context
+        of that size from the start."""
+        import contextlib
+
+        import numpy as np
+        from llama_cpp._internals import LlamaContext
+
+        llama = self._llama
+        held = llama.n_tokens
+        state = self.save() if held else None
+        params = llama.context_params
+        params.n_ctx = n_ctx
+        new = LlamaContext(model=llama._model, params=params, verbose=llama.verbose)
+        if state is not None:
+            data = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+            if llama_cpp.llama_state_seq_set_data(new.ctx, data, len(state), SEQ) != len(state):
+                new.close()  # type: ignore[no-untyped-call]
+                raise RuntimeError("the engine refused to move the KV cache to a larger context")
+        old = llama._ctx
+        llama._ctx = new
+        llama._stack.enter_context(contextlib.closing(new))
+        old.close()  # type: ignore[no-untyped-call]
+        ids = np.zeros((n_ctx,), dtype=np.intc)
+        ids[:held] = llama.input_ids[:held]
+        llama.input_ids = ids
+        llama._n_ctx = llama.n_ctx()
+
     # -- saved states (the prompt cache) -----------------------------------------------
 
     def save(self) -> bytes | None:

@@ -134,7 +134,7 @@ def _llama_arguments(
 ) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "model_path": str(options.path),
-        "n_ctx": options.n_ctx,
+        "n_ctx": min(options.n_ctx, options.start_ctx or options.n_ctx),
         "n_batch": options.n_batch,
         "n_ubatch": setup.ubatch or options.n_batch,
         "n_threads": threads,

@@ -19,7 +19,13 @@ from llama_cpp.llama_grammar import LlamaGrammar
 from llmcli.engine.llama_state import KvState
 from llmcli.engine.loading import decide_setup, gpu_offload_supported, load_llama
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
-from llmcli.engine.lookup import BatchCosts, LookupStats, greedy_tokens, lookup_applies
+from llmcli.engine.lookup import (
+    DRAFT_MAX,
+    BatchCosts,
+    LookupStats,
+    greedy_tokens,
+    lookup_applies,
+)
 from llmcli.engine.prompt_cache import PromptCache, model_identity, preamble_applies
 from llmcli.engine.reasoning import Kind, Splitter, Thinking
 from llmcli.engine.stops import StopScanner
@@ -75,6 +81,8 @@ class Model:
         self.tokenizer = Tokenizer(self.llama, options)
         self.reasoning = self.tokenizer.reasoning
         self._prompt_cache: PromptCache | None = None
+        # Started with a smaller KV cache (LoadOptions.start_ctx): n_ctx is still to come.
+        self._growing = int(self.llama.n_ctx()) < options.n_ctx
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -93,9 +101,18 @@ class Model:
 
     @property
     def n_ctx(self) -> int:
+        if self._growing:
+            return self.options.n_ctx
         # llama.cpp pads small contexts up (to 256) but the bindings size their token
         # buffer by the request: the smaller of the two is the real limit.
         return min(self.options.n_ctx, int(self.llama.n_ctx()))
+
+    def make_room(self, positions: int) -> None:
+        """Make sure the KV cache holds `positions` (up to n_ctx): a model started with a
+        smaller one (LoadOptions.start_ctx) moves to a context of the full size."""
+        if self._growing and positions > int(self.llama.n_ctx()):
+            self.kv.grow(self.options.n_ctx)
+            self._growing = False
 
     @property
     def name(self) -> str:
@@ -219,6 +236,7 @@ class Model:
         decoding = decoding or Decoding()
         prompt_cache = self.prompt_cache(decoding.prompt_cache)
         self.check_fits(prompt_tokens)
+        self.make_room(len(prompt_tokens) + _ROOM_AHEAD)
         llama = self.llama
         budget = self.n_ctx - len(prompt_tokens)
         if sampling.max_tokens is not None:
@@ -302,6 +320,8 @@ class Model:
                     break
                 if result.completion_tokens >= budget:
                     break
+                # Before the generator evaluates this token (and maybe a draft after it).
+                self.make_room(self.kv.n_tokens + _ROOM_AHEAD)
             tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
             yield from parts(tail, final=True)
         finally:
@@ -367,6 +387,11 @@ class Model:
             repeat_penalty=sampling.repeat_penalty,
             grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
         )
+
+
+# Positions kept free ahead of the next evaluation in a context that can still grow: the
+# token just sampled and the longest draft of lookup decoding after it.
+_ROOM_AHEAD = DRAFT_MAX + 2
 
 
 def _round_up(n: int, step: int = 1024) -> int:

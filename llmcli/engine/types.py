@@ -58,6 +58,10 @@ class LoadOptions:
     rpc: tuple[str, ...] = ()
     # Each device's share of the layers (llama.cpp's --tensor-split); None: by free memory.
     tensor_split: tuple[float, ...] | None = None
+    # Allocate a KV cache of this many positions first, and one of n_ctx only once a
+    # prompt and its answer need more (see Model.make_room): a one-shot answer rarely
+    # needs the whole context, and allocating it costs time in proportion. None: n_ctx.
+    start_ctx: int | None = None
 
 
 @dataclass(frozen=True)

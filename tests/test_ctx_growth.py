@@ -1,0 +1,85 @@
+"""A model started with a small KV cache (LoadOptions.start_ctx) moves to the full context
+when a prompt and its answer need it, and answers exactly as one started at full size."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmcli.engine.model import Model
+from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+
+FULL = 1024
+START = 256
+STORY = [Message(role="user", content="Write a long story about a lighthouse keeper.")]
+
+
+@pytest.fixture(scope="module")
+def full(model_file: Path) -> Iterator[Model]:
+    with Model(LoadOptions(path=model_file, n_ctx=FULL)) as loaded:
+        yield loaded
+
+
+def grown(model_file: Path) -> Model:
+    return Model(LoadOptions(path=model_file, n_ctx=FULL, start_ctx=START))
+
+
+def answer(
+    model: Model, tokens: list[int], sampling: Sampling, *, lookup: bool = False
+) -> GenerationResult:
+    result = GenerationResult()
+    for _ in model.stream(tokens, sampling, result, Decoding(lookup=lookup)):
+        pass
+    return result
+
+
+def test_a_sampled_answer_goes_on_past_the_start_size_as_at_full_size(
+    model_file: Path, full: Model
+) -> None:
+    sampling = Sampling(temperature=0.9, seed=5, max_tokens=420, repeat_penalty=1.1)
+    tokens = full.chat_tokens(STORY)
+    expected = answer(full, tokens, sampling)
+    with grown(model_file) as model:
+        assert model.llama.n_ctx() == START and model.n_ctx == FULL
+        got = answer(model, tokens, sampling)
+        assert model.llama.n_ctx() == FULL
+    assert len(tokens) + got.completion_tokens > START  # it did cross the start size
+    assert got.text == expected.text
+    assert got.completion_tokens == expected.completion_tokens
+
+
+def test_greedy_lookup_decoding_goes_on_past_the_start_size(model_file: Path, full: Model) -> None:
+    sampling = Sampling(temperature=0.0, max_tokens=400)
+    tokens = full.chat_tokens(STORY)
+    expected = answer(full, tokens, sampling, lookup=False)
+    with grown(model_file) as model:
+        got = answer(model, tokens, sampling, lookup=True)
+        assert model.llama.n_ctx() == FULL
+    assert len(tokens) + got.completion_tokens > START
+    assert got.text == expected.text
+
+
+def test_a_prompt_longer_than_the_start_size_is_made_room_for_first(
+    model_file: Path, full: Model
+) -> None:
+    long = [Message(role="user", content="Summarise: " + "the tide came in. " * 120)]
+    tokens = full.chat_tokens(long)
+    assert len(tokens) > START
+    sampling = Sampling(temperature=0.0, max_tokens=12)
+    expected = answer(full, tokens, sampling)
+    with grown(model_file) as model:
+        got = answer(model, tokens, sampling)
+    assert got.text == expected.text
+    assert got.prompt_tokens_evaluated == len(tokens)
+
+
+def test_an_answer_without_a_limit_fills_the_whole_context(model_file: Path) -> None:
+    with grown(model_file) as model:
+        # A plain completion that counts on for as long as there is room.
+        tokens = model.completion_tokens("Counting: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10,")
+        result = answer(model, tokens, Sampling(temperature=0.0, repeat_penalty=1.0))
+        assert model.llama.n_ctx() == FULL
+    assert result.finish_reason == "length"
+    assert len(tokens) + result.completion_tokens == FULL
