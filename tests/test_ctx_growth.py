@@ -10,6 +10,7 @@ import pytest
 
 from llmcli.engine.model import Model
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+from llmcli.errors import LlmcliError
 
 FULL = 1024
 START = 256
@@ -83,3 +84,20 @@ def test_an_answer_without_a_limit_fills_the_whole_context(model_file: Path) -> 
         assert model.llama.n_ctx() == FULL
     assert result.finish_reason == "length"
     assert len(tokens) + result.completion_tokens == FULL
+
+
+def test_no_memory_for_the_full_context_is_one_clear_error(
+    model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp._internals
+
+    def refuse(**_: object) -> None:
+        raise ValueError("Failed to create llama_context")
+
+    with grown(model_file) as model:
+        tokens = model.completion_tokens("the tide came in. " * 80)
+        assert len(tokens) > START
+        monkeypatch.setattr(llama_cpp._internals, "LlamaContext", refuse)
+        with pytest.raises(LlmcliError, match=f"could not grow the context to {FULL} tokens"):
+            answer(model, tokens, Sampling(temperature=0.0, max_tokens=4))
+        assert model.llama.n_ctx() == START  # the context it had is still whole

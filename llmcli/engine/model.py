@@ -31,7 +31,7 @@ from llmcli.engine.reasoning import Kind, Splitter, Thinking
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.tokenizer import Tokenizer
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
-from llmcli.errors import ContextOverflowError
+from llmcli.errors import ContextOverflowError, LlmcliError
 from llmcli.gguf_header import check_gguf_file
 from llmcli.tuning.identity import model_key
 from llmcli.tuning.setups import EngineSetup
@@ -111,8 +111,14 @@ class Model:
         """Make sure the KV cache holds `positions` (up to n_ctx): a model started with a
         smaller one (LoadOptions.start_ctx) moves to a context of the full size."""
         if self._growing and positions > int(self.llama.n_ctx()):
-            self.kv.grow(self.options.n_ctx)
             self._growing = False
+            try:
+                self.kv.grow(self.options.n_ctx)
+            except (ValueError, RuntimeError) as exc:  # no memory for it, or a refused state
+                raise LlmcliError(
+                    f"could not grow the context to {self.options.n_ctx} tokens ({exc})",
+                    hint="try a smaller --ctx",
+                ) from exc
 
     @property
     def name(self) -> str:
