@@ -101,3 +101,34 @@ def test_no_memory_for_the_full_context_is_one_clear_error(
         with pytest.raises(LlmcliError, match=f"could not grow the context to {FULL} tokens"):
             answer(model, tokens, Sampling(temperature=0.0, max_tokens=4))
         assert model.llama.n_ctx() == START  # the context it had is still whole
+
+
+def test_a_second_turn_reuses_what_the_grown_context_holds(model_file: Path, full: Model) -> None:
+    """As chat does: the next prompt repeats the conversation so far, whose positions
+    the cache already holds, also after they moved to the larger context."""
+    sampling = Sampling(temperature=0.0, max_tokens=300)
+    with grown(model_file) as model:
+        first_prompt = model.chat_tokens(STORY)
+        first = answer(model, first_prompt, sampling)
+        assert model.llama.n_ctx() == FULL
+        turns = [
+            *STORY,
+            Message(role="assistant", content=first.text),
+            Message(role="user", content="Give it a title."),
+        ]
+        second_prompt = model.chat_tokens(turns)
+        second = answer(model, second_prompt, Sampling(temperature=0.0, max_tokens=20))
+    assert second.prompt_tokens_evaluated < len(second_prompt) - START
+    expected = answer(full, second_prompt, Sampling(temperature=0.0, max_tokens=20))
+    assert second.text == expected.text
+
+
+def test_next_makes_room_for_its_steps(model_file: Path) -> None:
+    from llmcli.engine import probe
+
+    with grown(model_file) as model:
+        tokens = model.completion_tokens("the tide came in. " * 45)
+        assert len(tokens) < START < len(tokens) + 40
+        steps = probe.next_tokens(model, tokens, k=3, steps=40)
+        assert model.llama.n_ctx() == FULL
+    assert len(steps) == 40

@@ -15,7 +15,7 @@ import typer
 
 from llmcli import options_table, terminal
 from llmcli.commands import _options as opt
-from llmcli.engine.types import LoadOptions
+from llmcli.engine.types import START_CTX, LoadOptions
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -136,6 +136,7 @@ def chat(
         n_gpu_layers=gpu_layers,
         verbose=verbose,
         chat_template=chat_template,
+        start_ctx=START_CTX,
         **opt.placement(rpc, tensor_split),
     )
     llm = open_model(load_options)

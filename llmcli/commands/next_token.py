@@ -10,7 +10,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.engine.types import LoadOptions, Message
+from llmcli.engine.types import START_CTX, LoadOptions, Message
 from llmcli.local_model import model_file
 from llmcli.ui import console
 
@@ -78,7 +78,12 @@ def next_token(
     text = combine(prompt, None if term.stdin_isatty else read_stdin())
     path = model_file(model)
     load = LoadOptions(
-        path=path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
+        path=path,
+        n_ctx=ctx,
+        n_threads=threads,
+        n_gpu_layers=gpu_layers,
+        verbose=verbose,
+        start_ctx=START_CTX,
     )
 
     from llmcli.engine import probe

@@ -12,7 +12,7 @@ from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import output_format, schema_format
-from llmcli.engine.types import Decoding, LoadOptions
+from llmcli.engine.types import START_CTX, Decoding, LoadOptions
 from llmcli.errors import UsageError
 from llmcli.local_model import model_file
 from llmcli.prompting import PromptBuilder
@@ -43,11 +43,6 @@ Examples:
 
   llmcli run --show-prompt -s "Be brief." "Hi"
 """
-
-
-# Positions of the KV cache allocated first for one prompt: most prompts and their
-# answers fit, and allocating 4096 takes several times as long.
-START_CTX = 1024
 
 
 def register(app: typer.Typer) -> None:

@@ -82,6 +82,7 @@ def next_tokens(model: Model, prompt: Sequence[int], *, k: int = 10, steps: int 
     Stops early after an end-of-generation token or when the context is full.
     """
     model.check_fits(prompt)
+    model.make_room(len(prompt) + steps)
     llama = model.llama
     llama.reset()  # type: ignore[no-untyped-call]  # start from an empty KV cache: a previous prompt must not leak in
     llama.eval(list(prompt))

@@ -33,6 +33,11 @@ class Message(TypedDict):
     content: str
 
 
+# KV cache positions allocated first where a context may grow (LoadOptions.start_ctx):
+# most prompts and answers fit, and allocating 4,096 takes several times as long.
+START_CTX = 1024
+
+
 @dataclass(frozen=True)
 class LoadOptions:
     path: Path
