@@ -231,3 +231,36 @@ def test_the_preamble_is_every_token_before_the_question(model_file: Path) -> No
             llm.chat_tokens([Message(role="user", content="Hello there")])
             == llm.chat_prompt([Message(role="user", content="Hello there")])[0]
         )
+
+
+def test_a_batch_line_answers_as_run_does_on_that_prompt_alone(model_file: Path) -> None:
+    # Prompts that share more than the preamble with the line before, a system prompt
+    # that changes and changes back, and a prompt asked twice. Where llama.cpp's sums
+    # depend on how a prompt is cut into batches (not so for this model on every CPU),
+    # this holds because each line is cut as `run` cuts it alone.
+    items = [
+        {"prompt": "Say hi"},
+        {"prompt": "Say hi to the sea"},
+        {"prompt": "Say hi", "system": "Answer in French."},
+        {"prompt": "Name a colour"},
+        {"prompt": "Say hi"},
+    ]
+    proc = run_cli(
+        "run",
+        "-m",
+        str(model_file),
+        "--batch",
+        "-",
+        "--seed",
+        "11",
+        "-n",
+        "24",
+        input="\n".join(json.dumps(item) for item in items) + "\n",
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == len(items)
+    for item, line in zip(items, lines, strict=True):
+        system = ["-s", item["system"]] if "system" in item else []
+        alone = short_answer(model_file, item["prompt"], "--no-prompt-cache", *system)
+        assert line["text"] == alone["text"], item

@@ -188,7 +188,9 @@ def _answer_item(
         return line
     result = GenerationResult()
     try:
-        tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
+        tokens, preamble = builder.prompt(combine(prefix, item.prompt), item.system or system)
+        # Evaluated as `run` evaluates the prompt alone, so the line gives its answer.
+        decoding = dataclasses.replace(decoding, preamble=preamble)
         for _ in llm.stream_parts(tokens, item_sampling(base, item), result, decoding):
             pass
     except LlmcliError as exc:

@@ -81,6 +81,9 @@ class Model:
         self.tokenizer = Tokenizer(self.llama, options)
         self.reasoning = self.tokenizer.reasoning
         self._prompt_cache: PromptCache | None = None
+        # The preamble whose batch of its own the KV cache holds from position 0 (see
+        # stream_parts): a later prompt with the same one may keep it.
+        self._preamble_held: list[int] = []
         # Started with a smaller KV cache (LoadOptions.start_ctx): n_ctx is still to come.
         self._growing = int(self.llama.n_ctx()) < options.n_ctx
 
@@ -257,13 +260,20 @@ class Model:
         start = time.perf_counter()
         if prompt_cache is not None:
             result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
+        if result.prompt_cache_tokens:
+            self._preamble_held = []  # those positions now come from a saved long prompt
+        preamble = decoding.preamble
+        if preamble_applies(len(prompt_tokens), preamble):
+            # Every prompt with this preamble is evaluated the same way, whatever the cache
+            # held before: the preamble as a batch of its own, then the rest in one batch.
+            head = list(prompt_tokens[:preamble])
+            if self._preamble_held == head and self.kv.shared_prefix(head) == preamble:
+                self.kv.rewind(preamble)  # a longer shared prefix goes back to the rest
+            else:
+                result.prompt_cache_saved, restored = self._preamble(head, prompt_cache)
+                result.prompt_cache_tokens = max(result.prompt_cache_tokens, restored)
+                self._preamble_held = head
         reused = self.kv.reusable(prompt_tokens)
-        if preamble_applies(len(prompt_tokens), decoding.preamble) and reused < decoding.preamble:
-            result.prompt_cache_saved, restored = self._preamble(
-                prompt_tokens[: decoding.preamble], prompt_cache
-            )
-            result.prompt_cache_tokens = max(result.prompt_cache_tokens, restored)
-            reused = self.kv.reusable(prompt_tokens)
         result.prompt_tokens_evaluated = len(prompt_tokens) - reused
         if prompt_cache is not None and prompt_cache.worth_saving(prompt_tokens, reused):
             # Evaluated now, in one call as generation would, so that its state can be
@@ -336,13 +346,15 @@ class Model:
                 result.generation_tps = (result.completion_tokens - 1) / (last - first)
 
     def _preamble(self, preamble: Sequence[int], cache: PromptCache | None) -> tuple[bool, int]:
-        """Put the prompt's preamble in the KV cache, as a batch of its own: loaded from the
-        prompt cache, or evaluated (and saved there). Either way the rest of the prompt is
-        then evaluated after the same state, so the answer does not depend on whether the
-        preamble was cached. Returns (saved, tokens loaded)."""
+        """Make the KV cache hold the prompt's preamble alone, computed as a batch of its
+        own: loaded from the prompt cache, or evaluated from position 0 (and saved there).
+        Either way the rest of the prompt is then evaluated after the same state, so the
+        answer depends neither on the cache nor on what was evaluated before. Returns
+        (saved, tokens loaded)."""
         if cache is not None and cache.restore_exact(preamble):
             return False, len(preamble)
-        self.kv.evaluate_prompt(preamble)
+        self.kv.rewind(0)
+        self.kv.evaluate(preamble)
         if cache is None:
             return False, 0
         cache.save(preamble)
