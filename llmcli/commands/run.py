@@ -269,7 +269,6 @@ def run(
             )
             return
         with run_answer.prompt_cache(llm, prompt_cache) as cache:
-            decoding = Decoding(lookup=lookup, prompt_cache=cache)
             if batch is not None:
                 from llmcli.commands.batch_run import run_batch
 
@@ -282,7 +281,7 @@ def run(
                     prefix=prompt,
                     system=system,
                     stats=stats,
-                    decoding=decoding,
+                    decoding=Decoding(lookup=lookup, prompt_cache=cache),
                 )
                 return
             tokens, preamble = builder.prompt(text, system)

@@ -174,17 +174,19 @@ class KvState:
 
         llama = self._llama
         held = llama.n_tokens
-        state = self.save() if held else None
-        params = llama.context_params
+        state = self.save() if held else b""
+        if state is None:
+            raise RuntimeError("the engine gave no copy of the KV cache to move")
+        # A copy: the Llama's own parameters change only once the new context exists.
+        params = type(llama.context_params).from_buffer_copy(llama.context_params)
         params.n_ctx = n_ctx
         new = LlamaContext(model=llama._model, params=params, verbose=llama.verbose)
-        if state is not None:
-            data = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
-            if llama_cpp.llama_state_seq_set_data(new.ctx, data, len(state), SEQ) != len(state):
-                new.close()  # type: ignore[no-untyped-call]
-                raise RuntimeError("the engine refused to move the KV cache to a larger context")
+        if state and not _put_state(new.ctx, state):
+            new.close()  # type: ignore[no-untyped-call]
+            raise RuntimeError("the engine refused to move the KV cache to a larger context")
         old = llama._ctx
         llama._ctx = new
+        llama.context_params = params
         llama._stack.enter_context(contextlib.closing(new))
         old.close()  # type: ignore[no-untyped-call]
         ids = np.zeros((n_ctx,), dtype=np.intc)
@@ -209,10 +211,8 @@ class KvState:
         """Replace the cache by `state` (bytes-like, from `save`) of `tokens`, keeping
         its first `keep` positions. False, with an empty cache, when the engine refuses
         the state."""
-        size = len(state)
-        data = (ctypes.c_uint8 * size).from_buffer_copy(state)
         self.rewind(0)
-        if llama_cpp.llama_state_seq_set_data(self._llama.ctx, data, size, SEQ) != size:
+        if not _put_state(self._llama.ctx, state):
             self.rewind(0)
             return False
         llama = self._llama
@@ -220,3 +220,11 @@ class KvState:
         llama.input_ids[:keep] = tokens[:keep]
         self.rewind(keep)
         return True
+
+
+def _put_state(ctx: Any, state: Any) -> bool:
+    """Load a sequence state (bytes-like, from `KvState.save`) into sequence 0 of `ctx`;
+    False when the engine refuses it."""
+    size = len(state)
+    data = (ctypes.c_uint8 * size).from_buffer_copy(state)
+    return bool(llama_cpp.llama_state_seq_set_data(ctx, data, size, SEQ) == size)

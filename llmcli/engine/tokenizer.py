@@ -174,10 +174,10 @@ class Tokenizer:
             if parts and parts[0].special and bos_text and parts[0].text.startswith(bos_text):
                 parts[0] = Segment(parts[0].text[len(bos_text) :], True)
             tokens.append(bos)
-        contents = [i for i, part in enumerate(parts) if not part.special]
+        last_content = max((i for i, part in enumerate(parts) if not part.special), default=-1)
         preamble = 0
         for i, part in enumerate(parts):
-            if contents and i == contents[-1]:
+            if i == last_content:
                 preamble = len(tokens)
             tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
         return tokens, preamble
