@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from typer.core import TyperGroup
 
-from llmcli import __version__, config
+from llmcli import __version__, _ctrl_c_raises, config
 from llmcli.errors import ExitCode, LlmcliError, OutputClosed
 
 
@@ -192,6 +192,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.exit(_complete(instruction))
     args = list(argv) if argv is not None else sys.argv[1:]
     try:
+        _ctrl_c_raises()  # until here Ctrl-C ends the program quietly (llmcli/__init__.py)
         typer_app = build_app(args[0] if args else None)
         # A fixed program name: `python -m llmcli` is still `llmcli` in usage lines.
         result = typer_app(

@@ -8,9 +8,13 @@ machine (probed in child processes the first time).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import llama_cpp
@@ -41,6 +45,7 @@ def weights_repacked(repack: bool) -> Iterator[None]:
     def params() -> Any:
         value = original()
         value.use_extra_bufts = repack
+        value.progress_callback = _go_on_loading
         return value
 
     low.llama_model_default_params = params
@@ -48,6 +53,49 @@ def weights_repacked(repack: bool) -> Iterator[None]:
         yield
     finally:
         low.llama_model_default_params = original
+
+
+# Ctrl-C presses held back while llama.cpp loads (see interrupts_held).
+_held: list[int] = []
+
+
+@llama_cpp.llama_progress_callback  # type: ignore[untyped-decorator]
+def _go_on_loading(progress: float, user_data: ctypes.c_void_p) -> bool:
+    # Returning False makes llama.cpp give up the load: a large model need not finish
+    # loading before a Ctrl-C takes effect.
+    return not _held
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C while llama.cpp loads a model takes effect when the load returns.
+
+    During a load llama.cpp calls back into Python (its log, its progress), and Python
+    runs signal handlers there: a KeyboardInterrupt raised inside a ctypes callback is
+    printed as "ignored" (to /dev/null, as the bindings silence stderr while loading) and
+    lost, so the answer would come anyway. The press is only noted meanwhile; the load
+    gives up at its next progress report, and KeyboardInterrupt is raised here after."""
+    previous = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or not callable(previous):
+        yield  # Ctrl-C is ignored, or another thread loads: nothing to hold
+        return
+    _held.clear()
+    signal.signal(signal.SIGINT, lambda signum, frame: _held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if _held:
+            _held.clear()
+            _deliver(previous)
+
+
+def _deliver(handler: Callable[[int, FrameType | None], Any]) -> None:
+    """Hand a held Ctrl-C to the handler that was in place (a KeyboardInterrupt for
+    Python's own), as if it had arrived now."""
+    if handler is signal.default_int_handler:
+        raise KeyboardInterrupt
+    handler(signal.SIGINT, None)
 
 
 @contextlib.contextmanager
@@ -173,7 +221,7 @@ def load_llama(
     split: SplitReport | None = None
     start = time.perf_counter()
     try:
-        with contextlib.ExitStack() as stack:
+        with interrupts_held(), contextlib.ExitStack() as stack:
             if options.rpc:
                 rpc.quiet_rpc_aborts()
                 rpc.add_workers(options.rpc)
