@@ -236,17 +236,32 @@ def test_a_crash_mid_answer_is_one_line_and_the_next_run_avoids_that_setup(
     assert now is not None and now.setup != verdict.setup
 
 
-def test_the_crash_handler_reports_a_segfault_in_native_code(tmp_path: Path) -> None:
+def _segfault(record: Path, *, inside_engine_work: bool) -> subprocess.CompletedProcess[str]:
+    fault = "ctypes.string_at(0)"
     code = (
         "import ctypes, pathlib\n"
         "from llmcli.engine import crash_guard\n"
-        f"crash_guard.guard('testing', pathlib.Path({str(tmp_path / 'c')!r}), b'x\\tm\\n')\n"
-        "ctypes.string_at(0)\n"
+        f"crash_guard.guard('testing', pathlib.Path({str(record)!r}), b'x\\tm\\n')\n"
+        + (f"with crash_guard.evaluating():\n    {fault}\n" if inside_engine_work else fault)
     )
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+
+
+def test_the_crash_handler_reports_a_segfault_in_native_code(tmp_path: Path) -> None:
+    proc = _segfault(tmp_path / "c", inside_engine_work=True)
     assert proc.returncode == ExitCode.ENGINE_CRASH
     assert proc.stderr.count("\n") == 1 and "SIGSEGV" in proc.stderr and "testing" in proc.stderr
+    assert "the next run will avoid this setup" in proc.stderr
     assert (tmp_path / "c").read_text() == "x\tm\n"
+
+
+def test_a_fault_outside_the_engines_work_blames_no_setup(tmp_path: Path) -> None:
+    # A process damaged elsewhere dies at shutdown: that says nothing about the setup.
+    proc = _segfault(tmp_path / "c", inside_engine_work=False)
+    assert proc.returncode == ExitCode.ENGINE_CRASH
+    assert proc.stderr.count("\n") == 1 and "SIGSEGV" in proc.stderr
+    assert "no engine setup is blamed" in proc.stderr
+    assert not (tmp_path / "c").exists()
 
 
 # -- threads and batch costs --------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import llama_cpp
 
+from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 
 
@@ -49,7 +50,8 @@ def _prompt_pass(model: Model, n: int, rng: random.Random) -> float:
         tokens[0] = llama.token_bos()
     _clear(model)
     start = time.perf_counter()
-    llama.eval(tokens)
+    with crash_guard.evaluating():
+        llama.eval(tokens)
     llama_cpp.llama_synchronize(llama.ctx)
     return n / (time.perf_counter() - start)
 
@@ -61,7 +63,8 @@ def _gen_pass(model: Model, n: int, rng: random.Random) -> float:
     _clear(model)
     start = time.perf_counter()
     for _ in range(n):
-        llama.eval([token])
+        with crash_guard.evaluating():
+            llama.eval([token])
         llama_cpp.llama_synchronize(llama.ctx)
         token = rng.randrange(n_vocab)
     return n / (time.perf_counter() - start)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import llama_cpp
 
+from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 from llmcli.errors import ContextOverflowError, LlmcliError
 
@@ -211,7 +212,8 @@ def forward(
                 batch.n_seq_id[i] = 1
                 batch.seq_id[i][0] = 0
                 batch.logits[i] = start + i >= first_output
-            code = llama_cpp.llama_decode(ctx, batch)
+            with crash_guard.evaluating():
+                code = llama_cpp.llama_decode(ctx, batch)
             if callback.error is not None:
                 raise callback.error
             if code != 0:

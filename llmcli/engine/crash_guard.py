@@ -5,6 +5,10 @@ cannot be survived, and Python's own signal handlers cannot catch it: they run b
 bytecodes, long after the faulting instruction would have been retried. So a handler is
 installed with sigaction(2) itself. It writes a message prepared in advance, records the
 setup that crashed so the next run picks another, and exits with a documented code.
+A setup is blamed only for a fault inside the engine's own work (loading the weights,
+evaluating tokens: `evaluating()`): a fault at shutdown or in some other library says
+so, and leaves the record alone, so that one damaged process cannot steer every later run
+away from a setup that works.
 
 With RPC workers in use (--rpc), llama.cpp aborts the process (SIGABRT) when a worker
 goes away; that is reported as the worker lost, with its own exit code, and recorded
@@ -21,15 +25,17 @@ import faulthandler
 import os
 import signal
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 from llmcli.config import debug_enabled
 from llmcli.errors import ExitCode
 
 FATAL = (signal.SIGILL, signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE)
 SA_RESETHAND = 0x80000000
+T = TypeVar("T")
 
 
 class _SigAction(ctypes.Structure):
@@ -46,18 +52,48 @@ _HANDLER_TYPE = ctypes.CFUNCTYPE(None, ctypes.c_int)
 _state: dict[str, object] = {}
 
 
+class _Evaluating:
+    """Counts the blocks of engine work in progress; a plain class rather than a
+    generator-based context manager, since it wraps every token's evaluation."""
+
+    depth = 0
+
+    def __enter__(self) -> None:
+        _Evaluating.depth += 1
+
+    def __exit__(self, *exc: object) -> None:
+        _Evaluating.depth -= 1
+
+
+def evaluating() -> _Evaluating:
+    """A block of the engine's own work (loading, evaluating): a fault inside it is
+    recorded against the engine setup in use."""
+    return _EVALUATING
+
+
+_EVALUATING = _Evaluating()
+
+
+def throughout(items: Iterator[T]) -> Generator[T, None, None]:
+    """`items` with the engine's work in progress from the first item to the generator's
+    end: a fault between two evaluations of one answer is the engine's too."""
+    with _EVALUATING:
+        yield from items
+
+
 def _on_fault(signum: int) -> None:
     # Runs inside the signal: only writes of prepared bytes, then exit.
-    messages = _state.get("messages")
-    message = messages.get(signum, b"") if isinstance(messages, dict) else b""
+    blamed = _Evaluating.depth > 0
     lost_worker = signum == signal.SIGABRT
+    messages = _state.get("messages" if blamed or lost_worker else "elsewhere")
+    message = messages.get(signum, b"") if isinstance(messages, dict) else b""
     try:
         os.write(2, message)
         path = _state.get("record_path")
         record = _state.get("record")
         if lost_worker:
             os._exit(ExitCode.WORKER_LOST)
-        if isinstance(path, str) and isinstance(record, bytes):
+        if blamed and isinstance(path, str) and isinstance(record, bytes):
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             os.write(fd, record)
             os.close(fd)
@@ -75,6 +111,16 @@ def message(signum: int, doing: str) -> str:
         f"llmcli: error: the llama.cpp engine crashed ({name}, {what}) while {doing}; "
         "the next run will avoid this setup for this model "
         "(`llmcli doctor` shows what it uses; LLMCLI_ENGINE_SETUP overrides it)\n"
+    )
+
+
+def elsewhere_message(signum: int, doing: str) -> str:
+    name = signal.Signals(signum).name
+    what = (signal.strsignal(signum) or name).lower()
+    return (
+        f"llmcli: error: the process crashed ({name}, {what}) after {doing}, outside the "
+        "engine's loading and evaluation (at shutdown or in another library); no engine "
+        "setup is blamed for it (LLMCLI_DEBUG=1 shows where it happened)\n"
     )
 
 
@@ -120,6 +166,7 @@ def guard(
         faulthandler.enable()
         return False
     messages = {int(s): message(s, doing).encode() for s in FATAL}
+    _state["elsewhere"] = {int(s): elsewhere_message(s, doing).encode() for s in FATAL}
     if rpc_workers:
         messages[int(signal.SIGABRT)] = worker_lost_message(rpc_workers).encode()
     _state["messages"] = messages

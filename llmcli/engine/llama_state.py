@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import llama_cpp
 from llama_cpp._internals import LlamaBatch
 
+from llmcli.engine import crash_guard
+
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
@@ -112,7 +114,8 @@ class KvState:
 
     def evaluate(self, tokens: Sequence[int]) -> None:
         """Evaluate `tokens` after the positions held, as generation does."""
-        self._llama.eval(tokens)
+        with crash_guard.evaluating():
+            self._llama.eval(tokens)
 
     def evaluate_prompt(self, prompt: Sequence[int]) -> None:
         """Evaluate what the cache does not already hold of `prompt`, in one call as
@@ -127,6 +130,10 @@ class KvState:
     def stage(self, tokens: Sequence[int]) -> None:
         """Put `tokens` in a batch for the positions after those held, each to get its
         logits. `decode_staged` evaluates it; `accept` then records how many are kept."""
+        if not tokens:
+            # The bindings mark the last token for output by index: none would write
+            # before the batch's buffer.
+            raise ValueError("nothing to stage")
         if self._batch is None or self._capacity < len(tokens):
             self.close()
             self._capacity = max(len(tokens), 16)
@@ -136,7 +143,8 @@ class KvState:
 
     def decode_staged(self) -> None:
         assert self._batch is not None
-        self._llama._ctx.decode(self._batch)
+        with crash_guard.evaluating():
+            self._llama._ctx.decode(self._batch)
 
     def staged_logits(self) -> npt.NDArray[np.float32]:
         """One row of logits per staged token (a view, valid until the next evaluation)."""

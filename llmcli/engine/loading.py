@@ -228,6 +228,7 @@ def load_llama(
                 split = stack.enter_context(split_recorded())
             stack.enter_context(weights_repacked(setup.repack))
             stack.enter_context(own_templates_only())
+            stack.enter_context(crash_guard.evaluating())
             llama = llama_cpp.Llama(**kwargs)
     except ValueError as exc:
         if "context" in str(exc):

@@ -16,6 +16,7 @@ from typing import Any
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from llmcli.engine import crash_guard
 from llmcli.engine.llama_state import KvState
 from llmcli.engine.loading import decide_setup, gpu_offload_supported, load_llama
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
@@ -303,7 +304,9 @@ class Model:
         # Lookup checks several tokens per step and keeps no logits for the ones it
         # accepts; it picks the same tokens as plain decoding, so it is simply left out.
         lookup = decoding.lookup and logprobs is None
-        generator = self._tokens(prompt_tokens, sampling, result, lookup=lookup)
+        generator = crash_guard.throughout(
+            self._tokens(prompt_tokens, sampling, result, lookup=lookup)
+        )
         try:
             if budget <= 0:
                 return

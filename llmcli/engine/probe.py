@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import llama_cpp
 
+from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
 from llmcli.engine.vocab import Token, describe
@@ -85,7 +86,8 @@ def next_tokens(model: Model, prompt: Sequence[int], *, k: int = 10, steps: int 
     model.make_room(len(prompt) + steps)
     llama = model.llama
     llama.reset()  # type: ignore[no-untyped-call]  # start from an empty KV cache: a previous prompt must not leak in
-    llama.eval(list(prompt))
+    with crash_guard.evaluating():
+        llama.eval(list(prompt))
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     text = ""
     out: list[Step] = []
@@ -105,5 +107,6 @@ def next_tokens(model: Model, prompt: Sequence[int], *, k: int = 10, steps: int 
         out.append(Step(candidates, text))
         if end or step == steps - 1 or len(prompt) + step + 1 >= model.n_ctx:
             break
-        llama.eval([best])
+        with crash_guard.evaluating():
+            llama.eval([best])
     return out

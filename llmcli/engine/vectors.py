@@ -13,10 +13,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Literal
 
+from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
-from llmcli.errors import ContextOverflowError
+from llmcli.errors import ContextOverflowError, UsageError
 from llmcli.gguf_header import read_header
+
+
+class EmptyTextError(UsageError):
+    """A text of no tokens, which has no vector."""
+
 
 # llama.cpp's enum llama_pooling_type: 0 none, 1 mean, 2 cls, 3 last, 4 rank.
 _POOLING_NONE = 0
@@ -61,6 +67,10 @@ def load_embedder(
 def embed(model: Model, texts: Sequence[str], *, normalize: bool = False) -> list[list[float]]:
     """One vector per text, optionally scaled to length 1."""
     for text in texts:
+        # The bindings mark the last token of each text for output by index, so a text
+        # of no tokens writes before their buffer and corrupts the heap: refused here.
+        if not model.llama.tokenize(text.encode("utf-8")):
+            raise EmptyTextError("an empty text has no embedding: give at least one word")
         n = len(model.tokenize(text))
         if n > model.n_ctx:
             raise ContextOverflowError(
@@ -70,7 +80,8 @@ def embed(model: Model, texts: Sequence[str], *, normalize: bool = False) -> lis
     vectors: list[list[float]] = []
     # One text per call: results then never depend on which texts share a batch.
     for text in texts:
-        result = model.llama.embed([text], normalize=False, truncate=False)
+        with crash_guard.evaluating():
+            result = model.llama.embed([text], normalize=False, truncate=False)
         vector = [float(x) for x in result[0]]
         vectors.append(unit(vector) if normalize else vector)
     return vectors

@@ -33,7 +33,7 @@ async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> 
 
 
 def _embed(state: ServerState, texts: list[str]) -> tuple[list[list[float]], int]:
-    from llmcli.engine.vectors import embed
+    from llmcli.engine.vectors import EmptyTextError, embed
 
     with state.embed_lock:
         if state.embedder is None:
@@ -44,3 +44,5 @@ def _embed(state: ServerState, texts: list[str]) -> tuple[list[list[float]], int
             return embed(model, texts), n_tokens
         except ContextOverflowError as exc:
             raise p.bad(str(exc), "input", "context_length_exceeded") from None
+        except EmptyTextError as exc:
+            raise p.bad(str(exc), "input") from None
