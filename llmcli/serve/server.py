@@ -13,6 +13,7 @@ from types import FrameType
 import uvicorn
 
 from llmcli.serve.app import build_app
+from llmcli.serve.deadlines import protocol_class
 from llmcli.serve.state import ServerState
 
 
@@ -50,6 +51,8 @@ def serve(state: ServerState, *, host: str, port: int, grace: float) -> int | No
         # Streams that were cut after the grace period still need a moment to end.
         timeout_graceful_shutdown=int(grace) + 5,
         server_header=False,
+        # h11 with deadlines for a request's head and body (uvicorn has neither).
+        http=protocol_class(state.log),
     )
     server = _Server(config, state, grace)
     try:
