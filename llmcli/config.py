@@ -182,6 +182,10 @@ class Settings:
     api_key: str | None = None
     # RPC workers to split models across, "host:port,..." (--rpc and LLMCLI_RPC first).
     rpc: str | None = None
+    # `llmcli serve`: Host names and web page origins allowed besides the built-in ones
+    # (added to --allowed-host and --cors-origin).
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
 
 
 def read_document(path: Path) -> dict[str, Any]:
@@ -228,6 +232,7 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
     model: str | None = None
     api_key: str | None = None
     rpc: str | None = None
+    serve_lists: dict[str, tuple[str, ...]] = {}
 
     def bad(key: str, problem: str) -> ConfigError:
         return ConfigError(f"{path}: {key}: {problem}")
@@ -248,6 +253,11 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
             if not isinstance(value, str) or not value.strip():
                 raise bad(key, 'must be "host:port[,host:port...]" (text)')
             rpc = value.strip()
+        elif key in ("allowed_hosts", "cors_origins"):
+            items = [value] if isinstance(value, str) else value
+            if not isinstance(items, list) or not all(isinstance(v, str) and v for v in items):
+                raise bad(key, "must be a list of text")
+            serve_lists[key] = tuple(v.strip() for v in items)
         elif name in OPTIONS:
             try:
                 defaults[name] = coerce_option(name, value)
@@ -271,7 +281,17 @@ def parse_settings(doc: dict[str, Any], path: Path, *, exists: bool = True) -> S
         else:
             warnings.append(f"{path}: unknown key {key!r} (ignored)")
     return Settings(
-        path, exists, model, defaults, models, user_aliases, tuple(warnings), api_key, rpc
+        path,
+        exists,
+        model,
+        defaults,
+        models,
+        user_aliases,
+        tuple(warnings),
+        api_key,
+        rpc,
+        serve_lists.get("allowed_hosts", ()),
+        serve_lists.get("cors_origins", ()),
     )
 
 

@@ -72,6 +72,25 @@ def serve(
             help="Allow listening on a non-loopback address without an API key.",
         ),
     ] = False,
+    allowed_hosts: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="Without an API key, also answer requests whose Host header names this "
+            "(besides IP addresses, localhost and --host; `*`: any). Repeatable; also the "
+            "config file's allowed_hosts.",
+            show_default=False,
+        ),
+    ] = None,
+    cors_origins: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--cors-origin",
+            help="Let web pages from this origin (e.g. http://localhost:3000; `*`: any) call "
+            "the server. Repeatable; also the config file's cors_origins.",
+            show_default=False,
+        ),
+    ] = None,
     queue: Annotated[
         int,
         typer.Option("--queue", min=0, help="Requests that may wait for a free sequence."),
@@ -97,7 +116,8 @@ def serve(
     tensor_split: opt.TensorSplitOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
-    key = api_key or os.environ.get(ENV_API_KEY) or config.load().api_key
+    settings = config.load()
+    key = api_key or os.environ.get(ENV_API_KEY) or settings.api_key
     if not is_loopback(host) and not key and not insecure:
         raise UsageError(
             f"listening on {host} lets anyone on the network use this machine: set an API "
@@ -144,6 +164,9 @@ def serve(
         log=console.info,
         load_embedder=lambda: _embedder(path, ctx, threads, gpu_layers, verbose),
         grammar_for=lambda schema: _grammar(path, schema),
+        bound_host=host,
+        allowed_hosts=(*(allowed_hosts or ()), *settings.allowed_hosts),
+        cors_origins=(*(cors_origins or ()), *settings.cors_origins),
     )
     console.notice(
         f"serving {served} on http://{endpoint(host, port)}/v1 ({parallel} at once, {ctx} tokens "

@@ -28,5 +28,13 @@ class ServerState:
     load_embedder: Callable[[], Model]
     grammar_for: Callable[[dict[str, Any]], str]
     embedder: Model | None = None
+    # What browsers may reach (see guard.py): the address listened on, the Host names
+    # and the page origins the user allowed.
+    bound_host: str = "127.0.0.1"
+    allowed_hosts: tuple[str, ...] = ()
+    cors_origins: tuple[str, ...] = ()
+    # The most bytes one token of the model stands for; None when not yet known, 0 when
+    # the tokenizer gives no such bound (see engine.vocab.max_token_bytes).
+    max_token_bytes: int | None = None
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
