@@ -23,6 +23,8 @@ import pytest
 from clihelpers import cli_command, run_cli
 
 QUESTION = "What is the capital of France?"
+# urllib would declare a form, which the server refuses.
+JSON = {"Content-Type": "application/json"}
 THREADS = "2"
 
 
@@ -342,7 +344,7 @@ def test_eight_concurrent_requests_are_all_answered(server: Server) -> None:
 def test_a_client_that_disconnects_frees_its_sequence(server: Server) -> None:
     body = chat_body("Write a very long story.", max_tokens=900, stream=True)
     request = urllib.request.Request(
-        f"{server.url}/v1/chat/completions", data=json.dumps(body).encode(), method="POST"
+        f"{server.url}/v1/chat/completions", data=json.dumps(body).encode(), headers=JSON
     )
     response = urllib.request.urlopen(request, timeout=60)
     response.readline()
@@ -363,7 +365,7 @@ def test_sigterm_ends_answers_in_flight_and_exits(model_file: Path) -> None:
     s = start_server(model_file, "--parallel", "2", "--grace", "1")
     body = chat_body("Write a very long story.", max_tokens=2000, stream=True)
     request = urllib.request.Request(
-        f"{s.url}/v1/chat/completions", data=json.dumps(body).encode(), method="POST"
+        f"{s.url}/v1/chat/completions", data=json.dumps(body).encode(), headers=JSON
     )
     response = urllib.request.urlopen(request, timeout=60)
     response.readline()
