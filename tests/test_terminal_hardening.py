@@ -5,14 +5,20 @@ real pseudo-terminal, on the real model."""
 from __future__ import annotations
 
 import fcntl
+import io
 import os
+import re
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 from clihelpers import cli_command
+from test_chat_pty import CTRL_C, READY, Chat, last_chat
+
+pexpect = pytest.importorskip("pexpect")
 
 # -- Ctrl-C at any moment -------------------------------------------------------------
 
@@ -76,3 +82,113 @@ def test_ctrl_c_at_any_moment_exits_130(model_file: Path, delay: float) -> None:
     code, _, err = _interrupted(proc)
     assert code == 130, err
     assert "Traceback" not in err
+
+
+# -- Ctrl-C and keys typed while an answer streams to a terminal -----------------------
+
+
+class Screen:
+    """Just enough of a terminal to see what a person sees after Rich's live display:
+    printing with wrap, carriage return, line feed, cursor up and down, erasing."""
+
+    def __init__(self, columns: int) -> None:
+        self.columns = columns
+        self.rows: list[list[str]] = [[]]
+        self.row = self.column = 0
+
+    def _line(self) -> list[str]:
+        while len(self.rows) <= self.row:
+            self.rows.append([])
+        return self.rows[self.row]
+
+    def feed(self, text: str) -> Screen:
+        tokens = r"\x1b\[([0-9;?]*)([A-Za-z])|\x1b\][^\x07]*\x07|\x1b.|(.)"
+        for match in re.finditer(tokens, text, re.DOTALL):
+            args, command, char = match.groups()
+            if char is not None:
+                self._put(char)
+            elif command is not None:
+                self._control(command, args)
+        return self
+
+    def _put(self, char: str) -> None:
+        if char == "\r":
+            self.column = 0
+        elif char == "\n":
+            self.row += 1
+            self._line()
+        elif char >= " ":
+            if self.column >= self.columns:  # a terminal wraps at the next character
+                self.row, self.column = self.row + 1, 0
+            line = self._line()
+            line.extend(" " * (self.column + 1 - len(line)))
+            line[self.column] = char
+            self.column += 1
+
+    def _control(self, command: str, args: str) -> None:
+        n = int(args) if args.isdigit() else 1
+        if command == "A":
+            self.row = max(0, self.row - n)
+        elif command == "B":
+            self.row += n
+        elif command == "G":
+            self.column = n - 1
+        elif command == "K":
+            line = self._line()
+            del line[0 if args == "2" else self.column :]
+        elif command == "J":
+            del self.rows[self.row + 1 :]
+            del self._line()[self.column :]
+
+    def lines(self) -> list[str]:
+        return ["".join(row).rstrip() for row in self.rows]
+
+
+POEM = "Write a long poem about the sea, then explain it line by line."
+
+
+def test_ctrl_c_during_a_streamed_answer_shows_its_last_line_once(model_file: Path) -> None:
+    log = io.StringIO()
+    child = pexpect.spawn(
+        sys.executable,
+        [
+            *cli_command("run", "-m", str(model_file), "--threads", "1", "--temperature", "0")[1:],
+            POEM,
+        ],
+        env={**os.environ, "TERM": "xterm-256color"},
+        encoding="utf-8",
+        timeout=120,
+        dimensions=(40, 100),
+    )
+    child.logfile_read = log
+    child.expect(r"[A-Za-z]{3,} [A-Za-z]{2,}")  # the answer is streaming
+    child.send(CTRL_C)
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 130, log.getvalue()
+    assert "Traceback" not in log.getvalue()
+    lines = [line for line in Screen(100).feed(log.getvalue()).lines() if line.strip()]
+    assert lines, log.getvalue()
+    last = lines[-1]
+    # What the live display showed last is erased, then printed once for good.
+    assert [line for line in lines if last.startswith(line)] == [last], lines
+
+
+def test_keys_typed_while_the_chat_answers_start_the_next_message(
+    model_file: Path, isolated_home: Path
+) -> None:
+    chat = Chat(model_file, "--temperature", "0", "-n", "150")
+    chat.line("Write a long poem about the sea.", wait=False)
+    chat.expect(r"sea\.")  # the message as accepted
+    start = len(chat.log.getvalue())
+    chat.expect(r"\n[^>\n]*[A-Za-z]{3,}")  # the answer is streaming
+    chat.send("hello there")
+    chat.expect(">>> ")  # the answer is over
+    answer = chat.log.getvalue()[start:].split(">>> ")[0]
+    assert "hello" not in answer, answer  # not echoed into the answer
+    chat.expect("hello there|" + READY)
+    assert chat.child.after == "hello there"  # but typed into the next message
+    chat.line("")
+    messages = last_chat(isolated_home)["messages"]
+    assert messages[2] == {"role": "user", "content": "hello there"}, messages
+    assert chat.quit() == 0

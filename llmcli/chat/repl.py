@@ -40,20 +40,26 @@ def run(session: ChatSession, *, resumed_from: Path | None = None) -> None:
 
 def terminal_inputs() -> Iterator[str]:
     from llmcli.ui.line_input import LineReader
+    from llmcli.ui.typeahead import TypedAhead
 
     reader = LineReader(
         history_file=history_path(),
         words=completions(),
         block_is_open=block_is_open,
     )
+    # What is typed while a message is being answered is not echoed into the answer:
+    # the next prompt starts with it.
+    typed = TypedAhead()
     while True:
         try:
-            text = reader.read()
+            text = reader.read(typed.text)
         except KeyboardInterrupt:
+            typed.text = ""
             continue  # Ctrl-C at the prompt clears the line, like a shell
         except EOFError:
             return
-        yield unwrap_block(text)
+        with typed:
+            yield unwrap_block(text)
 
 
 def stdin_text() -> TextIO:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from llmcli import terminal
 from llmcli.errors import OutputClosed
+from llmcli.ui.typeahead import echo_off
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -264,8 +265,11 @@ class ReplyWriter:
         self.thinking = ThinkingView(show=show_thinking)
         self._answer = AnswerWriter(markdown=markdown, out=out)
         self._open = False
+        # Keys typed meanwhile must not land in the reply (see ui.typeahead).
+        self._echo_off = echo_off(out)
 
     def __enter__(self) -> ReplyWriter:
+        self._echo_off.__enter__()
         return self
 
     def write(self, kind: str, text: str) -> None:
@@ -282,6 +286,9 @@ class ReplyWriter:
         self._answer.write(text)
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self.thinking.done()
-        if self._open:
-            self._answer.__exit__(exc_type, *rest)
+        try:
+            self.thinking.done()
+            if self._open:
+                self._answer.__exit__(exc_type, *rest)
+        finally:
+            self._echo_off.__exit__(None, None, None)

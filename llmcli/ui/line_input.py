@@ -111,5 +111,6 @@ class LineReader:
         # Pasted text needs nothing here: prompt_toolkit turns on bracketed paste, so a
         # multi-line paste lands in the buffer whole instead of sending its first line.
 
-    def read(self) -> str:
-        return self._session.prompt(PROMPT)
+    def read(self, default: str = "") -> str:
+        """The next message; `default` is already typed in (keys pressed while busy)."""
+        return self._session.prompt(PROMPT, default=default)
