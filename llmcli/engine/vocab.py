@@ -87,3 +87,20 @@ def tokenize(model: Model, text: str, *, special: bool = False) -> list[Token]:
     otherwise they are ordinary text.
     """
     return describe(model, model.tokenize(text, add_bos=True, special=special))
+
+
+# Tokenizers whose every token stands for exactly its own bytes of the text (space marks
+# turned back into spaces). WPM and UGM drop or fold whitespace and merge unknown
+# characters into one token, so a text's length says nothing about their token count.
+_BYTE_EXACT = (llama_cpp.LLAMA_VOCAB_TYPE_SPM, llama_cpp.LLAMA_VOCAB_TYPE_BPE)
+
+
+def max_token_bytes(model: Model) -> int:
+    """The most bytes of text one token can stand for, control tokens' names included:
+    a text of more than `n * max_token_bytes` bytes cannot be `n` tokens or fewer.
+    0 when the model's tokenizer gives no such bound."""
+    vocab = model.vocab
+    if llama_cpp.llama_vocab_type(vocab) not in _BYTE_EXACT:
+        return 0
+    n_tokens = llama_cpp.llama_vocab_n_tokens(vocab)
+    return max(len(model.token_bytes(t, special=True)) for t in range(n_tokens))

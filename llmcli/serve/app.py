@@ -2,7 +2,8 @@
 
 Handlers parse and check a request (protocol.py) and render the prompt; completions.py
 hands the job to the scheduler and relays its answer, embeddings.py answers
-`/v1/embeddings`, and gate.py checks the API key and logs every request.
+`/v1/embeddings`, gate.py checks what browsers and callers may send and logs every
+request, and deadlines.py cuts clients that send too slowly.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
@@ -22,6 +23,7 @@ from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
 from llmcli.serve import completions, embeddings
 from llmcli.serve import protocol as p
+from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
 from llmcli.serve.state import ServerState
 
@@ -48,6 +50,10 @@ def build_app(state: ServerState) -> ASGIApp:
         _check_model(state, data)
         messages = p.messages_from(data)
         thinking = p.thinking_from(data)
+        # A template may trim what it is given, drop the thinking of earlier answers or
+        # fold system messages away: only what the user said is sure to stay.
+        kept = [m["content"].strip() for m in messages if m["role"] == "user"]
+        await _check_size(state, kept, "messages")
         job_prompt = await run_in_threadpool(_chat_tokens, state.model, messages, thinking)
         return await completions.answer(request, state, data, job_prompt, chat=True)
 
@@ -56,12 +62,15 @@ def build_app(state: ServerState) -> ASGIApp:
         p.refuse_unsupported(data)
         _check_model(state, data)
         text = p.prompt_from(data)
+        await _check_size(state, [text], "prompt")
         tokens = await run_in_threadpool(state.model.completion_tokens, text)
         return await completions.answer(request, state, data, tokens, chat=False)
 
     async def embed(request: Request) -> Response:
         data = await _json_body(request, state)
         _check_model(state, data)
+        texts, _ = p.embedding_inputs(data)
+        await _check_size(state, texts, "input", each=True)
         return await embeddings.answer(request, state, data)
 
     routes = [
@@ -92,6 +101,8 @@ def _guarded(
             return await handler(request)
         except p.ApiError as exc:
             return error_response(exc)
+        except RecursionError:  # a request nested deeply enough to exhaust the stack
+            return error_response(p.bad(p.TOO_DEEP))
 
     return run
 
@@ -103,11 +114,42 @@ async def _json_body(request: Request, state: ServerState) -> dict[str, Any]:
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise too_big
     body = bytearray()
-    async for part in request.stream():
-        body += part
-        if len(body) > limit:
-            raise too_big
+    try:
+        async for part in request.stream():
+            body += part
+            if len(body) > limit:
+                raise too_big
+    except ClientDisconnect:
+        # Nobody is left to answer; the status is for the log (499: client closed request).
+        if request.scope.get(TIMED_OUT):
+            raise p.ApiError(408, "the request's body came too slowly") from None
+        raise p.ApiError(499, "the client closed the connection before sending its body") from None
     return p.parse_json(bytes(body))
+
+
+async def _check_size(
+    state: ServerState, texts: list[str], param: str, *, each: bool = False
+) -> None:
+    """Refuse, before tokenizing, text too long for the context whatever its tokens:
+    tokenizing megabytes takes seconds and memory, only to be refused after."""
+    if state.max_token_bytes is None:
+        from llmcli.engine.vocab import max_token_bytes
+
+        state.max_token_bytes = await run_in_threadpool(max_token_bytes, state.model)
+    if not state.max_token_bytes:
+        return
+    embedder = state.embedder if param == "input" else None
+    n_ctx = embedder.n_ctx if embedder is not None else state.scheduler.ctx_per_sequence
+    sizes = [len(t.encode("utf-8", "surrogatepass")) for t in texts]
+    size = max(sizes) if each else sum(sizes)
+    if size > n_ctx * state.max_token_bytes:
+        what = "a text" if each else "the prompt"
+        raise p.bad(
+            f"{what} is {size} bytes, more than the context window's {n_ctx} tokens can "
+            f"hold (at most {state.max_token_bytes} bytes each)",
+            param,
+            "context_length_exceeded",
+        )
 
 
 def _check_model(state: ServerState, data: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ from llmcli.engine.scheduler import TokenLogprob
 from llmcli.engine.types import Message, Sampling
 
 MAX_STOPS = 4
+TOO_DEEP = "the request body is nested too deeply"
 MAX_TOP_LOGPROBS = 20
 # Fields OpenAI defines that this server does not implement: refused, never ignored.
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "modalities")
@@ -60,11 +62,18 @@ def bad(message: str, param: str | None = None, code: str | None = None) -> ApiE
     return ApiError(400, message, param=param, code=code)
 
 
+def _no_constant(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON itself does not have.
+    raise ValueError(f"{name} is not a JSON value")
+
+
 def parse_json(raw: bytes) -> dict[str, Any]:
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise bad(f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise bad(TOO_DEEP) from None
     if not isinstance(data, dict):
         raise bad("the request body must be a JSON object")
     return data
@@ -74,7 +83,7 @@ def _number(data: dict[str, Any], key: str, lo: float, hi: float | None) -> floa
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise bad(f"'{key}' must be a number", key)
     if value < lo or (hi is not None and value > hi):
         bound = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
@@ -94,10 +103,28 @@ def _integer(data: dict[str, Any], key: str, lo: int, hi: int | None = None) -> 
     return value
 
 
+def _boolean(data: dict[str, Any], key: str, where: str | None = None) -> bool | None:
+    value = data.get(key)
+    if value is not None and not isinstance(value, bool):
+        name = f"{where}.{key}" if where else key
+        raise bad(f"'{name}' must be true or false", where or key)
+    return value
+
+
 def refuse_unsupported(data: dict[str, Any]) -> None:
     for key in UNSUPPORTED:
         if data.get(key) not in (None, [], False):
             raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
+    # "yes" or 1 is a mistake, not a wish: only JSON's true and false are understood.
+    for key in ("stream", "store", "parallel_tool_calls"):
+        _boolean(data, key)
+    if _boolean(data, "echo"):
+        raise bad("'echo' is not supported by this server", "echo", "unsupported_parameter")
+    options = data.get("stream_options")
+    if options is not None:
+        if not isinstance(options, dict):
+            raise bad("'stream_options' must be an object", "stream_options")
+        _boolean(options, "include_usage", "stream_options")
     n = _integer(data, "n", 1)
     if n is not None and n > 1:
         raise bad("'n' greater than 1 is not supported: send one request per answer", "n")
@@ -164,9 +191,7 @@ def response_schema(data: dict[str, Any]) -> dict[str, Any] | None:
 def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
     """How many alternatives per token to report, or None for no logprobs."""
     if chat:
-        wanted = data.get("logprobs")
-        if wanted not in (None, True, False):
-            raise bad("'logprobs' must be true or false", "logprobs")
+        wanted = _boolean(data, "logprobs")
         top = _integer(data, "top_logprobs", 0, MAX_TOP_LOGPROBS)
         if top is not None and not wanted:
             raise bad("'top_logprobs' needs 'logprobs': true", "top_logprobs")
@@ -193,10 +218,14 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
         content = item.get("content")
         if isinstance(content, list):  # content parts: only text is understood
             texts = []
-            for part in content:
+            for j, part in enumerate(content):
                 if not isinstance(part, dict) or part.get("type") != "text":
                     raise bad(f"messages[{i}]: only text content parts are supported", "messages")
-                texts.append(str(part.get("text", "")))
+                text = part.get("text")
+                if not isinstance(text, str):
+                    field = f"messages[{i}].content[{j}].text"
+                    raise bad(f"'{field}' must be a string", field)
+                texts.append(text)
             content = "".join(texts)
         if not isinstance(content, str):
             raise bad(f"messages[{i}].content must be a string or text parts", "messages")
@@ -228,10 +257,14 @@ def thinking_from(data: dict[str, Any]) -> Thinking:
 
 def prompt_from(data: dict[str, Any]) -> str:
     prompt = data.get("prompt")
+    if prompt == []:
+        raise bad("'prompt' is empty: there is nothing to continue", "prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
         prompt = prompt[0]
     if not isinstance(prompt, str):
         raise bad("'prompt' must be a string (one prompt per request)", "prompt")
+    if not prompt:
+        raise bad("'prompt' is empty: there is nothing to continue", "prompt")
     return prompt
 
 
@@ -241,6 +274,10 @@ def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
     texts = [value] if isinstance(value, str) else value
     if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
         raise bad("'input' must be a string or a non-empty list of strings", "input")
+    if "" in texts:
+        # An empty text has no tokens, and nothing to embed.
+        where = "'input'" if isinstance(value, str) else f"input[{texts.index('')}]"
+        raise bad(f"{where} is empty: each input needs some text", "input")
     encoding = data.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
