@@ -140,6 +140,25 @@ def test_numbers_must_be_finite(edge: Server) -> None:
         assert field in refused(edge, chat, body, field)
 
 
+def test_half_a_character_is_refused_naming_the_field(edge: Server) -> None:
+    half = '"a\\ud800b"'  # JSON may spell one half of a UTF-16 pair alone
+    cases = [
+        ("/v1/completions", f'{{"prompt": {half}}}', "prompt"),
+        ("/v1/completions", f'{{"prompt": "a", "stop": [{half}]}}', "stop"),
+        ("/v1/embeddings", f'{{"input": ["x", {half}]}}', "input[1]"),
+        (
+            "/v1/chat/completions",
+            f'{{"messages": [{{"role": "user", "content": {half}}}]}}',
+            "messages[0].content",
+        ),
+    ]
+    for path, body, field in cases:
+        assert "half of a character" in refused(edge, path, body.encode(), field)
+    # A whole pair is a character like any other.
+    pair = {"prompt": "smile \U0001f600", "max_tokens": 1}
+    assert post(edge, "/v1/completions", pair)[0] == 200
+
+
 def test_deep_nesting_is_a_bad_request(edge: Server) -> None:
     deep = b"[" * 100_000 + b"]" * 100_000
     assert "nested too deeply" in refused(edge, "/v1/chat/completions", deep, None)

@@ -2,7 +2,8 @@
 
 Requests are validated field by field into plain data; anything the server cannot honour
 (n > 1, tools) is refused by name rather than ignored. Errors carry OpenAI's error object
-and the HTTP status a client library maps to the right exception.
+and the HTTP status a client library maps to the right exception. Over 350 lines: every
+shape OpenAI defines, asked and answered, reads in this one place.
 """
 
 from __future__ import annotations
@@ -130,6 +131,16 @@ def refuse_unsupported(data: dict[str, Any]) -> None:
         raise bad("'n' greater than 1 is not supported: send one request per answer", "n")
 
 
+def _text(text: str, field: str) -> str:
+    # JSON may spell half of a UTF-16 pair (\ud800) alone, which no text encoding holds.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        half = exc.object[exc.start]
+        raise bad(f"'{field}' holds {half!r}, half of a character", field) from None
+    return text
+
+
 def _stops(data: dict[str, Any]) -> tuple[str, ...]:
     value = data.get("stop")
     if value is None:
@@ -139,7 +150,7 @@ def _stops(data: dict[str, Any]) -> tuple[str, ...]:
         raise bad("'stop' must be a string or a list of non-empty strings", "stop")
     if len(stops) > MAX_STOPS:
         raise bad(f"'stop' holds at most {MAX_STOPS} strings", "stop")
-    return tuple(stops)
+    return tuple(_text(s, "stop") for s in stops)
 
 
 def sampling_from(data: dict[str, Any], defaults: Sampling) -> Sampling:
@@ -230,7 +241,7 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
         if not isinstance(content, str):
             raise bad(f"messages[{i}].content must be a string or text parts", "messages")
         role = "system" if item["role"] == "developer" else item["role"]
-        out.append({"role": role, "content": content})
+        out.append({"role": role, "content": _text(content, f"messages[{i}].content")})
     return out
 
 
@@ -265,7 +276,7 @@ def prompt_from(data: dict[str, Any]) -> str:
         raise bad("'prompt' must be a string (one prompt per request)", "prompt")
     if not prompt:
         raise bad("'prompt' is empty: there is nothing to continue", "prompt")
-    return prompt
+    return _text(prompt, "prompt")
 
 
 def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
@@ -278,6 +289,8 @@ def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
         # An empty text has no tokens, and nothing to embed.
         where = "'input'" if isinstance(value, str) else f"input[{texts.index('')}]"
         raise bad(f"{where} is empty: each input needs some text", "input")
+    for i, text in enumerate(texts):
+        _text(text, "input" if isinstance(value, str) else f"input[{i}]")
     encoding = data.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
