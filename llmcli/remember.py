@@ -1,0 +1,80 @@
+"""From a finished answer to the answer log: the one place `run`, its batches and `chat`
+hand what they answered to `answer_log`, which writes it in the background."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+from llmcli.answer_log.digest import file_digest
+from llmcli.answer_log.entry import Entry, new_id
+from llmcli.answer_log.recorder import Recorder
+from llmcli.engine.types import GenerationResult, Sampling
+
+
+class AnswerLog:
+    """The answers of one command, all in `conversation_id` (a new conversation unless
+    one is being continued). Disabled, it records nothing and opens nothing."""
+
+    def __init__(
+        self,
+        *,
+        enabled: bool,
+        command: str,
+        model_name: str,
+        model_path: Path | None,
+        conversation_id: str | None = None,
+    ) -> None:
+        self.enabled = enabled
+        self.command = command
+        self.model_name = model_name
+        self.model_path = model_path
+        self.conversation_id = conversation_id or new_id()
+        self._digest: str | None = None
+        self._recorder = Recorder() if enabled else None
+
+    def add(
+        self,
+        *,
+        prompt: str,
+        system: str | None,
+        result: GenerationResult,
+        sampling: Sampling,
+        started: float,
+        interrupted: bool = False,
+        options: dict[str, object] | None = None,
+        conversation_id: str | None = None,
+    ) -> None:
+        """Log one answer, as far as it went (`interrupted`: Ctrl-C cut it)."""
+        if self._recorder is None:
+            return
+        if self._digest is None and self.model_path is not None:
+            self._digest = file_digest(self.model_path)
+        shaped: dict[str, object] = {
+            k: v for k, v in dataclasses.asdict(sampling).items() if v not in (None, ())
+        }
+        shaped["seed"] = result.seed
+        shaped.update(options or {})
+        self._recorder.record(
+            Entry(
+                prompt=prompt,
+                answer=result.text,
+                model=self.model_name,
+                command=self.command,
+                conversation_id=conversation_id or self.conversation_id,
+                system=system or None,
+                reasoning=result.reasoning or None,
+                model_digest=self._digest,
+                options=shaped,
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completion_tokens,
+                ttft_s=round(result.ttft_s, 4) if result.completion_tokens else None,
+                duration_s=round(time.perf_counter() - started, 4),
+                finish_reason="interrupted" if interrupted else result.finish_reason,
+            )
+        )
+
+    def close(self) -> str | None:
+        """Wait briefly for the writes; why an answer was not logged, or None."""
+        return None if self._recorder is None else self._recorder.close()
