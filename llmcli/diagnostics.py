@@ -47,6 +47,7 @@ def report() -> dict[str, Any]:
             "backends": engine.backends,
             "system_info": engine.system_info,
             "gpu_offload": engine.gpu_offload,
+            "gpu_devices": list(engine.gpu_devices),
             "rpc": engine.rpc,
             "error": engine.error,
         },

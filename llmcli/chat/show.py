@@ -39,14 +39,22 @@ def stats_text(last: GenerationResult | None, n_ctx: int) -> str:
 
 def show_lines(conv: Conversation, llm: Model) -> list[str]:
     """Current settings first, then the model as loaded, then its card."""
-    gpu = "all" if llm.gpu_layers < 0 else str(llm.gpu_layers)
+    from llmcli.engine.system_info import runs_on
+
+    where = runs_on(llm.gpu_layers, llm.options.rpc)
+    if where != "CPU":
+        where += f" · {'all' if llm.gpu_layers < 0 else llm.gpu_layers} layers offloaded"
     rows = [
         ("model", conv.model or llm.name),
         ("system", conv.system or "(none: the model's default)"),
         ("settings", format_settings(conv.sampling)),
         ("thinking", _thinking_row(llm, conv.thinking)),
         ("context", f"{llm.n_ctx} tokens · {len(conv.turns)} messages in the conversation"),
-        ("threads", f"{llm.threads} · GPU layers {gpu} · loaded in {llm.load_s:.2f} s"),
+        (
+            "runs on",
+            f"{where} · {llm.threads} thread{'' if llm.threads == 1 else 's'} · "
+            f"loaded in {llm.load_s:.2f} s",
+        ),
         *model_card_rows(llm),
     ]
     width = max(len(key) for key, _ in rows)

@@ -97,9 +97,9 @@ def bench(
     from llmcli.engine.model import Model
 
     with Model(load, notify=console.notice) as llm:
-        backend = "GPU" if llm.gpu_layers else "CPU"
-        if load.rpc:
-            backend = f"RPC ({', '.join(load.rpc)})"
+        from llmcli.engine.system_info import runs_on
+
+        backend = runs_on(llm.gpu_layers, load.rpc)
         if not json_out:
             console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}\n")
             if llm.split is not None:

@@ -25,7 +25,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     for name, features in engine["backends"].items():
         out.append((f"backend {name}", " ".join(features) or "-"))
     if engine["gpu_offload"]:
-        out.append(("GPU offload", "yes"))
+        out.append(("GPU offload", "yes: " + ", ".join(engine.get("gpu_devices") or ["GPU"])))
     else:
         out.append(("GPU offload", "no: this build runs on the CPU only"))
         out.extend(("  to rebuild", cmd) for cmd in report["gpu_install"])
@@ -89,7 +89,7 @@ def render(report: dict[str, Any]) -> None:
     table.add_column(style="bold", no_wrap=True)
     table.add_column()
     for key, value in lines:
-        warn = (key == "GPU offload" and value != "yes") or "does not load" in value
+        warn = (key == "GPU offload" and not value.startswith("yes")) or "does not load" in value
         # Text, not markup: paths and commands may contain brackets.
         table.add_row(Text(key), Text(value, style="yellow" if warn else ""))
     console.stdout_console().print(table)
