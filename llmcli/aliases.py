@@ -44,6 +44,12 @@ FAMILIES: dict[str, Family] = {
             "3b": AliasTarget("Qwen/Qwen2.5-3B-Instruct-GGUF", "Q4_K_M"),
         },
     ),
+    # A model that thinks before it answers (<think> tags; --think/--no-think switch it).
+    # The publisher's repo holds the 0.6B at Q8_0 alone.
+    "qwen3": Family(
+        "0.6b",
+        {"0.6b": AliasTarget("Qwen/Qwen3-0.6B-GGUF", "Q8_0")},
+    ),
     "llama3.2": Family(
         "1b",
         {
