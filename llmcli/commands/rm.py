@@ -46,10 +46,11 @@ def rm(
         bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
     ] = False,
 ) -> None:
+    _refuse_starter(models)
     plan = store.plan_removal(models)
     rows = [[m.name, format_bytes(m.size), m.repo_id] for m in plan.models]
     rows += [["(interrupted download)", format_bytes(p.size), p.repo_id] for p in plan.leftovers]
-    render_table(["NAME", "SIZE", "REPO"], rows, numeric=[1], to_stderr=True)
+    render_table(["NAME", "SIZE", "REPO"], rows, numeric=[1], to_stderr=True, drop=[2])
     console.info(f"this frees {format_bytes(plan.freed_bytes)}")
     if not yes:
         if not terminal.current().stdin_isatty:
@@ -64,3 +65,21 @@ def rm(
     if plan.leftovers:
         what.append(f"{len(plan.leftovers)} interrupted download(s)")
     console.notice(f"deleted {' and '.join(what)}, freed {format_bytes(freed)}")
+
+
+def _refuse_starter(models: list[str]) -> None:
+    """The starter is a file inside a Python package, not a cached model: pip owns it."""
+    import os
+
+    from llmcli import config, starter
+
+    for name in models:
+        if name.strip().lower() != starter.NAME or os.path.exists(name):
+            continue
+        if name.strip().lower() in config.load().aliases:
+            continue  # the user's own alias of that name is a cached model
+        package = starter.PACKAGE.replace("_", "-")
+        raise UsageError(
+            f"the starter model comes with the {package} package, not the cache; "
+            f"`pip uninstall {package}` removes it"
+        )

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 def complete_model(incomplete: str, *, cached_only: bool = False) -> list[tuple[str, str]]:
     """Model names for `-m` and the MODEL arguments: cached models first, then the
-    user's aliases, then the built-in ones. Paths are left to the shell's file-name
-    completion (the scripts fall back to it when this returns nothing)."""
+    starter when its package is installed, then the user's aliases, then the built-in
+    ones. `cached_only` (what `rm` can delete) leaves the starter out: pip removes it.
+    Paths are left to the shell's file-name completion (the scripts fall back to it when
+    this returns nothing)."""
     if incomplete.startswith(("/", ".", "~")):
         return []
-    from llmcli import aliases, config, store
+    from llmcli import aliases, config, starter, store
     from llmcli.errors import ConfigError
 
     found: dict[str, str] = {}
@@ -21,6 +23,8 @@ def complete_model(incomplete: str, *, cached_only: bool = False) -> list[tuple[
         found.setdefault(name, "cached")
     if cached_only:
         return [(name, help_) for name, help_ in found.items() if name.startswith(incomplete)]
+    if starter.starter_path() is not None:
+        found.setdefault(starter.NAME, f"installed: {starter.DESCRIPTION}")
     try:
         user = config.load().aliases
     except ConfigError:
