@@ -40,7 +40,8 @@ def register(app: typer.Typer) -> None:
         "embed",
         help="Turn texts into vectors (embeddings), one JSON line per text.\n\n"
         'Each line is {"text": ..., "embedding": [...]}. The texts are the arguments, '
-        "else one per line of stdin (blank lines skipped).",
+        "else one per line of stdin (blank lines skipped). On a terminal, a summary of "
+        "each vector instead (--json for the lines).",
         epilog=EPILOG,
     )(embed)
 
@@ -65,6 +66,12 @@ def embed(
     normalize: Annotated[
         bool, typer.Option("--normalize", help="Scale each vector to length 1.")
     ] = False,
+    json_out: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="JSON lines even on a terminal (which otherwise gets a summary)."
+        ),
+    ] = False,
     ctx: EmbedCtxOpt = DEFAULT_EMBED_CTX,
     threads: opt.ThreadsOpt = None,
     gpu_layers: opt.GpuLayersOpt = None,
@@ -85,6 +92,11 @@ def embed(
         verbose=verbose,
         notify=console.notice,
     ) as llm:
+        if not json_out and terminal.current().stdout_rich:
+            from llmcli.ui.inspect_views import render_vector_summaries
+
+            render_vector_summaries(inputs, vectors.embed(llm, inputs, normalize=normalize))
+            return
         # One at a time: each line reaches the reader as soon as it is ready.
         for text in inputs:
             (vector,) = vectors.embed(llm, [text], normalize=normalize)

@@ -89,7 +89,9 @@ def _print_table(found: list[store.CachedModel]) -> None:
         ]
         for m in found
     ]
-    render_table(["NAME", "QUANT", "SIZE", "MODIFIED", "REPO", "FILE"], rows, numeric=[2])
+    # The name is what -m takes, the size what `rm` would free: those stay.
+    headers = ["NAME", "QUANT", "SIZE", "MODIFIED", "REPO", "FILE"]
+    render_table(headers, rows, numeric=[2], drop=[5, 4, 3, 1])
 
 
 def _mention_leftovers(leftovers: list[store.Leftover]) -> None:

@@ -72,6 +72,61 @@ def token_summary(n_tokens: int, n_chars: int) -> str:
     return f"{n_tokens} tokens · {n_chars} characters · {per} characters per token"
 
 
+# -- embed ---------------------------------------------------------------------------------
+
+_LEVELS = "▁▂▃▄▅▆▇█"
+
+
+def histogram(values: Sequence[float], bins: int) -> str:
+    """How the values spread from their lowest to their highest, one block per bin, as
+    high as the bin is full (any value in a bin shows at least the lowest block)."""
+    low, high = min(values, default=0.0), max(values, default=0.0)
+    counts = [0] * bins
+    for v in values:
+        i = 0 if high <= low else min(bins - 1, int((v - low) / (high - low) * bins))
+        counts[i] += 1
+    top = max(counts, default=0) or 1
+    return "".join(
+        " " if c == 0 else _LEVELS[max(0, round(c / top * (len(_LEVELS) - 1)))] for c in counts
+    )
+
+
+def vector_summary(text: str, vector: Sequence[float], width: int) -> list[str]:
+    """What a vector is like, in a few lines: its size, length, first values and how its
+    values spread. The whole vector is for programs (piped, or --json)."""
+    import math
+
+    n = len(vector)
+    norm = math.sqrt(math.fsum(v * v for v in vector))
+    mean = math.fsum(vector) / n if n else 0.0
+    first = " ".join(f"{v:.3f}" for v in vector[:6])
+    low, high = min(vector, default=0.0), max(vector, default=0.0)
+    bins = max(10, min(40, width - 30))
+    return [
+        shorten(text, width),
+        f"  {n} dimensions · length {norm:.3g} · mean {mean:.3g}",
+        f"  first values {first}{' …' if n > 6 else ''}",
+        f"  histogram {low:>7.3g} {histogram(vector, bins)} {high:.3g}",
+    ]
+
+
+def render_vector_summaries(texts: Sequence[str], vectors: Sequence[Sequence[float]]) -> None:
+    from rich.text import Text
+
+    out = console.stdout_console()
+    for text, vector in zip(texts, vectors, strict=True):
+        lines = vector_summary(text, vector, out.width)
+        out.print(Text(lines[0], style="bold"))
+        for line in lines[1:]:
+            out.print(Text(line))
+    out.print(
+        Text(
+            "the vectors themselves: pipe the output, or --json (one JSON line per text)",
+            style="dim",
+        )
+    )
+
+
 # -- similarity ----------------------------------------------------------------------------
 
 
@@ -92,34 +147,63 @@ def _heat_style(value: float, low: float, high: float) -> str:
     return f"white on rgb({red},50,{blue})"
 
 
+# A value cell (" 0.896 ") and the 3 columns between two table columns.
+_VALUE_WIDTH, _GAP = 7, 3
+# The text column, when it is shown: narrower than this says too little.
+_TEXT_MIN, _TEXT_MAX = 12, 48
+
+
+def heatmap_layout(n_texts: int, width: int) -> tuple[int, int]:
+    """How the heat map fits `width` columns: (text column width, 0 when the texts are
+    listed under the table instead; how many value columns are shown)."""
+    number = len(str(n_texts))
+    fixed = number + _GAP
+    columns = max(1, min(n_texts, (width - fixed) // (_VALUE_WIDTH + _GAP)))
+    room = width - fixed - n_texts * (_VALUE_WIDTH + _GAP)
+    if columns < n_texts or room < _TEXT_MIN:
+        return 0, columns
+    return min(_TEXT_MAX, room), n_texts
+
+
 def render_heatmap(texts: Sequence[str], matrix: Sequence[Sequence[float]]) -> None:
+    """A table of every pair, coloured from the least to the most alike. On a narrow
+    terminal the numbers stay whole: the texts move under the table, and the columns
+    that do not fit are left to --tsv and --json."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
+    out = console.stdout_console()
+    text_width, shown = heatmap_layout(len(texts), out.width)
     off_diagonal = [v for i, row in enumerate(matrix) for j, v in enumerate(row) if i != j]
     low = min(off_diagonal, default=0.0)
     high = max(off_diagonal, default=1.0)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    table.add_column("#", justify="right", style="dim")
-    table.add_column("text", overflow="ellipsis", max_width=48, no_wrap=True)
-    for i in range(len(texts)):
-        table.add_column(str(i + 1), justify="center")
+    table.add_column("#", justify="right", style="dim", no_wrap=True)
+    if text_width:
+        table.add_column("text", no_wrap=True, width=text_width)
+    for i in range(shown):
+        table.add_column(str(i + 1), justify="center", no_wrap=True, min_width=_VALUE_WIDTH)
     for i, (text, row) in enumerate(zip(texts, matrix, strict=True)):
-        cells: list[Text | str] = [str(i + 1), shorten(text, 48)]
-        for j, value in enumerate(row):
+        cells: list[Text | str] = [str(i + 1)]
+        if text_width:
+            cells.append(shorten(text, text_width))
+        for j, value in enumerate(row[:shown]):
             style = "dim" if i == j else _heat_style(value, low, high)
             cells.append(Text(f" {value:.3f} ", style=style))
         table.add_row(*cells)
-    out = console.stdout_console()
     out.print(table)
-    out.print(
-        Text(
-            "cosine similarity: 1 = pointing the same way; higher = closer in meaning "
-            "(as this model sees it)",
-            style="dim",
-        )
+    if not text_width:
+        number = len(str(len(texts)))
+        for i, text in enumerate(texts, 1):
+            out.print(Text(f"{i:>{number}}  ", style="dim") + Text(shorten(text, out.width - 8)))
+    note = (
+        "cosine similarity: 1 = pointing the same way; higher = closer in meaning "
+        "(as this model sees it)"
     )
+    if shown < len(texts):
+        note += f". Columns 1–{shown} of {len(texts)} fit here; all of them: --tsv or --json"
+    out.print(Text(note, style="dim"))
 
 
 # -- next token ----------------------------------------------------------------------------
@@ -152,18 +236,23 @@ def render_steps(steps: Sequence[Step], prompt_tail: str) -> None:
     for n, step in enumerate(steps, 1):
         if len(steps) > 1:
             out.print(Text(f"step {n}", style="bold") + Text(f" after {tail(before, 50)!r}"))
-        table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 1))
-        table.add_column(justify="right")
-        table.add_column(no_wrap=True)
-        table.add_column(no_wrap=True)
-        table.add_column(justify="right", style="dim")
+        tokens = [repr(c.token.text) for c in step.candidates]
+        ids = [str(c.token.id) for c in step.candidates]
+        # What is left beside the probability, the token and its id (and the gaps).
+        room = out.width - 11 - max(map(len, tokens), default=5) - max(map(len, ids), default=2)
+        bar_width = max(8, min(30, room - 3))
+        table = Table(box=None, pad_edge=False, padding=(0, 1), header_style="dim")
+        table.add_column("chance", justify="right", no_wrap=True)
+        table.add_column("", no_wrap=True)
+        table.add_column("token", no_wrap=True, overflow="ellipsis")
+        table.add_column("id", justify="right", style="dim", no_wrap=True)
         for rank, c in enumerate(step.candidates):
             token_style = "bold" if rank == 0 else ""
             table.add_row(
                 f"{c.probability * 100:5.1f}%",
-                Text(bar(c.probability, 30), style="cyan"),
-                Text(repr(c.token.text), style=token_style),
-                str(c.token.id),
+                Text(bar(c.probability, bar_width), style="cyan"),
+                Text(tokens[rank], style=token_style),
+                ids[rank],
             )
         out.print(table)
         if len(steps) > 1:

@@ -41,12 +41,18 @@ def table_positions(n_tokens: int) -> int:
     return visible_positions(n_tokens, console.stdout_console().width)
 
 
+def clip(text: str, width: int) -> str:
+    """At most `width` characters; a cut shows as "…", so that "␣capi…" is never taken
+    for a token of its own."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _cell(guess: Guess) -> Text:
     from rich.text import Text
 
     p = guess.probability
     style = "bold" if p >= 0.5 else "" if p >= 0.1 else "dim"
-    word = label(guess.token)[: CELL_WIDTH - 4]
+    word = clip(label(guess.token), CELL_WIDTH - 4)
     return Text(f"{word} {min(99, round(p * 100)):>2}".ljust(CELL_WIDTH), style=style)
 
 
@@ -62,7 +68,7 @@ def render(found: Lens) -> None:
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1))
     table.add_column("layer", justify="right", style="dim", width=LAYER_WIDTH - 1)
     for token in found.tokens[first:]:
-        table.add_column(label(token)[:CELL_WIDTH], no_wrap=True, width=CELL_WIDTH)
+        table.add_column(clip(label(token), CELL_WIDTH), no_wrap=True, width=CELL_WIDTH)
     for layer, positions in enumerate(found.guesses):
         table.add_row(str(layer), *(_cell(g[0]) for g in positions[first - found.first :]))
     out.print(table)

@@ -35,13 +35,19 @@ class ProbsWriter:
     The chunks are the answer's text; `entries` (filled by the engine as it goes) hold
     each token's text in the same order, so the two are walked side by side. Text no
     token accounts for (a final replacement character) stays plain.
+
+    Lines break between words, never inside one: a word is shown once it ends, on the
+    line it fits (the terminal would cut it at its edge).
     """
 
     def __init__(self, entries: Sequence[TokenLogprob]) -> None:
         self.entries = entries
         self._index = 0
         self._offset = 0
-        self._ended_with_newline = True
+        self._column = 0
+        # The word being written and the spaces before it, as (character, style).
+        self._word: list[tuple[str, str]] = []
+        self._spaces: list[tuple[str, str]] = []
 
     def __enter__(self) -> ProbsWriter:
         return self
@@ -50,9 +56,62 @@ class ProbsWriter:
         if not chunk:
             return
         out = console.stdout_console()
-        out.print(self._styled(chunk), end="", soft_wrap=True)
+        styled = self._styled(chunk)
+        styles = [""] * len(styled.plain)
+        for span in styled.spans:
+            styles[span.start : span.end] = [str(span.style)] * (span.end - span.start)
+        shown: list[tuple[str, str]] = []
+        for char, style in zip(styled.plain, styles, strict=True):
+            if char == "\n":
+                self._place(shown, out.width, keep_spaces=True)
+                shown.append((char, style))
+                self._column = 0
+            elif char.isspace():
+                if self._word:
+                    self._place(shown, out.width)
+                self._spaces.append((char, style))
+            else:
+                self._word.append((char, style))
+        self._print(shown)
+
+    def _place(self, shown: list[tuple[str, str]], width: int, keep_spaces: bool = False) -> None:
+        """Move the finished word, and the spaces before it, onto the line: the next
+        line when it would cross the edge (the spaces are then dropped)."""
+        from rich.cells import cell_len
+
+        word_len = cell_len("".join(c for c, _ in self._word))
+        spaces_len = cell_len("".join(c for c, _ in self._spaces))
+        if self._column and self._column + spaces_len + word_len > width:
+            if not self._word and keep_spaces:
+                self._spaces = []  # trailing spaces that do not fit: the line ends anyway
+            else:
+                shown.append(("\n", ""))
+                self._column = 0
+                self._spaces = []
+                spaces_len = 0
+        shown.extend(self._spaces)
+        self._column += spaces_len
+        for char, style in self._word:  # a word longer than the line is cut at its edge
+            if self._column + cell_len(char) > width and self._column:
+                shown.append(("\n", ""))
+                self._column = 0
+            shown.append((char, style))
+            self._column += cell_len(char)
+        self._word, self._spaces = [], []
+
+    def _print(self, shown: list[tuple[str, str]]) -> None:
+        if not shown:
+            return
+        from itertools import groupby
+
+        from rich.text import Text
+
+        text = Text()
+        for style, run in groupby(shown, key=lambda pair: pair[1]):
+            text.append("".join(char for char, _ in run), style=style)
+        out = console.stdout_console()
+        out.print(text, end="", soft_wrap=True)
         out.file.flush()
-        self._ended_with_newline = chunk.endswith("\n")
 
     def _styled(self, chunk: str) -> Text:
         from rich.text import Text
@@ -76,7 +135,10 @@ class ProbsWriter:
         return text
 
     def __exit__(self, *exc: object) -> None:
-        if not self._ended_with_newline:
+        shown: list[tuple[str, str]] = []
+        self._place(shown, console.stdout_console().width, keep_spaces=True)
+        self._print(shown)
+        if self._column:
             console.stdout_console().print()
 
 

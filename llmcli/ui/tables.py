@@ -18,8 +18,14 @@ def render_table(
     *,
     numeric: Sequence[int] = (),
     to_stderr: bool = False,
+    drop: Sequence[int] = (),
 ) -> None:
-    """Print a table; columns listed in `numeric` are right-aligned."""
+    """Print a table; columns listed in `numeric` are right-aligned.
+
+    On a terminal too narrow for every column, the columns in `drop` go, in that order,
+    until the rest fits, and a note says which (a cell cut to "Q…" tells nothing); the
+    first column then wraps rather than being cut. Piped output always has them all.
+    """
     term = terminal.current()
     rich_output = term.stderr_isatty if to_stderr else term.stdout_rich
     if not rich_output:
@@ -32,13 +38,45 @@ def render_table(
     from rich import box
     from rich.table import Table
 
-    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="right" if i in numeric else "left", no_wrap=i == 0)
-    for row in rows:
-        table.add_row(*row)
     target = console.stderr_console() if to_stderr else console.stdout_console()
+    kept = fitting_columns(headers, rows, target.width, drop)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    for i in kept:
+        # Columns that may go keep whole cells, and the first folds if it must; without,
+        # Rich shares out the width (the first column whole, the others wrapped).
+        no_wrap = i != 0 if drop else i == 0
+        table.add_column(
+            headers[i],
+            justify="right" if i in numeric else "left",
+            no_wrap=no_wrap,
+            overflow="fold",
+        )
+    for row in rows:
+        table.add_row(*(row[i] for i in kept))
     target.print(table)
+    hidden = [headers[i] for i in range(len(headers)) if i not in kept]
+    if hidden:
+        console.notice(
+            f"{', '.join(hidden)} left out to fit {target.width} columns "
+            "(a wider terminal, or piped output, shows them)"
+        )
+
+
+# Between two columns of the table: padding on both sides and the separator.
+_GAP = 3
+
+
+def fitting_columns(
+    headers: Sequence[str], rows: Sequence[Sequence[str]], width: int, drop: Sequence[int]
+) -> list[int]:
+    """The columns that fit `width` once those in `drop` go, in order, as needed."""
+    natural = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    kept = list(range(len(headers)))
+    for i in drop:
+        if sum(natural[k] for k in kept) + _GAP * (len(kept) - 1) <= width:
+            break
+        kept.remove(i)
+    return kept
 
 
 def _plain(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: Sequence[int]) -> str:
