@@ -77,10 +77,49 @@ COMMANDS: dict[str, str] = {
     "attention": "attention",
     "lens": "lens",
     "templates": "templates_cmd",
+    "logs": "logs",
     "config": "config_cmd",
     "doctor": "doctor",
     "completion": "completion_cmd",
 }
+
+
+# What `llmcli --help` says of each command, in one line that fits beside its name on a
+# terminal 60 columns wide (click cuts longer ones with "..."); each command's own help
+# says the rest. `ls` is `list`'s hidden twin.
+SUMMARIES: dict[str, str] = {
+    "run": "Answer one prompt, streaming to stdout",
+    "pull": "Download a model into the cache",
+    "list": "List cached models and the starter",
+    "rm": "Delete models from the cache",
+    "bench": "Measure prompt and generation speed",
+    "cache": "Show or clear the prompt cache",
+    "show": "Show a model's card and chat template",
+    "chat": "Chat with a model in the terminal",
+    "serve": "Serve a model over HTTP (OpenAI API)",
+    "worker": "Lend this machine to `--rpc` runs",
+    "tokenize": "Show how a model cuts text into tokens",
+    "embed": "Turn texts into vectors (embeddings)",
+    "similarity": "Compare texts by their embeddings",
+    "next": "Show the likeliest next tokens",
+    "attention": "Show which tokens attend to which",
+    "lens": "Show each layer's guess (logit lens)",
+    "templates": "Prompt templates for run -t and chat -t",
+    "logs": "Show, search and prune the answer log",
+    "config": "Show or change the config file",
+    "doctor": "Check the setup: engine, GPU, cache, Hub",
+    "completion": "Print a shell completion script",
+}
+
+EPILOG = """\b
+Examples:
+  llmcli run "Why is the sky blue?"
+  llmcli run -m starter "Say hi"
+  cat notes.md | llmcli run "Summarize this"
+  llmcli chat -m smollm2
+  llmcli list
+  llmcli COMMAND --help
+"""
 
 
 def build_app(command: str | None = None) -> typer.Typer:
@@ -89,6 +128,7 @@ def build_app(command: str | None = None) -> typer.Typer:
     typer_app = typer.Typer(
         name="llmcli",
         help="Run large language models on your own machine.",
+        epilog=EPILOG,
         no_args_is_help=True,
         add_completion=False,
         pretty_exceptions_enable=False,
@@ -100,6 +140,12 @@ def build_app(command: str | None = None) -> typer.Typer:
     for module in modules:
         importlib.import_module(f"llmcli.commands.{module}").register(typer_app)
     _examples_as_written(typer_app)
+    for info in typer_app.registered_commands:
+        info.short_help = SUMMARIES.get(info.name or "", info.short_help)
+    for group in typer_app.registered_groups:
+        if group.typer_instance is not None:
+            name = group.name or group.typer_instance.info.name
+            group.typer_instance.info.short_help = SUMMARIES.get(str(name))
     return typer_app
 
 
@@ -183,6 +229,7 @@ def _complete(instruction: str) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from llmcli.click_api import NoArgsIsHelpError
     from llmcli.completion.protocol import requested
     from llmcli.completion.scripts import PROG_NAME
     from llmcli.ui import console
@@ -201,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             standalone_mode=False,
         )
         code = int(result) if isinstance(result, int) else 0
+    except NoArgsIsHelpError as exc:
+        # `llmcli` or `llmcli templates` alone: the help, as ollama does, not an error.
+        console.emit_text(exc.ctx.get_help())
+        code = ExitCode.OK
     except (Exception, KeyboardInterrupt) as exc:
         code, message = _exit_code(exc)
         if config.debug_enabled():

@@ -7,6 +7,14 @@ private module is imported here, once, and nowhere else (tests/test_import_rules
 """
 
 from typer._click import Command, Context
+from typer._click.exceptions import NoArgsIsHelpError
 from typer._click.shell_completion import CompletionItem, ShellComplete, split_arg_string
 
-__all__ = ["Command", "CompletionItem", "Context", "ShellComplete", "split_arg_string"]
+__all__ = [
+    "Command",
+    "CompletionItem",
+    "Context",
+    "NoArgsIsHelpError",
+    "ShellComplete",
+    "split_arg_string",
+]

@@ -88,6 +88,8 @@ def ensure_model(
     parsed = parse(text)
     if isinstance(parsed, LocalRef):
         path = Path(parsed.path).expanduser()
+        if path.is_dir():
+            raise _directory_error(path, parsed.path)
         if not path.is_file():
             raise ModelNotFoundError(f"model file not found: {parsed.path}")
         return path
@@ -107,6 +109,26 @@ def ensure_model(
                 f"`llmcli pull {text}` when online"
             )
         return fallback
+
+
+def _directory_error(path: Path, typed: str) -> ModelNotFoundError:
+    """A folder given where a model file goes; when it holds one model, its file."""
+    import re
+
+    # A model split in parts is named by its first part.
+    later_part = re.compile(r"-\d{5}-of-\d{5}\.gguf$")
+    models = sorted(
+        p
+        for p in path.glob("*.gguf")
+        if p.is_file() and (not later_part.search(p.name) or "-00001-of-" in p.name)
+    )
+    if len(models) == 1:
+        hint = f"it holds one model: -m {os.path.join(typed, models[0].name)}"
+    elif models:
+        hint = f"it holds {len(models)} .gguf files: name one of them"
+    else:
+        hint = "it holds no .gguf file"
+    return ModelNotFoundError(f"{typed} is a directory, not a GGUF file", hint=hint)
 
 
 def ensure_hub_model(

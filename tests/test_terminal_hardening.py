@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import re
 import signal
@@ -15,8 +16,10 @@ import time
 from pathlib import Path
 
 import pytest
-from clihelpers import cli_command
+from clihelpers import cli_command, run_cli
 from test_chat_pty import CTRL_C, READY, Chat, last_chat
+
+from llmcli.engine.repetition import MIN_SHORT, cycle_at_end
 
 pexpect = pytest.importorskip("pexpect")
 
@@ -192,3 +195,71 @@ def test_keys_typed_while_the_chat_answers_start_the_next_message(
     messages = last_chat(isolated_home)["messages"]
     assert messages[2] == {"role": "user", "content": "hello there"}, messages
     assert chat.quit() == 0
+
+
+# -- answers that end without the model choosing to ------------------------------------
+
+# At temperature 0 the test model answers this with "Aye, aye, aye, ..." until the
+# context is full.
+PIRATE = ("--temperature", "0", "-s", "You are a pirate.", "--json", "Say aye.")
+
+
+def test_an_answer_that_keeps_repeating_itself_is_stopped_and_said_so(model_file: Path) -> None:
+    proc = run_cli("run", "-m", str(model_file), "--ctx", "1024", *PIRATE, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["finish_reason"] == "repetition"
+    assert answer["usage"]["completion_tokens"] < 1000
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "repeating itself" in lines[0], proc.stderr
+    # It stopped where the same word or two had come back many times over.
+    tail = answer["text"][-MIN_SHORT:]
+    assert len(set(re.findall(r"\w+", tail.lower()))) <= 2, tail
+
+
+def test_a_length_asked_for_lets_an_answer_repeat_itself(model_file: Path) -> None:
+    proc = run_cli("run", "-m", str(model_file), "-n", "300", *PIRATE, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    answer = json.loads(proc.stdout)
+    assert answer["finish_reason"] == "length"
+    assert answer["usage"]["completion_tokens"] == 300
+    assert proc.stderr == ""
+
+
+def test_a_full_context_that_ends_the_answer_is_said(model_file: Path) -> None:
+    proc = run_cli("run", "-m", str(model_file), "--temperature", "0", "--ctx", "64", COUNT[-1])
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "context (64 tokens) is full" in lines[0], proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "".join(f"{i}\n" for i in range(1, 1000)),  # counting
+        "| a | b |\n|---|---|\n" + "| 1 | 2 |\n" * 20,  # a table of equal rows
+        ("0 " * 20 + "\n") * 20,  # a grid someone asked for
+        "=" * 200,  # a long rule
+        ("Row, row, row your boat\nGently down the stream\n" * 3 + "Merrily\n") * 4,
+    ],
+)
+def test_text_that_only_looks_repetitive_is_no_loop(text: str) -> None:
+    assert cycle_at_end(text) is None
+
+
+def test_a_short_cycle_repeated_at_length_is_a_loop() -> None:
+    assert cycle_at_end("Ahoy! " + "aye, " * 70) == len("aye, ")
+    paragraph = "I've got a bit of a... (shaking head)\n\n"
+    assert cycle_at_end("Well.\n" + paragraph * 30) == len(paragraph)
+
+
+def test_a_chat_answer_that_keeps_repeating_itself_is_stopped(
+    model_file: Path, isolated_home: Path
+) -> None:
+    args = ("chat", "-m", str(model_file), "--ctx", "1024", *PIRATE[:4])
+    proc = run_cli(*args, input="Say aye.\n", timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "repeating itself" in proc.stderr
+    kept = last_chat(isolated_home)["messages"][-1]
+    assert kept["role"] == "assistant" and kept["content"].lower().count("aye") > 20

@@ -17,6 +17,7 @@ from llmcli.chat.commands import Action, Outcome, dispatch
 from llmcli.chat.conversation import Conversation
 from llmcli.chat.ctrl_c import StopOnCtrlC
 from llmcli.chat.trimming import MessageTooLong, fit_context
+from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError
 from llmcli.local_model import model_file
@@ -131,6 +132,8 @@ class ChatSession:
             markdown=self.markdown, show_thinking=self.show_thinking, out=self.out
         ) as writer:
             chunks = self.llm.stream_parts(tokens, self.conv.sampling, result, self.decoding)
+            if self.conv.sampling.max_tokens is None:  # a length set is the user's to fill
+                chunks = until_repeating(chunks, result)
             try:
                 for kind, chunk in chunks:
                     if stopper is not None:
@@ -164,6 +167,8 @@ class ChatSession:
             console.notice(thinking_budget_note(result, self.conv.sampling.max_tokens) or "")
         elif not result.text:
             console.notice("the model gave an empty answer")
+        elif result.finish_reason == "repetition":
+            console.notice(f"{REPEATING} (/set max_tokens lets it run on)")
         elif result.finish_reason == "length":
             limit = self.conv.sampling.max_tokens
             why = f"max_tokens ({limit})" if limit == result.completion_tokens else "the context"

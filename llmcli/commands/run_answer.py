@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from llmcli import terminal
 from llmcli.commands._result_json import result_json
 from llmcli.commands.structured import OutputFormat
+from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, Sampling
 from llmcli.errors import OutputInvalidError
 from llmcli.prompting import thinking_budget_note
@@ -56,10 +57,23 @@ def answer_one(
         _report(result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split)
         raise
     _report(result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split)
-    budget_note = thinking_budget_note(result, sampling.max_tokens)
-    if budget_note:
-        console.notice(budget_note)
+    note = thinking_budget_note(result, sampling.max_tokens) or _ending_note(
+        result, sampling.max_tokens, llm.n_ctx
+    )
+    if note:
+        console.notice(note)
     _check_format(fmt, result, sampling.max_tokens)
+
+
+def _ending_note(result: GenerationResult, max_tokens: int | None, n_ctx: int) -> str | None:
+    """Why the answer ended, when it was not the model's own choice nor a limit the user
+    set: a full context, or an answer that went round in circles."""
+    if result.finish_reason == "repetition":
+        return f"{REPEATING} (-n sets a length to let it run; --repeat-penalty 1.1 may avoid it)"
+    by_limit = max_tokens is not None and result.completion_tokens >= max_tokens
+    if result.finish_reason == "length" and not by_limit:
+        return f"the answer was cut short: the context ({n_ctx} tokens) is full (raise --ctx)"
+    return None
 
 
 def show_prompt(llm: Model, tokens: list[int], *, json_out: bool) -> None:
@@ -85,6 +99,8 @@ def _answer(
     logprobs: int | None = None,
 ) -> None:
     parts = llm.stream_parts(tokens, sampling, result, decoding, logprobs=logprobs)
+    if sampling.max_tokens is None:  # a length the user set is theirs to fill
+        parts = until_repeating(parts, result)
     if json_out:
         view = console.ThinkingView(show=show_thinking)
         for kind, text in parts:

@@ -97,7 +97,8 @@ class Decoding:
     preamble: int = 0
 
 
-FinishReason = Literal["stop", "length", "interrupted"]
+# "repetition": stopped where the answer kept repeating itself (see engine.repetition).
+FinishReason = Literal["stop", "length", "interrupted", "repetition"]
 
 
 @dataclass
