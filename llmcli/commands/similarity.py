@@ -29,6 +29,10 @@ texts as the header row and first column; --json gives {"texts": [...], "matrix"
 """
 
 
+# Texts this short (in tokens, each) say too little for a chat model's averaged vectors.
+SHORT_TOKENS = 3
+
+
 def register(app: typer.Typer) -> None:
     app.command(
         "similarity",
@@ -73,6 +77,13 @@ def similarity(
         notify=console.notice,
     ) as llm:
         matrix = vectors.cosine_matrix(vectors.embed(llm, inputs))
+        longest = max(len(llm.tokenize(text, add_bos=False)) for text in inputs)
+    if longest <= SHORT_TOKENS and vectors.pooling_for(path) == "mean":
+        console.notice(
+            "note: a chat model's token vectors, averaged, are mostly directions every "
+            "text shares; for single words that swamps the meaning, so these scores rank "
+            "poorly. Compare sentences, or use an embedding model (-m nomic-embed-text)"
+        )
 
     from llmcli.ui import inspect_views as view
 
