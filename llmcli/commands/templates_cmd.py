@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -55,7 +58,11 @@ def register(app: typer.Typer) -> None:
     app.add_typer(templates_app)
 
 
-@templates_app.command("list", epilog="Examples:\n\n  llmcli templates list --json")
+@templates_app.command(
+    "list",
+    short_help="List built-in templates and yours.",
+    epilog="Examples:\n\n  llmcli templates list --json",
+)
 def list_command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list.")] = False,
 ) -> None:
@@ -75,7 +82,11 @@ def list_command(
     render_table(("NAME", "SOURCE", "DESCRIPTION"), rows)
 
 
-@templates_app.command("show", epilog="Examples:\n\n  llmcli templates show translate")
+@templates_app.command(
+    "show",
+    short_help="Print a template's TOML.",
+    epilog="Examples:\n\n  llmcli templates show translate",
+)
 def show_command(name: NameArg) -> None:
     """Print a template's TOML, and where it comes from on stderr."""
     template = prompt_templates.load(name)
@@ -84,31 +95,79 @@ def show_command(name: NameArg) -> None:
 
 
 @templates_app.command(
-    "edit", epilog="Examples:\n\n  llmcli templates edit summarize\n\n  EDITOR=nano llmcli ..."
+    "edit",
+    short_help="Open your copy of a template in your editor.",
+    epilog="Examples:\n\n  llmcli templates edit summarize\n\n  EDITOR=nano llmcli ...",
 )
 def edit_command(name: NameArg) -> None:
     """Open your copy of a template in $VISUAL or $EDITOR: a built-in is copied to your
     folder first, a new name starts from a skeleton. The result is checked."""
     path = prompt_templates.user_file(name)
-    if not path.exists():
-        text = prompt_templates.BUILTIN.get(name, prompt_templates.SKELETON)
+    editor = _editor(path)  # before anything is written: a failure leaves nothing behind
+    created = not path.exists()
+    # The folders this command makes, deepest first: removed again if nothing is kept.
+    made = [d for d in (path.parent, *path.parent.parents) if not d.exists()]
+    text = prompt_templates.BUILTIN.get(name, prompt_templates.SKELETON)
+    if created:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-        console.notice(f"created {path}")
-    editor = os.environ.get("VISUAL") or os.environ.get("EDITOR")
-    if not editor:
-        raise UsageError(
-            f"no editor: set $VISUAL or $EDITOR, or edit {path} directly",
-        )
     try:
-        subprocess.run([*shlex.split(editor), str(path)], check=False)
+        failed = subprocess.run([*editor, str(path)], check=False).returncode != 0
     except OSError as exc:
-        raise UsageError(f"cannot run the editor {editor!r}: {exc.strerror}") from exc
+        if created:
+            _remove_untouched(path, text, made)
+        raise UsageError(f"cannot run the editor {shlex.join(editor)}: {exc.strerror}") from exc
+    if created and failed and _remove_untouched(path, text, made):
+        # An editor that fails (vim's :cq) and saved nothing: the copy goes again.
+        raise UsageError(f"the editor {shlex.join(editor)} failed; {path} was not created")
+    if created:
+        console.notice(f"created {path}")
     prompt_templates.load(name)  # says what is wrong with the edited file, if anything
 
 
+# Tried in order when neither $VISUAL nor $EDITOR is set, as git and crontab do.
+_FALLBACK_EDITORS = ("notepad",) if sys.platform == "win32" else ("sensible-editor", "nano", "vi")
+
+
+def _editor(path: Path) -> list[str]:
+    """The editor's command line: $VISUAL, else $EDITOR, else the first common editor
+    found; a one-line UsageError when there is none to run."""
+    for variable in ("VISUAL", "EDITOR"):
+        value = os.environ.get(variable, "").strip()
+        if not value:
+            continue
+        try:
+            command = shlex.split(value)
+        except ValueError:
+            command = []
+        if not command or shutil.which(command[0]) is None:
+            raise UsageError(f"cannot run the editor ${variable} names ({value!r}): not found")
+        return command
+    for candidate in _FALLBACK_EDITORS:
+        found = shutil.which(candidate)
+        if found:
+            return [found]
+    raise UsageError(f"no editor found: set $VISUAL or $EDITOR (e.g. EDITOR=nano), or write {path}")
+
+
+def _remove_untouched(path: Path, text: str, folders: list[Path]) -> bool:
+    """Remove a file this command wrote if the editor left it as written, and the empty
+    folders made for it. True if it was removed."""
+    try:
+        if path.read_text(encoding="utf-8") != text:
+            return False
+        path.unlink()
+        for folder in folders:
+            folder.rmdir()
+    except OSError:
+        pass
+    return not path.exists()
+
+
 @templates_app.command(
-    "path", epilog="Examples:\n\n  llmcli templates path\n\n  llmcli templates path mine"
+    "path",
+    short_help="Print where your templates are.",
+    epilog="Examples:\n\n  llmcli templates path\n\n  llmcli templates path mine",
 )
 def path_command(
     name: Annotated[
