@@ -101,7 +101,13 @@ def _think(conversation: Conversation, argument: str) -> Outcome:
     word = argument.strip().lower()
     current = conversation.thinking
     if not word:
+        if conversation.model_thinks is False:
+            return Outcome(info="thinking: this model does not think")
         return Outcome(info=f"thinking: {describe_thinking(current)}")
+    if word not in ("on", "true", "yes", "off", "false", "no", *EFFORT_LEVELS, *NONE_WORDS):
+        return Outcome(error="usage: /think [on|off|low|medium|high|default]")
+    if conversation.model_thinks is False:
+        return Outcome(info="this model does not think; /think has no effect")
     if word in ("on", "true", "yes"):
         new = dataclasses.replace(current, enabled=True)
     elif word in ("off", "false", "no"):

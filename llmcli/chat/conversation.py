@@ -22,6 +22,8 @@ class Conversation:
     sampling: Sampling = field(default_factory=Sampling)
     # Whether a reasoning model thinks, and how hard (/think); not saved with the chat.
     thinking: Thinking = field(default_factory=Thinking)
+    # Whether the loaded model can think at all (None: not known); set by the session.
+    model_thinks: bool | None = None
     # Set by every change; the chat loop saves the last conversation when it is set.
     dirty: bool = False
 

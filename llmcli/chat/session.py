@@ -46,6 +46,7 @@ class ChatSession:
         wrap: Callable[[str], str] | None = None,
     ) -> None:
         self.conv = conv
+        conv.model_thinks = llm.reasoning is not None
         self.show_thinking = show_thinking
         # A prompt template puts each message into its prompt.
         self.wrap = wrap
@@ -271,6 +272,7 @@ class ChatSession:
             raise
         self.load = new_load
         self.conv.model = model_label(ref, path)
+        self.conv.model_thinks = self.llm.reasoning is not None
         self.conv.dirty = True
         self.last = None
         console.notice(f"now chatting with {self.llm.name} · context {self.llm.n_ctx} tokens")
