@@ -34,6 +34,10 @@ class AnswerLog:
         self._digest: str | None = None
         self._recorder = Recorder() if enabled else None
 
+    def new_conversation(self) -> str:
+        """An id for an answer that starts a conversation of its own (a batch line)."""
+        return new_id()
+
     def add(
         self,
         *,
@@ -46,7 +50,8 @@ class AnswerLog:
         options: dict[str, object] | None = None,
         conversation_id: str | None = None,
     ) -> None:
-        """Log one answer, as far as it went (`interrupted`: Ctrl-C cut it)."""
+        """Log one answer, as far as it went (`interrupted`: Ctrl-C cut it); `started` is
+        when it was asked for, on `time.perf_counter`'s clock."""
         if self._recorder is None:
             return
         if self._digest is None and self.model_path is not None:

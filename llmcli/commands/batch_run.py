@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from llmcli.commands.structured import OutputFormat
     from llmcli.engine.model import Model
     from llmcli.prompting import PromptBuilder
+    from llmcli.remember import AnswerLog
 
 
 def run_batch(
@@ -32,13 +33,14 @@ def run_batch(
     system: str | None,
     stats: bool,
     decoding: Decoding,
+    log: AnswerLog | None = None,
 ) -> None:
     items = list(read_items(lines))
     tally = _Tally(len(items))
     with batch_progress(len(items)) as progress:
         for item in items:
             line = _answer_item(
-                llm, builder, item, sampling, fmt, decoding, prefix=prefix, system=system
+                llm, builder, item, sampling, fmt, decoding, prefix=prefix, system=system, log=log
             )
             cached = line.get("prompt_cache", {})
             if cached.get("saved") or cached.get("reused_tokens"):
@@ -61,6 +63,7 @@ def run_batch_parallel(
     stats: bool,
     parallel: int,
     ctx: int,
+    log: AnswerLog | None = None,
 ) -> None:
     """The same lines as `run_batch`, in input order, from up to `parallel` prompts
     decoded together (llmcli serve's scheduler)."""
@@ -82,7 +85,17 @@ def run_batch_parallel(
                 return
             job = job_ref[0]
             text, thought = split_whole(llm.splitter(job.prompt), "".join(parts))
-            line = _line_from_job(item, job, text, chunk, fmt, thought)
+            result = _result_of_job(job, text, chunk, thought)
+            line = _line_from_job(item, result, chunk, fmt)
+            if log is not None and chunk.error is None:
+                log.add(
+                    prompt=combine(prefix, item.prompt),
+                    system=item.system or system,
+                    result=result,
+                    sampling=job.sampling,
+                    started=job.submitted_at,
+                    conversation_id=log.new_conversation(),
+                )
             with done:
                 lines_out[slot] = line
                 done.notify()
@@ -149,12 +162,8 @@ def _error_line(item: BatchItem, error: str) -> dict[str, Any]:
     return line
 
 
-def _line_from_job(
-    item: BatchItem, job: Any, text: str, last: Any, fmt: OutputFormat | None, thought: str
-) -> dict[str, Any]:
-    if last.error is not None:
-        return _error_line(item, f"the engine failed: {last.error}")
-    result = GenerationResult(
+def _result_of_job(job: Any, text: str, last: Any, thought: str) -> GenerationResult:
+    return GenerationResult(
         text=text,
         reasoning=thought,
         finish_reason="length" if last.finish_reason == "length" else "stop",
@@ -164,6 +173,13 @@ def _line_from_job(
         seed=job.seed,
         ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
     )
+
+
+def _line_from_job(
+    item: BatchItem, result: GenerationResult, last: Any, fmt: OutputFormat | None
+) -> dict[str, Any]:
+    if last.error is not None:
+        return _error_line(item, f"the engine failed: {last.error}")
     line = _error_line(item, "")
     line.update(result_json(result), error=_format_problem(fmt, result))
     return line
@@ -179,6 +195,7 @@ def _answer_item(
     *,
     prefix: str | None,
     system: str | None,
+    log: AnswerLog | None = None,
 ) -> dict[str, Any]:
     line: dict[str, Any] = {"index": item.index}
     if item.id is not None:
@@ -187,15 +204,27 @@ def _answer_item(
         line["error"] = item.error
         return line
     result = GenerationResult()
+    started = time.perf_counter()
+    prompt, item_system = combine(prefix, item.prompt), item.system or system
+    sampling = item_sampling(base, item)
     try:
-        tokens, preamble = builder.prompt(combine(prefix, item.prompt), item.system or system)
+        tokens, preamble = builder.prompt(prompt, item_system)
         # Evaluated as `run` evaluates the prompt alone, so the line gives its answer.
         decoding = dataclasses.replace(decoding, preamble=preamble)
-        for _ in llm.stream_parts(tokens, item_sampling(base, item), result, decoding):
+        for _ in llm.stream_parts(tokens, sampling, result, decoding):
             pass
     except LlmcliError as exc:
         line["error"] = str(exc)
         return line
+    if log is not None:
+        log.add(
+            prompt=prompt,
+            system=item_system,
+            result=result,
+            sampling=sampling,
+            started=started,
+            conversation_id=log.new_conversation(),
+        )
     line.update(result_json(result), error=_format_problem(fmt, result))
     return line
 
