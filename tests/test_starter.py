@@ -5,9 +5,11 @@ address that refuses connections (the suite's default)."""
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 from clihelpers import run_cli
+from hubserver import HubServer, standard_repos
 
 from llmcli.aliases import DEFAULT_MODEL
 from llmcli.errors import ExitCode
@@ -44,3 +46,48 @@ def test_list_and_show_know_the_starter() -> None:
     shown = run_cli("show", "starter", "--json")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["architecture"] == "llama"
+
+
+def _connections(listener: socket.socket) -> int:
+    """How many connections reached `listener` since last asked (each is closed)."""
+    listener.setblocking(False)
+    count = 0
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except BlockingIOError:
+            return count
+        conn.close()
+        count += 1
+
+
+def test_a_hub_found_unreachable_is_not_asked_again_until_it_answers(model_file: Path) -> None:
+    # Listening but not serving yet: connections are accepted and never answered.
+    hub = HubServer(standard_repos(model_file.read_bytes()))
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_ETAG_TIMEOUT": "1"}
+    started = False
+    try:
+        first = run_cli("run", "--temperature", "0", "-n", "8", "Say hi", env=env)
+        assert first.returncode == 0, first.stderr
+        assert "llmcli config set model starter" in first.stderr
+        assert _connections(hub._httpd.socket) > 0
+        # The next runs answer with the starter straight away, and say so.
+        again = run_cli("run", "--temperature", "0", "-n", "8", "Say hi", env=env)
+        assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+        lines = again.stderr.splitlines()
+        assert len(lines) == 1 and "starter model" in lines[0], again.stderr
+        assert "unreachable" in lines[0] and "llmcli config set model starter" in lines[0]
+        assert _connections(hub._httpd.socket) == 0
+        # Once the Hub answers anything, it is asked again.
+        hub._httpd.socket.setblocking(True)
+        hub.start()
+        started = True
+        assert run_cli("pull", "test/tiny-GGUF:Q4_K_M", env=env).returncode == 0
+        hub.requests.clear()
+        run_cli("run", "-n", "8", "Say hi", env=env)
+        assert any("Qwen2.5" in path for _, path in hub.requests), hub.requests
+    finally:
+        if started:
+            hub.stop()
+        else:
+            hub._httpd.server_close()

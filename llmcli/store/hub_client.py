@@ -26,6 +26,46 @@ _CONNECT_RETRY_DELAY_S = 0.2
 _SILENT_MEMORY_S = 30.0  # a host that timed out fails at once for this long
 
 
+# A first run without a network falls back to the starter model (llmcli.models); for this
+# long after the Hub was found unreachable, runs that would fall back again skip the Hub
+# checks (most of a second of connection attempts, each time). Any answer from the Hub
+# forgets it at once.
+UNREACHABLE_MEMORY_S = 600.0
+_UNREACHABLE_FILE = "hub_unreachable"
+
+
+def remember_unreachable(settings: HubSettings) -> None:
+    """Note that the Hub at `settings.where` could not be reached just now."""
+    path = config.user_cache_dir() / _UNREACHABLE_FILE
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(settings.where, encoding="utf-8")
+    except OSError:
+        pass  # only a shortcut is lost
+
+
+def unreachable_lately(settings: HubSettings) -> float | None:
+    """Seconds since the Hub at `settings.where` was found unreachable, if that was
+    less than UNREACHABLE_MEMORY_S ago and nothing has reached it since."""
+    path = config.user_cache_dir() / _UNREACHABLE_FILE
+    try:
+        age = time.time() - path.stat().st_mtime
+        where = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+    return age if 0 <= age < UNREACHABLE_MEMORY_S and where == settings.where else None
+
+
+def forget_unreachable(host: str) -> None:
+    """The Hub at `host` answered: it is reachable again, if it was remembered not to be."""
+    from urllib.parse import urlsplit
+
+    path = config.user_cache_dir() / _UNREACHABLE_FILE
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        if urlsplit(path.read_text(encoding="utf-8")).netloc == host:
+            path.unlink()
+
+
 class _HubUnreachable(Exception):
     """The Hub could not be reached at all: refused, unresolvable or silent.
 
@@ -67,6 +107,7 @@ def install_http_client(settings: HubSettings) -> None:
     # best-effort request of the library's own (a registry fetch): when
     # that found the Hub silent, the listing right after it need not wait again.
     silent: dict[str, tuple[str, float]] = {}
+    reached: list[str] = []  # hosts that answered: once is enough to know
 
     class QuickFailClient(httpx2.Client):
         def send(self, request: httpx2.Request, **kwargs: Any) -> httpx2.Response:
@@ -87,10 +128,14 @@ def install_http_client(settings: HubSettings) -> None:
             request.extensions["timeout"] = timeout
             try:
                 try:
-                    return super().send(request, **kwargs)
+                    response = super().send(request, **kwargs)
                 except httpx2.ConnectError:
                     time.sleep(_CONNECT_RETRY_DELAY_S)  # a blip passes; an outage does not
-                    return super().send(request, **kwargs)
+                    response = super().send(request, **kwargs)
+                if host not in reached:
+                    reached.append(host)
+                    forget_unreachable(host)
+                return response
             except httpx2.ConnectError as e:
                 raise _HubUnreachable(_connect_failure(e)) from e
             except httpx2.TimeoutException as e:
