@@ -147,10 +147,12 @@ class Scheduler:
         with self._lock:
             if not self._running or not self._accepting:
                 raise LlmcliError("the server is shutting down")
+            # Jobs not yet admitted count too: a burst that arrives while sequences are
+            # free would otherwise all be taken before the loop hands any of them one.
             busy = sum(1 for s in self._slots if s.job is not None)
-            if busy >= self.parallel and len(self._waiting) >= self.max_waiting:
+            if busy + len(self._waiting) >= self.parallel + self.max_waiting:
                 raise QueueFullError(
-                    f"all {self.parallel} sequences are busy and {len(self._waiting)} "
+                    f"all {self.parallel} sequences are busy and {self.max_waiting} "
                     "requests are waiting"
                 )
             self._waiting.append(job)
@@ -176,9 +178,11 @@ class Scheduler:
             self._lock.notify()
 
     def load(self) -> tuple[int, int]:
-        """(jobs answering, jobs waiting)."""
+        """(jobs answering, jobs waiting); a job about to take a free sequence answers."""
         with self._lock:
-            return sum(1 for s in self._slots if s.job is not None), len(self._waiting)
+            busy = sum(1 for s in self._slots if s.job is not None)
+            starting = min(self.parallel - busy, len(self._waiting))
+            return busy + starting, len(self._waiting) - starting
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,97 @@
+"""`llmcli serve` under clients that leave, bursts, repeated signals and answers cut
+inside a character: a real server on 127.0.0.1, driven over raw sockets where the
+connection itself matters."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_serve import Server, start_server, stop
+
+# A prompt the test model goes on counting after for thousands of tokens.
+ENDLESS = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+
+
+@pytest.fixture(scope="module")
+def server(model_file: Path) -> Iterator[Server]:
+    s = start_server(model_file, "--parallel", "2", "--threads", "1")
+    yield s
+    assert stop(s) == 0
+
+
+def _port(server: Server) -> int:
+    return int(server.url.rsplit(":", 1)[1])
+
+
+def send_raw(server: Server, path: str, body: dict[str, Any]) -> socket.socket:
+    """A POST written straight to a socket, which the caller reads or drops as it likes."""
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{_port(server)}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    sock = socket.create_connection(("127.0.0.1", _port(server)), timeout=120)
+    sock.sendall(head.encode() + data)
+    return sock
+
+
+def read_all(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """The status, headers (lower-cased names) and body of the answer on `sock`."""
+    raw = b""
+    with sock:
+        while part := sock.recv(65536):
+            raw += part
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v for k, v in headers.items()}, body
+
+
+def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.02)
+
+
+def test_a_burst_never_exceeds_the_queue(model_file: Path) -> None:
+    small = start_server(model_file, "--parallel", "2", "--queue", "1")
+    seen: list[tuple[int, int]] = []
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            health = small.get("/health")
+            seen.append((health["active"], health["waiting"]))
+
+    try:
+        # A long prompt holds the scheduler in long steps, one sequence still free: the
+        # burst arrives before the next step could hand that sequence to any of it.
+        long = {"prompt": "word " * 500, "max_tokens": 8, "temperature": 0}
+        socks = [send_raw(small, "/v1/completions", long)]
+        wait_for(lambda: small.get("/health")["active"] == 1, "the long prompt was not taken")
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        body = {"prompt": ENDLESS, "max_tokens": 16, "temperature": 0}
+        socks += [send_raw(small, "/v1/completions", body) for _ in range(8)]
+        answers = [read_all(s) for s in socks]
+        done.set()
+        watcher.join()
+    finally:
+        assert stop(small) == 0
+    codes = [code for code, _h, _b in answers]
+    assert set(codes) <= {200, 503} and codes.count(200) >= 2
+    assert codes.count(503) >= 1, "9 requests at once fit in 2 sequences and a queue of 1"
+    for code, headers, body_bytes in answers:
+        if code == 503:
+            assert headers.get("retry-after") == "1"
+            assert json.loads(body_bytes)["error"]["code"] == "server_busy"
+    assert seen and max(a for a, _w in seen) <= 2 and max(w for _a, w in seen) <= 1
