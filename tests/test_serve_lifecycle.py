@@ -62,6 +62,22 @@ def wait_for(condition: Any, what: str, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+def test_a_whole_answer_whose_client_left_frees_its_sequence(server: Server) -> None:
+    body = {"prompt": ENDLESS, "max_tokens": 4000, "temperature": 0}
+    sock = send_raw(server, "/v1/completions", body)
+    wait_for(lambda: server.get("/health")["active"] == 1, "the request never began answering")
+    # Left while its tokens come, not in the pause before the first one, when even a
+    # check made only between tokens would notice.
+    time.sleep(1)
+    sock.close()
+    # Answered to the end, the job would take a minute or more.
+    wait_for(lambda: server.get("/health")["active"] == 0, "the sequence was never freed", 10)
+    code, _headers, reply = server.post("/v1/completions", {"prompt": "Hi", "max_tokens": 2})
+    assert code == 200 and reply["usage"]["completion_tokens"] <= 2
+    assert server.proc.poll() is None
+    assert not any("Traceback" in line for line in server.log)
+
+
 def test_a_burst_never_exceeds_the_queue(model_file: Path) -> None:
     small = start_server(model_file, "--parallel", "2", "--queue", "1")
     seen: list[tuple[int, int]] = []

@@ -27,8 +27,8 @@ if TYPE_CHECKING:
 
 RETRY_AFTER_S = 1
 FINGERPRINT = f"llmcli_{__version__}"
-# How often a handler waiting for a whole answer checks that its client is still there.
-DISCONNECT_POLL_S = 0.25
+# Put in a job's queue when its client has gone: no more chunks are wanted.
+GONE = Chunk(finish_reason="gone")
 
 
 async def answer(
@@ -106,21 +106,21 @@ async def _whole(
     parts: list[str] = []
     logprobs = []
     reason: str | None = None
+    # Watched all along, not between tokens: a job whose client left is cancelled at
+    # once, even while its prompt is read or its tokens keep coming.
+    watch = asyncio.create_task(_client_gone(request, queue))
     try:
         while reason is None:
-            try:
-                chunk = await asyncio.wait_for(queue.get(), DISCONNECT_POLL_S)
-            except TimeoutError:
-                if await request.is_disconnected():
-                    state.scheduler.cancel(job)
-                    return Response(status_code=499)
-                continue
+            chunk = await queue.get()
+            if chunk is GONE:
+                return Response(status_code=499)
             parts.append(chunk.text)
             logprobs.extend(chunk.logprobs)
             reason = chunk.finish_reason
             if chunk.error:
                 raise p.ApiError(500, f"the engine failed: {chunk.error}", kind="server_error")
     finally:
+        watch.cancel()
         if reason is None:
             state.scheduler.cancel(job)
     _note(request, job)
@@ -158,6 +158,14 @@ async def _whole(
             "system_fingerprint": FINGERPRINT,
         }
     )
+
+
+async def _client_gone(request: Request, queue: asyncio.Queue[Chunk]) -> None:
+    """Put GONE in the queue when the client hangs up. The body has been read: all the
+    server can still receive is the disconnect."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+    queue.put_nowait(GONE)
 
 
 async def _stream(
