@@ -5,9 +5,11 @@ connection itself matters."""
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -111,3 +113,49 @@ def test_a_burst_never_exceeds_the_queue(model_file: Path) -> None:
             assert headers.get("retry-after") == "1"
             assert json.loads(body_bytes)["error"]["code"] == "server_busy"
     assert seen and max(a for a, _w in seen) <= 2 and max(w for _a, w in seen) <= 1
+
+
+def _stream_then_signal_twice(model_file: Path, sig: signal.Signals) -> int:
+    s = start_server(model_file, "--parallel", "2", "--grace", "60")
+    body = {"prompt": ENDLESS, "max_tokens": 4000, "temperature": 0, "stream": True}
+    request = urllib.request.Request(
+        f"{s.url}/v1/completions", data=json.dumps(body).encode(), method="POST"
+    )
+    request.add_header("Content-Type", "application/json")
+    events: list[str] = []
+
+    def read(response: Any) -> None:
+        lines = response.read().splitlines()
+        events.extend(line.decode() for line in lines if line.startswith(b"data:"))
+
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+        assert response.readline().startswith(b"data:")
+        reader = threading.Thread(target=read, args=(response,), daemon=True)
+        reader.start()
+        s.proc.send_signal(sig)
+        time.sleep(0.5)
+        assert s.proc.poll() is None  # the first signal leaves the answer its grace
+        s.proc.send_signal(sig)
+        code = s.proc.wait(timeout=30)  # well before the 60 s of grace are over
+        reader.join(timeout=10)
+    finally:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
+    assert events, "the stream was cut"
+    assert events[-1] == "data: [DONE]"
+    last = json.loads(events[-2][len("data: ") :])
+    assert last["choices"][0]["finish_reason"] == "length"
+    # The last line it writes: all before it has been read.
+    wait_for(lambda: any("stopped" in line for line in s.log), "no 'stopped' notice", 10)
+    assert not any("Traceback" in line for line in s.log), s.log
+    return code
+
+
+def test_a_second_sigterm_ends_the_answers_at_once(model_file: Path) -> None:
+    assert _stream_then_signal_twice(model_file, signal.SIGTERM) == 0
+
+
+def test_a_second_ctrl_c_ends_the_answers_cleanly(model_file: Path) -> None:
+    assert _stream_then_signal_twice(model_file, signal.SIGINT) == 130  # Ctrl-C's exit code

@@ -2,12 +2,13 @@
 
 Ctrl-C or SIGTERM: no new requests are taken; answers in flight get `grace` seconds to
 finish, then are cut (their streams still end properly, with finish_reason "length");
-then the process exits. A second signal exits at once.
+then the process exits. A second signal ends the answers in flight at once, the same way.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from types import FrameType
 
 import uvicorn
@@ -16,6 +17,9 @@ from llmcli.serve.app import build_app
 from llmcli.serve.deadlines import protocol_class
 from llmcli.serve.state import ServerState
 
+# After a second signal, how long streams get to send their last chunk.
+FORCE_AFTER_S = 2.0
+
 
 class _Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, state: ServerState, grace: float) -> None:
@@ -23,19 +27,35 @@ class _Server(uvicorn.Server):
         self.state = state
         self.grace = grace
         self._timer: threading.Timer | None = None
+        self._forcing: threading.Timer | None = None
         self.stopped_by: int | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._timer is None:
             self.state.scheduler.stop_accepting()
-            self._timer = threading.Timer(self.grace, self.state.scheduler.interrupt_all)
-            self._timer.daemon = True
-            self._timer.start()
-        super().handle_exit(sig, frame)
-        # uvicorn would raise the signal again once stopped, killing the process before
-        # it has closed the model; the command exits with its own code instead.
-        self.stopped_by = self.stopped_by or sig
-        self._captured_signals.clear()
+            self._timer = _later(self.grace, self.state.scheduler.interrupt_all)
+            self.stopped_by = sig
+            self.should_exit = True
+        elif self._forcing is None:
+            # The second signal ends every answer now, each stream with its final chunk;
+            # uvicorn would instead drop the connections mid-stream (a second Ctrl-C) or
+            # wait out the grace period (a second SIGTERM). A client that does not read
+            # what is left is cut soon after.
+            self._timer.cancel()
+            self.state.scheduler.interrupt_all()
+            self._forcing = _later(FORCE_AFTER_S, self._force)
+        # Not uvicorn's own handler: it raises the signal again once stopped, killing the
+        # process before it has closed the model; the command exits with its own code.
+
+    def _force(self) -> None:
+        self.force_exit = True
+
+
+def _later(seconds: float, action: Callable[[], None]) -> threading.Timer:
+    timer = threading.Timer(seconds, action)
+    timer.daemon = True
+    timer.start()
+    return timer
 
 
 def serve(state: ServerState, *, host: str, port: int, grace: float) -> int | None:
@@ -58,7 +78,8 @@ def serve(state: ServerState, *, host: str, port: int, grace: float) -> int | No
     try:
         server.run()
     finally:
-        if server._timer is not None:
-            server._timer.cancel()
+        for timer in (server._timer, server._forcing):
+            if timer is not None:
+                timer.cancel()
         state.scheduler.close()
     return server.stopped_by
