@@ -4,6 +4,7 @@ connection itself matters."""
 
 from __future__ import annotations
 
+import codecs
 import json
 import signal
 import socket
@@ -17,8 +18,12 @@ from typing import Any
 import pytest
 from test_serve import Server, start_server, stop
 
+from llmcli.engine.pieces import piece_text
+
 # A prompt the test model goes on counting after for thousands of tokens.
 ENDLESS = "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,"
+# The test model answers this in Chinese, one or two tokens to a character.
+CHINESE = "Translate to Chinese: good morning"
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +164,43 @@ def test_a_second_sigterm_ends_the_answers_at_once(model_file: Path) -> None:
 
 def test_a_second_ctrl_c_ends_the_answers_cleanly(model_file: Path) -> None:
     assert _stream_then_signal_twice(model_file, signal.SIGINT) == 130  # Ctrl-C's exit code
+
+
+def _incomplete_tail(data: bytes) -> int:
+    """How many bytes at the end of `data` start a character without finishing it."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    decoder.decode(data)
+    return len(decoder.getstate()[0])
+
+
+def test_an_answer_cut_inside_a_character_drops_its_bytes(server: Server) -> None:
+    cuts = 0
+    for n in range(1, 25):
+        body = {
+            "messages": [{"role": "user", "content": CHINESE}],
+            "temperature": 0,
+            "max_tokens": n,
+            "logprobs": True,
+        }
+        code, _h, reply = server.post("/v1/chat/completions", body)
+        assert code == 200, reply
+        choice = reply["choices"][0]
+        entries = choice["logprobs"]["content"]
+        data = b"".join(bytes(e["bytes"]) for e in entries)
+        for e in entries:
+            # The same names for a token's bytes as `llmcli run --probs --json` gives.
+            assert e["token"] == piece_text(bytes(e["bytes"]))
+        tail = _incomplete_tail(data)
+        if choice["finish_reason"] != "length" or not tail:
+            continue
+        cuts += 1
+        text = choice["message"]["content"]
+        assert "\ufffd" not in text
+        assert text == data[: len(data) - tail].decode("utf-8", "replace")
+        assert "<0x" in entries[-1]["token"]
+        # The stream ends the same way.
+        body["stream"] = True
+        sock = send_raw(server, "/v1/chat/completions", body)
+        _code, _headers, raw = read_all(sock)
+        assert b"\xef\xbf\xbd" not in raw and b"\\ufffd" not in raw.lower()
+    assert cuts, "no answer of the test model ended inside a character"

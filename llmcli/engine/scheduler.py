@@ -31,6 +31,7 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.model import Model
+from llmcli.engine.pieces import piece_text
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError
@@ -319,8 +320,7 @@ class Scheduler:
             self._finish(slot, "stop")
             return
         if job.completion_tokens >= slot.budget:
-            tail = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
-            self._emit(job, Chunk(text + tail, logprobs))
+            self._emit(job, Chunk(text + _tail(slot), logprobs))
             self._finish(slot, "length")
             return
         if text or logprobs:
@@ -334,11 +334,9 @@ class Scheduler:
             ids = np.argpartition(-shifted, top - 1)[:top]
             for i in sorted((int(i) for i in ids), key=lambda i: (-shifted[i], i)):
                 b = self.model.token_bytes(i)
-                ranked.append(
-                    TopLogprob(b.decode("utf-8", "replace"), float(shifted[i]) - logz, list(b))
-                )
+                ranked.append(TopLogprob(piece_text(b), float(shifted[i]) - logz, list(b)))
         return TokenLogprob(
-            piece.decode("utf-8", "replace"),
+            piece_text(piece),
             float(shifted[token]) - logz,
             list(piece),
             tuple(ranked),
@@ -351,9 +349,7 @@ class Scheduler:
         job = slot.job
         if job is None:
             return
-        tail = ""
-        if flush and slot.decoder is not None and slot.stops is not None:
-            tail = slot.stops.feed(slot.decoder.decode(b"", final=True)) + slot.stops.flush()
+        tail = _tail(slot) if flush else ""
         self._emit(job, Chunk(tail, [], finish_reason=reason, error=error))
         slot.job = None
         slot.pending = []
@@ -369,6 +365,14 @@ class Scheduler:
     def _emit(job: Job, chunk: Chunk) -> None:
         if not job.cancelled:
             job.emit(chunk)
+
+
+def _tail(slot: _Slot) -> str:
+    """The text held back at the end of an answer. The bytes of a character that the
+    last token left unfinished are dropped, as llama-server does: they are no text."""
+    if slot.decoder is not None:
+        slot.decoder.reset()
+    return slot.stops.flush() if slot.stops is not None else ""
 
 
 def _add(batch: llama_cpp.llama_batch, n: int, token: int, pos: int, seq: int, logits: bool) -> int:
