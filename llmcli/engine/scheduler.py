@@ -29,12 +29,13 @@ import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
 from llama_cpp.llama_grammar import LlamaGrammar
 
+from llmcli.engine import crash_guard
 from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.model import Model
 from llmcli.engine.pieces import piece_text
 from llmcli.engine.stops import StopScanner
 from llmcli.engine.types import Sampling
-from llmcli.errors import ContextOverflowError, LlmcliError
+from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 
 
 class QueueFullError(LlmcliError):
@@ -140,6 +141,9 @@ class Scheduler:
     # -- from any thread --------------------------------------------------------------
 
     def submit(self, job: Job) -> None:
+        if not job.prompt:
+            # A sequence needs a last prompt token to read its first logits from.
+            raise UsageError("the prompt is empty: there is nothing to answer")
         if len(job.prompt) >= self.ctx_per_sequence:
             raise ContextOverflowError(
                 f"the prompt is {len(job.prompt)} tokens but the context window holds "
@@ -288,10 +292,11 @@ class Scheduler:
         if n == 0:
             return
         batch.n_tokens = n
-        self._ctx.decode(self._batch)
-        for slot in self._slots:
-            if slot.logits_row >= 0 and slot.job is not None:
-                self._next_token(slot)
+        with crash_guard.evaluating():
+            self._ctx.decode(self._batch)
+            for slot in self._slots:
+                if slot.logits_row >= 0 and slot.job is not None:
+                    self._next_token(slot)
 
     def _next_token(self, slot: _Slot) -> None:
         job = slot.job

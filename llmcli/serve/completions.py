@@ -19,7 +19,7 @@ from llmcli import __version__
 from llmcli.engine.reasoning import Splitter, split_whole
 from llmcli.engine.scheduler import Chunk, Job, QueueFullError
 from llmcli.engine.types import Sampling
-from llmcli.errors import ContextOverflowError, LlmcliError
+from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
@@ -66,6 +66,8 @@ async def answer(
             code="server_busy",
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ) from None
+    except UsageError as exc:
+        raise p.bad(str(exc), "messages" if chat else "prompt") from None
     except LlmcliError as exc:
         raise p.ApiError(503, str(exc), kind="server_error") from None
     ident = p.new_id("chatcmpl" if chat else "cmpl")
