@@ -190,6 +190,16 @@ TABLE: tuple[Option, ...] = (
         "How hard a model with thinking levels (gpt-oss) thinks: low, medium or high.",
         choices=("low", "medium", "high"),
     ),
+    Option(
+        "log",
+        bool,
+        None,
+        None,
+        True,
+        ("--log/--no-log",),
+        "Keep the answer in the answer log (`llmcli logs`). LLMCLI_LOG=0, or the "
+        "config's `log = false` (`llmcli logs off`), turns it off by default.",
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in TABLE}

@@ -3,7 +3,7 @@ completion, and the thinking switch."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from llmcli.engine.reasoning import Thinking
@@ -43,10 +43,13 @@ class PromptBuilder:
     def tokens(self, text: str | None, system: str | None) -> list[int]:
         return self.prompt(text, system)[0]
 
-    def prompt(self, text: str | None, system: str | None) -> tuple[list[int], int]:
+    def prompt(
+        self, text: str | None, system: str | None, history: Sequence[Message] = ()
+    ) -> tuple[list[int], int]:
         """The prompt's tokens, and how many of them are the chat template's preamble
         (system prompt included), which prompts that differ only in `text` share; 0 for
-        a plain completion, whose text is tokenized as one."""
+        a plain completion, whose text is tokenized as one. `history`: earlier turns of
+        the conversation, before `text`."""
         if self.template is not None:
             own_system, text = self.template.render(text, self.variables)
             system = system if system is not None else own_system
@@ -56,6 +59,7 @@ class PromptBuilder:
             prompt = f"{system}\n\n{text}" if system else text
             return self.llm.completion_tokens(prompt, special=self.special), 0
         messages = [Message(role="system", content=system)] if system else []
+        messages += history
         messages.append(Message(role="user", content=text))
         return self.llm.chat_prompt(messages, special=self.special, thinking=self.thinking)
 

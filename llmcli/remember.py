@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmcli.answer_log.digest import file_digest
 from llmcli.answer_log.entry import Entry, new_id
 from llmcli.answer_log.recorder import Recorder
-from llmcli.engine.types import GenerationResult, Sampling
+from llmcli.engine.types import GenerationResult, Message, Sampling
+from llmcli.errors import UsageError
 
 
 class AnswerLog:
@@ -83,3 +85,54 @@ class AnswerLog:
     def close(self) -> str | None:
         """Wait briefly for the writes; why an answer was not logged, or None."""
         return None if self._recorder is None else self._recorder.close()
+
+
+# The commands whose answers are turns of a conversation (`--continue` picks up the
+# latest of these; a batch line or a server's answer stands alone).
+CONVERSING = ("run", "chat")
+
+
+@dataclass(frozen=True)
+class EarlierTurns:
+    conversation_id: str
+    system: str | None
+    messages: list[Message]
+
+
+def earlier_turns(given: str | None) -> EarlierTurns:
+    """The conversation with this id (or the start of one), or the latest one when
+    `given` is None: its system prompt and its turns, as messages."""
+    from llmcli.answer_log import database
+
+    if not database.log_path().exists():
+        raise UsageError("there is no conversation to continue: the answer log is empty")
+    with database.opened() as conn:
+        if given is None:
+            found = database.latest_conversation(conn, CONVERSING)
+            if found is None:
+                raise UsageError("there is no conversation to continue in the answer log")
+            cid = found
+        else:
+            ids = database.conversation_ids(conn, given)
+            if not ids:
+                raise UsageError(
+                    f"no logged conversation has the id {given!r} (`llmcli logs` shows ids)"
+                )
+            if len(ids) > 1:
+                raise UsageError(f"{given!r} starts more than one conversation id: give more")
+            cid = ids[0]
+        entries = database.conversation(conn, cid)
+    messages: list[Message] = []
+    for entry in entries:
+        messages.append(Message(role="user", content=entry.prompt))
+        messages.append(Message(role="assistant", content=entry.answer))
+    system = next((e.system for e in entries if e.system), None)
+    return EarlierTurns(cid, system, messages)
+
+
+def log_name(given: str | None, path: Path) -> str:
+    """The name a model's answers are logged under: the name the user gave it, or the
+    file's name for a local file (or the default model)."""
+    if given and not given.endswith(".gguf") and not Path(given).expanduser().exists():
+        return given
+    return path.name

@@ -184,6 +184,7 @@ LookupOpt = Annotated[
 
 
 ThinkOpt = Annotated[bool | None, table_option("think")]
+LogOpt = Annotated[bool, table_option("log")]
 EffortOpt = Annotated[str | None, table_option("reasoning_effort")]
 ShowThinkingOpt = Annotated[
     bool,

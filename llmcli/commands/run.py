@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -12,11 +13,14 @@ from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import output_format, schema_format
-from llmcli.engine.types import START_CTX, Decoding, LoadOptions
+from llmcli.engine.types import START_CTX, Decoding, GenerationResult, LoadOptions
 from llmcli.errors import UsageError
 from llmcli.local_model import model_file
 from llmcli.prompting import PromptBuilder
 from llmcli.ui import console
+
+if TYPE_CHECKING:
+    from llmcli.remember import AnswerLog, EarlierTurns
 
 EPILOG = """\
 Examples:
@@ -176,6 +180,24 @@ def run(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
+    log: opt.LogOpt = True,
+    continue_: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Continue the latest conversation in the answer log: the model reads its "
+            "earlier turns first.",
+        ),
+    ] = False,
+    cid: Annotated[
+        str | None,
+        typer.Option(
+            "--cid",
+            help="Continue this conversation of the answer log (its id, or the id's start; "
+            "`llmcli logs` shows them).",
+            show_default=False,
+        ),
+    ] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print speed figures on stderr.")] = False,
     plain: opt.PlainOpt = False,
     verbose: opt.VerboseOpt = False,
@@ -183,6 +205,14 @@ def run(
     term = terminal.current()
     if probs and batch is not None:
         raise UsageError("--probs works on one prompt, not with --batch")
+    earlier = None
+    if continue_ or cid is not None:
+        if batch is not None or raw:
+            raise UsageError("--continue and --cid continue a chat: not with --batch or --raw")
+        from llmcli.remember import earlier_turns
+
+        earlier = earlier_turns(cid)
+        system = system if system is not None else earlier.system
     fmt = output_format(json_schema, grammar, format_)
     ptemplate = opt.loaded_template(context)
     from llmcli import prompt_templates
@@ -250,8 +280,10 @@ def run(
             for note in caveats(llm.reasoning, thinking):
                 console.notice(note)
         if show_prompt:
-            run_answer.show_prompt(llm, builder.tokens(text, system), json_out=json_out)
+            history = earlier.messages if earlier else ()
+            run_answer.show_prompt(llm, builder.prompt(text, system, history)[0], json_out=json_out)
             return
+        answer_log = _answer_log(context, log, batch, model, path, earlier)
         if batch is not None and parallel > 1:
             from llmcli.commands.batch_run import run_batch_parallel
 
@@ -266,7 +298,9 @@ def run(
                 stats=stats,
                 parallel=parallel,
                 ctx=ctx,
+                log=answer_log,
             )
+            _close(answer_log)
             return
         with run_answer.prompt_cache(llm, prompt_cache) as cache:
             if batch is not None:
@@ -282,24 +316,70 @@ def run(
                     system=system,
                     stats=stats,
                     decoding=Decoding(lookup=lookup, prompt_cache=cache),
+                    log=answer_log,
                 )
+                _close(answer_log)
                 return
-            tokens, preamble = builder.prompt(text, system)
-            run_answer.answer_one(
-                llm,
-                tokens,
-                sampling,
-                fmt,
-                Decoding(lookup=lookup, prompt_cache=cache, preamble=preamble),
-                name=model or str(path),
-                path=path,
-                json_out=json_out,
-                markdown=term.stdout_rich and not plain and fmt is None,
-                show_thinking=show_thinking,
-                probs=probs,
-                top_logprobs=top_logprobs,
-                stats=stats,
-            )
+            if earlier is not None and builder.completion:
+                raise UsageError("this model has no chat template: it cannot continue a chat")
+            tokens, preamble = builder.prompt(text, system, earlier.messages if earlier else ())
+            started = time.perf_counter()
+
+            def remember(result: GenerationResult) -> None:
+                answer_log.add(
+                    prompt=text or "",
+                    system=system,
+                    result=result,
+                    sampling=sampling,
+                    started=started,
+                    interrupted=result.finish_reason == "interrupted",
+                )
+
+            try:
+                run_answer.answer_one(
+                    llm,
+                    tokens,
+                    sampling,
+                    fmt,
+                    Decoding(lookup=lookup, prompt_cache=cache, preamble=preamble),
+                    name=model or str(path),
+                    path=path,
+                    json_out=json_out,
+                    markdown=term.stdout_rich and not plain and fmt is None,
+                    show_thinking=show_thinking,
+                    probs=probs,
+                    top_logprobs=top_logprobs,
+                    stats=stats,
+                    remember=remember,
+                )
+            finally:
+                _close(answer_log)
+
+
+def _answer_log(
+    context: typer.Context,
+    log: bool,
+    batch: str | None,
+    model: str | None,
+    path: Path,
+    earlier: EarlierTurns | None,
+) -> AnswerLog:
+    from llmcli.answer_log import switch
+    from llmcli.remember import AnswerLog, log_name
+
+    return AnswerLog(
+        enabled=switch.enabled(log, given=opt.from_command_line(context, "log")),
+        command="run" if batch is None else "batch",
+        model_name=log_name(model, path),
+        model_path=path,
+        conversation_id=earlier.conversation_id if earlier else None,
+    )
+
+
+def _close(answer_log: AnswerLog) -> None:
+    failure = answer_log.close()
+    if failure:
+        console.notice(f"this answer was not logged: {failure}")
 
 
 def _batch_lines(source: str) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,8 +36,10 @@ def answer_one(
     probs: bool,
     top_logprobs: int,
     stats: bool,
+    remember: Callable[[GenerationResult], None] | None = None,
 ) -> None:
-    """Answers the prompt, then reports it (--json, --stats) and checks its format."""
+    """Answers the prompt, then reports it (--json, --stats), hands it to `remember`
+    (the answer log), and checks its format."""
     llm.check_fits(tokens)
     result = GenerationResult()
     try:
@@ -55,8 +57,12 @@ def answer_one(
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
         _report(result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split)
+        if remember is not None:
+            remember(result)
         raise
     _report(result, name, path, json_out=json_out, stats=stats, probs=probs, split=llm.split)
+    if remember is not None:
+        remember(result)
     note = thinking_budget_note(result, sampling.max_tokens) or _ending_note(
         result, sampling.max_tokens, llm.n_ctx
     )
