@@ -236,3 +236,69 @@ def test_rm_by_id_and_age(model_file: Path) -> None:
     assert run_cli("logs", "rm").returncode == ExitCode.USAGE
     assert run_cli("logs", "rm", "--older-than", "soon").returncode == ExitCode.USAGE
     assert [e["id"] for e in logs()] == [two["id"]]
+
+
+def test_chat_turns_are_one_conversation_that_continue_picks_up(model_file: Path) -> None:
+    first = run_cli(
+        "chat",
+        "-m",
+        str(model_file),
+        *FAST,
+        "-s",
+        "Be brief.",
+        input="My name is Ada.\nWhat is my name?\n",
+    )
+    assert first.returncode == 0, first.stderr
+    a, b = logs()
+    assert (a["prompt"], b["prompt"]) == ("My name is Ada.", "What is my name?")
+    assert a["command"] == b["command"] == "chat" and a["system"] == "Be brief."
+    assert a["conversation_id"] == b["conversation_id"]
+    again = run_cli("chat", "-m", str(model_file), *FAST, "--continue", input="Bye.\n")
+    assert again.returncode == 0, again.stderr
+    assert "continuing conversation" in again.stderr and "2 earlier turns" in again.stderr
+    *_, c = logs()
+    assert c["prompt"] == "Bye." and c["conversation_id"] == a["conversation_id"]
+    assert c["system"] == "Be brief."  # the conversation's system prompt carries on
+    clash = run_cli("chat", "-m", str(model_file), "--continue", "--resume", input="x\n")
+    assert clash.returncode == ExitCode.USAGE
+
+
+def test_serve_logs_only_when_asked(model_file: Path) -> None:
+    from test_serve import start_server
+
+    body = {
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "Say hi"},
+        ],
+        "max_tokens": 8,
+        "temperature": 0,
+    }
+    quiet = start_server(model_file, "--ctx", "512")
+    try:
+        assert quiet.post("/v1/chat/completions", body)[0] == 200
+    finally:
+        quiet.proc.send_signal(signal.SIGTERM)
+        assert quiet.proc.wait(timeout=60) == 0
+    assert logs() == []
+    logging = start_server(model_file, "--ctx", "512", "--log")
+    try:
+        status, _, whole = logging.post("/v1/chat/completions", body)
+        assert status == 200
+        streamed = logging.client().completions.create(
+            model=model_file.name,
+            prompt="Once upon a time",
+            max_tokens=8,
+            temperature=0,
+            stream=True,
+        )
+        text = "".join(c.choices[0].text for c in streamed)
+    finally:
+        logging.proc.send_signal(signal.SIGTERM)
+        assert logging.proc.wait(timeout=60) == 0
+    a, b = logs()
+    assert (a["prompt"], a["system"], a["command"]) == ("Say hi", "Be brief.", "serve")
+    assert a["answer"] == whole["choices"][0]["message"]["content"]
+    assert a["completion_tokens"] == whole["usage"]["completion_tokens"]
+    assert (b["prompt"], b["answer"]) == ("Once upon a time", text)
+    assert a["conversation_id"] != b["conversation_id"]

@@ -26,6 +26,7 @@ from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
+    from llmcli.remember import AnswerLog
 
 
 class ChatSession:
@@ -44,8 +45,10 @@ class ChatSession:
         lookup: bool = True,
         show_thinking: bool = False,
         wrap: Callable[[str], str] | None = None,
+        answer_log: AnswerLog | None = None,
     ) -> None:
         self.conv = conv
+        self.answer_log = answer_log
         conv.model_thinks = llm.reasoning is not None
         self.show_thinking = show_thinking
         # A prompt template puts each message into its prompt.
@@ -61,6 +64,9 @@ class ChatSession:
 
     def close(self) -> None:
         self.llm.close()
+        failure = self.answer_log.close() if self.answer_log is not None else None
+        if failure:
+            console.notice(f"answers of this chat were not logged: {failure}")
 
     def run(self, inputs: Iterator[str]) -> None:
         for text in inputs:
@@ -110,6 +116,7 @@ class ChatSession:
                 "(the system prompt is kept)"
             )
         result = GenerationResult()
+        started = time.perf_counter()
         # Piped input: Ctrl-C ends the program, as it would any other pipeline.
         stopper = StopOnCtrlC() if self.interactive else None
         try:
@@ -120,8 +127,27 @@ class ChatSession:
                 raise
             result.finish_reason = "interrupted"
         self.last = result
-        self._keep(result)
+        if self._keep(result):
+            self._log(result, started)
         return result
+
+    def _log(self, result: GenerationResult, started: float) -> None:
+        """The turn just kept goes to the answer log; a chat that starts over (/clear,
+        /load) starts a new conversation there."""
+        log = self.answer_log
+        if log is None:
+            return
+        question = self.conv.turns[-2]["content"]
+        if len(self.conv.turns) == 2:
+            log.conversation_id = log.new_conversation()
+        log.add(
+            prompt=question,
+            system=self.conv.system,
+            result=result,
+            sampling=self.conv.sampling,
+            started=started,
+            interrupted=result.finish_reason == "interrupted",
+        )
 
     def _render(self, messages: Sequence[Message]) -> list[int]:
         return self.llm.chat_tokens(messages, thinking=self.conv.thinking)
@@ -152,14 +178,15 @@ class ChatSession:
                 if close is not None:
                     close()
 
-    def _keep(self, result: GenerationResult) -> None:
+    def _keep(self, result: GenerationResult) -> bool:
         """The answer joins the conversation, its thinking does not: templates that say
-        how to show earlier thinking drop it, and it would fill the context."""
+        how to show earlier thinking drop it, and it would fill the context. False when
+        nothing was kept."""
         interrupted = result.finish_reason == "interrupted"
         if interrupted and not result.text:
             self.conv.drop_unanswered()
             console.notice("stopped before the answer began; the message was not kept")
-            return
+            return False
         self.conv.answer(result.text)
         self._write("\n")  # a blank line between an answer and what follows
         if interrupted:
@@ -174,6 +201,7 @@ class ChatSession:
             limit = self.conv.sampling.max_tokens
             why = f"max_tokens ({limit})" if limit == result.completion_tokens else "the context"
             console.notice(f"the answer was cut short by {why}")
+        return True
 
     def _write(self, text: str) -> None:
         out = self.out or sys.stdout

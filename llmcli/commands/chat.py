@@ -22,6 +22,7 @@ from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.chat.conversation import Conversation
+    from llmcli.remember import AnswerLog, EarlierTurns
 
 # One paragraph per line: the help formatter wraps paragraphs to the terminal itself.
 HELP = (
@@ -98,10 +99,27 @@ def chat(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the last conversation.")
     ] = False,
+    continue_: Annotated[
+        bool,
+        typer.Option(
+            "--continue",
+            help="Continue the latest conversation of the answer log (`run` answers too).",
+        ),
+    ] = False,
+    cid: Annotated[
+        str | None,
+        typer.Option(
+            "--cid",
+            help="Continue this conversation of the answer log (its id or the id's start).",
+            show_default=False,
+        ),
+    ] = None,
+    log: opt.LogOpt = True,
     verbose: opt.VerboseOpt = False,
 ) -> None:
-    if load is not None and resume:
-        raise UsageError("--load and --resume cannot be used together")
+    from_log = continue_ or cid is not None
+    if sum((load is not None, resume, from_log)) > 1:
+        raise UsageError("--load, --resume and --continue/--cid cannot be used together")
     from llmcli import prompt_templates
 
     ptemplate = opt.loaded_template(context)
@@ -117,6 +135,12 @@ def chat(
 
     source = chat_file.last_chat_path() if resume else load
     conv = _starting_conversation(context, source, resume=resume, stop=stop)
+    earlier = None
+    if from_log:
+        from llmcli.remember import earlier_turns
+
+        earlier = earlier_turns(cid)
+        conv.system, conv.turns = earlier.system, list(earlier.messages)
     if system is not None:
         conv.system = system or None
     elif ptemplate is not None and ptemplate.system:
@@ -155,8 +179,29 @@ def chat(
         lookup=lookup,
         show_thinking=show_thinking,
         wrap=(lambda text: ptemplate.render(text, variables)[1]) if ptemplate else None,
+        answer_log=_answer_log(context, log, ref, path, earlier),
     )
+    if earlier is not None:
+        console.notice(
+            f"continuing conversation {earlier.conversation_id} "
+            f"({len(earlier.messages) // 2} earlier turns)"
+        )
     repl.run(session, resumed_from=source)
+
+
+def _answer_log(
+    context: typer.Context, log: bool, ref: str | None, path: Path, earlier: EarlierTurns | None
+) -> AnswerLog:
+    from llmcli.answer_log import switch
+    from llmcli.remember import AnswerLog, log_name
+
+    return AnswerLog(
+        enabled=switch.enabled(log, given=opt.from_command_line(context, "log")),
+        command="chat",
+        model_name=log_name(ref, path),
+        model_path=path,
+        conversation_id=earlier.conversation_id if earlier else None,
+    )
 
 
 def _starting_conversation(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -16,6 +16,9 @@ from llmcli.engine.types import LoadOptions
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
+
+if TYPE_CHECKING:
+    from llmcli.remember import AnswerLog
 
 ENV_API_KEY = "LLMCLI_API_KEY"
 MAX_BODY_BYTES = 8 << 20
@@ -114,6 +117,14 @@ def serve(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    log_answers: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="Keep the answers in the answer log (`llmcli logs`). Off by default: a "
+            "server's clients are other people.",
+        ),
+    ] = False,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     settings = config.load()
@@ -167,6 +178,7 @@ def serve(
         bound_host=host,
         allowed_hosts=(*(allowed_hosts or ()), *settings.allowed_hosts),
         cors_origins=(*(cors_origins or ()), *settings.cors_origins),
+        answer_log=_answer_log(served, path) if log_answers else None,
     )
     console.notice(
         f"serving {served} on http://{endpoint(host, port)}/v1 ({parallel} at once, {ctx} tokens "
@@ -178,11 +190,20 @@ def serve(
         if state.embedder is not None:
             state.embedder.close()
         llm.close()
+        failure = state.answer_log.close() if state.answer_log is not None else None
+        if failure:
+            console.notice(f"some answers were not logged: {failure}")
     if stopped_by is None:
         raise LlmcliError(f"could not serve on {host}:{port} (is the port in use?)")
     console.notice("stopped")
     if stopped_by == signal.SIGINT:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _answer_log(served: str, path: Path) -> AnswerLog:
+    from llmcli.remember import AnswerLog
+
+    return AnswerLog(enabled=True, command="serve", model_name=served, model_path=path)
 
 
 def _same(name: str, served: str) -> bool:

@@ -75,12 +75,49 @@ async def answer(
     splitter = state.model.splitter(prompt) if chat else None
     if stream:
         events = _stream(
-            state, request, job, queue, ident, chat=chat, usage=include_usage, splitter=splitter
+            state,
+            request,
+            data,
+            job,
+            queue,
+            ident,
+            chat=chat,
+            usage=include_usage,
+            splitter=splitter,
         )
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return await _whole(state, request, job, queue, ident, chat=chat, splitter=splitter)
+    return await _whole(state, request, data, job, queue, ident, chat=chat, splitter=splitter)
+
+
+def _remember(
+    state: ServerState, data: dict[str, Any], job: Job, text: str, thought: str, reason: str
+) -> None:
+    """`serve --log`: the answer goes to the answer log, with the request's last user
+    message (or prompt) and its system message."""
+    if state.answer_log is None:
+        return
+    from llmcli.engine.types import GenerationResult
+
+    prompt, system = p.asked(data)
+    result = GenerationResult(
+        text=text,
+        reasoning=thought,
+        finish_reason="length" if reason == "length" else "stop",
+        prompt_tokens=job.prompt_tokens,
+        completion_tokens=job.completion_tokens,
+        seed=job.seed,
+        ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
+    )
+    state.answer_log.add(
+        prompt=prompt,
+        system=system,
+        result=result,
+        sampling=job.sampling,
+        started=job.submitted_at,
+        conversation_id=state.answer_log.new_conversation(),
+    )
 
 
 def _note(request: Request, job: Job) -> None:
@@ -98,6 +135,7 @@ def _usage(job: Job) -> p.Usage:
 async def _whole(
     state: ServerState,
     request: Request,
+    data: dict[str, Any],
     job: Job,
     queue: asyncio.Queue[Chunk],
     ident: str,
@@ -128,6 +166,7 @@ async def _whole(
     _note(request, job)
     text = "".join(parts)
     text, thought = split_whole(splitter, text)
+    _remember(state, data, job, text, thought, reason)
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if thought:
@@ -173,6 +212,7 @@ async def _client_gone(request: Request, queue: asyncio.Queue[Chunk]) -> None:
 async def _stream(
     state: ServerState,
     request: Request,
+    data: dict[str, Any],
     job: Job,
     queue: asyncio.Queue[Chunk],
     ident: str,
@@ -208,6 +248,7 @@ async def _stream(
         return {"index": 0, "text": text or "", "logprobs": lp, "finish_reason": reason}
 
     finished = False
+    said: dict[str, list[str]] = {"answer": [], "thinking": []}
     try:
         if chat:
             yield event(
@@ -224,6 +265,7 @@ async def _stream(
             chunk = await queue.get()
             finished = chunk.finish_reason is not None
             if splitter is None:
+                said["answer"].append(chunk.text)
                 if chunk.text or chunk.logprobs:
                     yield event([choice(chunk.text, chunk.logprobs, None)])
             else:
@@ -231,12 +273,15 @@ async def _stream(
                 if finished:
                     split += splitter.flush()
                 for i, (kind, text) in enumerate(split):
+                    said[kind].append(text)
                     item = choice(text, chunk.logprobs if i == 0 else [], None)
                     if kind == "thinking":
                         item["delta"] = {"reasoning_content": text}
                     yield event([item])
             if finished:
                 yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
+                answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
+                _remember(state, data, job, answer, thought, chunk.finish_reason or "stop")
         if usage:
             yield event([], {"usage": _usage(job).body()})
         yield "data: [DONE]\n\n"

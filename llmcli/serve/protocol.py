@@ -279,6 +279,17 @@ def prompt_from(data: dict[str, Any]) -> str:
     return _text(prompt, "prompt")
 
 
+def asked(data: dict[str, Any]) -> tuple[str, str | None]:
+    """What a checked request asked, for the answer log: the last user message (or the
+    prompt) and the system message."""
+    if "messages" not in data:
+        return prompt_from(data), None
+    messages = messages_from(data)
+    users = [m["content"] for m in messages if m["role"] == "user"]
+    systems = [m["content"] for m in messages if m["role"] == "system"]
+    return (users[-1] if users else ""), (systems[0] if systems else None)
+
+
 def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
     """The texts, and whether vectors go back as base64 (what the openai client asks)."""
     value = data.get("input")

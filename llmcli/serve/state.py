@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.scheduler import Scheduler
     from llmcli.engine.types import Sampling
+    from llmcli.remember import AnswerLog
 
 
 @dataclass
@@ -36,5 +37,7 @@ class ServerState:
     # The most bytes one token of the model stands for; None when not yet known, 0 when
     # the tokenizer gives no such bound (see engine.vocab.max_token_bytes).
     max_token_bytes: int | None = None
+    # Where answers are logged (`serve --log`); None: they are not.
+    answer_log: AnswerLog | None = None
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
