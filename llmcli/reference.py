@@ -37,7 +37,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("LLMCLI_THREADS", "default CPU threads (default: the usable cores not busy at start-up)"),
     ("LLMCLI_ENGINE_CACHE", "where engine measurements are kept (default: llmcli's cache)"),
     ("LLMCLI_RPC", "RPC workers for `--rpc` when it is not given: `HOST:PORT[,HOST:PORT...]`"),
+    ("LLMCLI_LOG", "`0`: keep answers out of the answer log; `1`: log them (over the config)"),
     ("LLMCLI_PROBE_FAULT", "testing: `SETUP=SIGNAL` makes that setup's probe die by the signal"),
+    (
+        "LLMCLI_SERVE_DEADLINES",
+        "testing: `HEAD,BODY` seconds for serve's request deadlines (default 10,60)",
+    ),
     ("NO_COLOR", "any value: no colour on any stream"),
     ("FORCE_COLOR", "colour and Markdown even when not on a terminal (`0`: off)"),
     ("HF_HOME", "Hugging Face home: the cache is `$HF_HOME/hub`, the token `$HF_HOME/token`"),
