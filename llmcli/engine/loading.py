@@ -31,7 +31,9 @@ from llmcli.tuning.verdicts import crash_record, crashes_file
 
 
 def gpu_offload_supported() -> bool:
-    return bool(llama_cpp.llama_supports_gpu_offload())
+    from llmcli.engine.system_info import gpu_devices
+
+    return bool(gpu_devices())
 
 
 @contextlib.contextmanager

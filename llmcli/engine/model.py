@@ -18,7 +18,12 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard
 from llmcli.engine.llama_state import KvState
-from llmcli.engine.loading import decide_setup, gpu_offload_supported, load_llama
+from llmcli.engine.loading import (
+    decide_setup,
+    gpu_offload_supported,
+    interrupts_held,
+    load_llama,
+)
 from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import (
     DRAFT_MAX,
@@ -117,7 +122,8 @@ class Model:
         if self._growing and positions > int(self.llama.n_ctx()):
             self._growing = False
             try:
-                self.kv.grow(self.options.n_ctx)
+                with interrupts_held():  # the new context's log calls back into Python
+                    self.kv.grow(self.options.n_ctx)
             except (ValueError, RuntimeError) as exc:  # no memory for it, or a refused state
                 raise LlmcliError(
                     f"could not grow the context to {self.options.n_ctx} tokens ({exc})",
