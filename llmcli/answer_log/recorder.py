@@ -4,13 +4,17 @@ and the caller goes on (the next chat turn, the next batch line) while it is wri
 from __future__ import annotations
 
 import queue
-import sqlite3
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from llmcli.answer_log.database import BUSY_TIMEOUT, connect, write
 from llmcli.answer_log.entry import Entry
-from llmcli.answer_log.problems import FAILURES, reason
+
+if TYPE_CHECKING:
+    import sqlite3
+
+# How long `close` waits: the database's busy timeout (database.BUSY_TIMEOUT), and more.
+_WAIT_S = 4.0
 
 
 class Recorder:
@@ -27,7 +31,7 @@ class Recorder:
             self._thread.start()
         self._queue.put(entry)
 
-    def close(self, timeout: float = BUSY_TIMEOUT + 2.0) -> str | None:
+    def close(self, timeout: float = _WAIT_S) -> str | None:
         """Wait (at most `timeout` seconds) for what was handed over to be written; why
         something was not, or None."""
         if self._thread is None:
@@ -39,6 +43,10 @@ class Recorder:
         return self.failure
 
     def _run(self) -> None:
+        # Imported here, on this thread: sqlite3 and the schema cost an answer nothing.
+        from llmcli.answer_log.database import connect, write
+        from llmcli.answer_log.problems import FAILURES, reason
+
         conn: sqlite3.Connection | None = None
         try:
             while (entry := self._queue.get()) is not None:
