@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import itertools
 import json
 import os
 import re
@@ -263,3 +264,25 @@ def test_a_chat_answer_that_keeps_repeating_itself_is_stopped(
     assert "repeating itself" in proc.stderr
     kept = last_chat(isolated_home)["messages"][-1]
     assert kept["role"] == "assistant" and kept["content"].lower().count("aye") > 20
+
+
+def test_an_answer_cut_inside_a_character_drops_its_bytes(model_file: Path, tmp_path: Path) -> None:
+    # The test model answers this in Chinese, whose characters span several tokens.
+    lines = tmp_path / "cuts.jsonl"
+    lines.write_text(
+        "\n".join(
+            json.dumps({"prompt": "Translate to Chinese: good morning", "max_tokens": n})
+            for n in range(1, 25)
+        )
+    )
+    proc = run_cli("run", "-m", str(model_file), "--temperature", "0", "--batch", str(lines))
+    assert proc.returncode == 0, proc.stderr
+    answers = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(answers) == 24
+    assert not any("\ufffd" in a["text"] for a in answers)
+    # Some token, cut off by the limit, added only part of a character: that answer
+    # reads as the one a token shorter.
+    assert any(
+        b["finish_reason"] == "length" and a["text"] == b["text"]
+        for a, b in itertools.pairwise(answers)
+    )

@@ -347,7 +347,8 @@ class Model:
                     break
                 # Before the generator evaluates this token (and maybe a draft after it).
                 self.make_room(self.kv.n_tokens + _ROOM_AHEAD)
-            tail = stops.feed(decoder.decode(b"", final=True)) + stops.flush()
+            decoder.reset()  # the bytes of an unfinished last character are dropped
+            tail = stops.flush()
             yield from parts(tail, final=True)
         finally:
             generator.close()
