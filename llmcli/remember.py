@@ -113,14 +113,7 @@ def earlier_turns(given: str | None) -> EarlierTurns:
                 raise UsageError("there is no conversation to continue in the answer log")
             cid = found
         else:
-            ids = database.conversation_ids(conn, given)
-            if not ids:
-                raise UsageError(
-                    f"no logged conversation has the id {given!r} (`llmcli logs` shows ids)"
-                )
-            if len(ids) > 1:
-                raise UsageError(f"{given!r} starts more than one conversation id: give more")
-            cid = ids[0]
+            cid = database.conversation_id(conn, given)
         entries = database.conversation(conn, cid)
     messages: list[Message] = []
     for entry in entries:

@@ -21,6 +21,7 @@ from llmcli import config
 from llmcli.answer_log.entry import Entry
 from llmcli.answer_log.problems import FAILURES, LogError, reason
 from llmcli.answer_log.schema import VERSION, migrate, version_of
+from llmcli.errors import UsageError
 
 FILENAME = "logs.db"
 BUSY_TIMEOUT = 2.0
@@ -141,7 +142,8 @@ def latest_conversation(conn: sqlite3.Connection, commands: Sequence[str]) -> st
 
 
 def conversation_ids(conn: sqlite3.Connection, prefix: str) -> list[str]:
-    """Conversation ids that start with `prefix` (ids may be given shortened)."""
+    """Conversation ids that start with `prefix` (at most two: enough to tell it is
+    ambiguous)."""
     rows = conn.execute(
         "SELECT DISTINCT conversation_id FROM responses WHERE conversation_id >= ? "
         "AND conversation_id < ? LIMIT 2",
@@ -150,12 +152,30 @@ def conversation_ids(conn: sqlite3.Connection, prefix: str) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
+def conversation_id(conn: sqlite3.Connection, given: str) -> str:
+    """The one conversation id that starts with `given` (ids may be given shortened)."""
+    return _the_one(conversation_ids(conn, given), given, "conversation")
+
+
 def entry_ids(conn: sqlite3.Connection, prefix: str) -> list[str]:
     """Entry ids that start with `prefix` (at most two: enough to tell it is ambiguous)."""
     rows = conn.execute(
         "SELECT id FROM responses WHERE id >= ? AND id < ? LIMIT 2", (prefix, prefix + "~")
     )
     return [str(r[0]) for r in rows]
+
+
+def entry_id(conn: sqlite3.Connection, given: str) -> str:
+    """The one entry id that starts with `given`."""
+    return _the_one(entry_ids(conn, given), given, "answer")
+
+
+def _the_one(found: list[str], given: str, what: str) -> str:
+    if not found:
+        raise UsageError(f"no logged {what} has the id {given!r} (`llmcli logs` shows ids)")
+    if len(found) > 1:
+        raise UsageError(f"{given!r} starts more than one {what} id: give more of it")
+    return found[0]
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def show(
     entries: list[Entry] = []
     if path.exists():
         with _opened() as conn:
-            cid = _conversation_id(conn, conversation) if conversation else None
+            cid = database.conversation_id(conn, conversation) if conversation else None
             entries = database.search(
                 conn,
                 database.Query(
@@ -197,7 +197,7 @@ def rm_command(
         console.notice("the answer log is empty: nothing to delete")
         return
     with _opened() as conn:
-        full_ids = [_entry_id(conn, given) for given in ids or []]
+        full_ids = [database.entry_id(conn, given) for given in ids or []]
         removed = database.remove(conn, path, ids=full_ids, before=before)
     console.notice(f"deleted {removed.entries} answers, {format_bytes(removed.bytes_freed)} freed")
 
@@ -209,28 +209,6 @@ def _opened() -> AbstractContextManager[Connection]:
     from llmcli.answer_log import database
 
     return database.opened()
-
-
-def _conversation_id(conn: Connection, given: str) -> str:
-    from llmcli.answer_log import database
-
-    found = database.conversation_ids(conn, given)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UsageError(f"no logged conversation has the id {given!r} (llmcli logs shows ids)")
-    raise UsageError(f"{given!r} starts more than one conversation id: give more of it")
-
-
-def _entry_id(conn: Connection, given: str) -> str:
-    from llmcli.answer_log import database
-
-    found = database.entry_ids(conn, given)
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise UsageError(f"no logged answer has the id {given!r} (llmcli logs shows ids)")
-    raise UsageError(f"{given!r} starts more than one entry id: give more of it")
 
 
 def _model_name(given: str) -> str:

@@ -104,21 +104,24 @@ def _on_fault(signum: int) -> None:
 _handler = _HANDLER_TYPE(_on_fault)
 
 
-def message(signum: int, doing: str) -> str:
+def _signal_words(signum: int) -> str:
+    """`SIGSEGV, segmentation fault`."""
     name = signal.Signals(signum).name
-    what = (signal.strsignal(signum) or name).lower()
+    return f"{name}, {(signal.strsignal(signum) or name).lower()}"
+
+
+def message(signum: int, doing: str) -> str:
     return (
-        f"llmcli: error: the llama.cpp engine crashed ({name}, {what}) while {doing}; "
+        f"llmcli: error: the llama.cpp engine crashed ({_signal_words(signum)}) while {doing}; "
         "the next run will avoid this setup for this model "
         "(`llmcli doctor` shows what it uses; LLMCLI_ENGINE_SETUP overrides it)\n"
     )
 
 
 def elsewhere_message(signum: int, doing: str) -> str:
-    name = signal.Signals(signum).name
-    what = (signal.strsignal(signum) or name).lower()
     return (
-        f"llmcli: error: the process crashed ({name}, {what}) after {doing}, outside the "
+        f"llmcli: error: the process crashed ({_signal_words(signum)}) after {doing}, "
+        "outside the "
         "engine's loading and evaluation (at shutdown or in another library); no engine "
         "setup is blamed for it (LLMCLI_DEBUG=1 shows where it happened)\n"
     )
