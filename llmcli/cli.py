@@ -207,7 +207,10 @@ def _exit_code(exc: BaseException) -> tuple[int, str | None]:
         return ExitCode.ERROR, "out of memory"
     if isinstance(exc, OSError) and exc.errno == 28:
         return ExitCode.DISK, f"no space left on device: {exc.filename or ''}".rstrip(": ")
-    return ExitCode.ERROR, f"unexpected error: {type(exc).__name__}: {exc}"
+    return ExitCode.ERROR, (
+        f"unexpected error: {type(exc).__name__}: {exc} "
+        "(LLMCLI_DEBUG=1 shows where; please report it)"
+    )
 
 
 def _complete(instruction: str) -> int:

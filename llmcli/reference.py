@@ -50,7 +50,7 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ("HF_TOKEN", "token for private and gated repos (else the one `hf auth login` saved)"),
     ("HF_HUB_OFFLINE", "`1`: never touch the network; only cached models work"),
     ("HF_ENDPOINT", "Hub address, for a mirror or a private Hub"),
-    ("HF_HUB_ETAG_TIMEOUT", "seconds to wait for the Hub to answer a request (default 2.5)"),
+    ("HF_HUB_ETAG_TIMEOUT", "whole seconds to wait for the Hub to answer a request (default 2)"),
     ("HF_HUB_DISABLE_IMPLICIT_TOKEN", "`1`: send no token unless `HF_TOKEN` is set"),
 )
 

@@ -20,6 +20,7 @@ from hubserver import DEAD_ENDPOINT, GATED_TOKEN, HubServer, refusing_endpoint, 
 from testmodel import model_path
 
 from llmcli import store
+from llmcli.errors import ExitCode
 
 
 def llmcli_run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -266,3 +267,17 @@ def test_run_uses_a_pulled_model_offline(hub: HubServer) -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()
     assert hub.requests == []
+
+
+@pytest.mark.parametrize("name", ["HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT"])
+@pytest.mark.parametrize("command", [("pull", "smollm2:135m"), ("list",)])
+def test_a_timeout_the_hub_library_cannot_read_is_one_clear_line(
+    name: str, command: tuple[str, ...]
+) -> None:
+    # huggingface_hub reads these as whole seconds when imported, and fails inside its
+    # own import on "0.5".
+    proc = run_cli(*command, env={name: "0.5"})
+    assert proc.returncode == ExitCode.USAGE
+    assert proc.stderr.splitlines() == [
+        f"llmcli: error: {name} must be a whole number of seconds, not '0.5'"
+    ]

@@ -152,3 +152,15 @@ def test_an_invalid_json_answer_is_explained_in_words(
 ) -> None:
     fmt = OutputFormat(gbnf="", json=True)
     assert fmt.problem_with(text, cut_off_at=cut_off_at) == expected
+
+
+def test_an_unexpected_error_says_how_to_see_where_it_came_from() -> None:
+    from llmcli.cli import _exit_code
+    from llmcli.errors import ExitCode
+
+    code, message = _exit_code(RuntimeError("boom"))
+    assert code == ExitCode.ERROR
+    assert (
+        message
+        == "unexpected error: RuntimeError: boom (LLMCLI_DEBUG=1 shows where; please report it)"
+    )

@@ -163,9 +163,10 @@ def pull(
     On a checksum mismatch the model's files are deleted from the cache and
     ModelInvalidError is raised: nothing unverified is left for a later run to use.
     """
+    settings = HubSettings.from_env()  # first: it checks what the library reads at import
+
     from huggingface_hub import hf_hub_download
 
-    settings = HubSettings.from_env()
     if settings.offline:
         raise NetworkError(
             f"cannot pull {ref.display}: offline mode is on", hint="unset HF_HUB_OFFLINE"

@@ -6,6 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from llmcli.errors import UsageError
+
 _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of "true" in env vars
 
 # How long to wait for the Hub's answer where huggingface_hub sets no limit (see
@@ -13,6 +15,7 @@ _TRUE = {"1", "ON", "YES", "TRUE"}  # huggingface_hub's spelling of "true" in en
 # API answers in well under a second; 2 s keeps a silent endpoint's verdict, with the
 # start-up before it, under 3 s.
 ANSWER_TIMEOUT_S = 2.0
+_WHOLE_SECONDS = ("HF_HUB_ETAG_TIMEOUT", "HF_HUB_DOWNLOAD_TIMEOUT")
 
 
 @dataclass(frozen=True)
@@ -42,10 +45,13 @@ class HubSettings:
         token: str | bool | None = env.get("HF_TOKEN") or None
         if token is None and env.get("HF_HUB_DISABLE_IMPLICIT_TOKEN", "").upper() in _TRUE:
             token = False  # send no token at all, not even the one saved by `hf auth login`
-        try:
-            answer_timeout = float(env.get("HF_HUB_ETAG_TIMEOUT") or ANSWER_TIMEOUT_S)
-        except ValueError:
-            answer_timeout = ANSWER_TIMEOUT_S
+        for name in _WHOLE_SECONDS:
+            value = env.get(name, "").strip()
+            if value and not value.isdigit():
+                # huggingface_hub reads these as integers when it is imported, and fails
+                # with a bare ValueError from inside its own import otherwise.
+                raise UsageError(f"{name} must be a whole number of seconds, not {value!r}")
+        answer_timeout = float(env.get("HF_HUB_ETAG_TIMEOUT") or ANSWER_TIMEOUT_S)
         return cls(
             endpoint=env.get("HF_ENDPOINT", "").rstrip("/") or None,
             cache_dir=Path(cache).expanduser(),
