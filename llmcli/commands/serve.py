@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -167,14 +167,15 @@ def serve(
         model=llm,
         scheduler=scheduler,
         served_name=served,
-        same_model=lambda name: name == path.name or _same(name, ref) or _same(name, str(path)),
-        cached_models=_cached_models,
+        model_path=path,
+        model_ref=ref,
         defaults=defaults,
         api_key=key,
         max_body_bytes=MAX_BODY_BYTES,
-        log=console.info,
-        load_embedder=lambda: _embedder(path, ctx, threads, gpu_layers, verbose),
-        grammar_for=lambda schema: _grammar(path, schema),
+        ctx=ctx,
+        threads=threads,
+        gpu_layers=gpu_layers,
+        verbose=verbose,
         bound_host=host,
         allowed_hosts=(*(allowed_hosts or ()), *settings.allowed_hosts),
         cors_origins=(*(cors_origins or ()), *settings.cors_origins),
@@ -204,35 +205,3 @@ def _answer_log(served: str, path: Path) -> AnswerLog:
     from llmcli.remember import AnswerLog
 
     return AnswerLog(enabled=True, command="serve", model_name=served, model_path=path)
-
-
-def _same(name: str, served: str) -> bool:
-    from llmcli.models import same_model
-
-    return same_model(name, served)
-
-
-def _cached_models() -> list[str]:
-    from llmcli.store import cached_model_names
-
-    return cached_model_names()
-
-
-def _embedder(
-    path: Any, ctx: int, threads: int | None, gpu_layers: int | None, verbose: bool
-) -> Any:
-    from llmcli.engine.vectors import load_embedder
-
-    return load_embedder(
-        path, n_ctx=ctx, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
-    )
-
-
-def _grammar(path: Any, schema: dict[str, Any]) -> str:
-    from llmcli.engine.grammar import ANY_JSON_OBJECT, check_grammar, schema_to_gbnf
-
-    if not schema:
-        return ANY_JSON_OBJECT
-    gbnf = schema_to_gbnf(schema)
-    check_grammar(path, gbnf)
-    return gbnf

@@ -3,25 +3,26 @@
 Handlers parse and check a request (protocol.py) and render the prompt; completions.py
 hands the job to the scheduler and relays its answer, embeddings.py answers
 `/v1/embeddings`, gate.py checks what browsers and callers may send and logs every
-request, and deadlines.py cuts clients that send too slowly.
+request, and deadlines.py cuts clients that send too slowly. Handlers raise; whatever
+they raise is answered at one place, by the table in errors.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
-from llmcli.serve import completions, embeddings
+from llmcli.serve import completions, embeddings, errors
 from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
@@ -76,11 +77,13 @@ def build_app(state: ServerState) -> ASGIApp:
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
-        Route("/v1/chat/completions", _guarded(chat), methods=["POST"]),
-        Route("/v1/completions", _guarded(complete), methods=["POST"]),
-        Route("/v1/embeddings", _guarded(embed), methods=["POST"]),
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/completions", complete, methods=["POST"]),
+        Route("/v1/embeddings", embed, methods=["POST"]),
     ]
-    app = Starlette(routes=routes)
+    # Inside Starlette's own last resort, which would answer in plain text and then
+    # hand the exception to uvicorn to log a second time.
+    app = Starlette(routes=routes, middleware=[Middleware(ErrorAnswers)])
 
     async def not_found(request: Request, exc: Exception) -> Response:
         return error_response(p.ApiError(404, f"no such endpoint: {request.url.path}"))
@@ -93,18 +96,30 @@ def build_app(state: ServerState) -> ASGIApp:
     return Gate(app, state)
 
 
-def _guarded(
-    handler: Callable[[Request], Awaitable[Response]],
-) -> Callable[[Request], Awaitable[Response]]:
-    async def run(request: Request) -> Response:
-        try:
-            return await handler(request)
-        except p.ApiError as exc:
-            return error_response(exc)
-        except RecursionError:  # a request nested deeply enough to exhaust the stack
-            return error_response(p.bad(p.TOO_DEEP))
+class ErrorAnswers:
+    """Answers whatever a handler raises with OpenAI's error object (errors.TABLE)."""
 
-    return run
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        except Exception as exc:
+            if started:  # a stream already under way: no status can be given any more
+                raise
+            error = errors.api_error(exc, scope["method"], scope["path"])
+            await error_response(error)(scope, receive, send)
 
 
 async def _json_body(request: Request, state: ServerState) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import Callable
 from typing import Any
 
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from llmcli.serve import log
 from llmcli.serve import protocol as p
 
 HEAD_S = 10.0
@@ -50,9 +50,6 @@ def timeout_response(message: str) -> bytes:
 class DeadlineProtocol(H11Protocol):
     head_s = HEAD_S
     body_s = BODY_IDLE_S
-    # The server's log; a request cut before its head is whole never reaches the app,
-    # whose gate logs every other request.
-    log: Callable[[str], None] | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -111,9 +108,10 @@ class DeadlineProtocol(H11Protocol):
             self.transport.write(
                 timeout_response(f"the request's head did not arrive within {self.head_s:g} s")
             )
-            if self.log is not None:
-                client = self.client[0] if self.client else "-"
-                self.log(f'{client} "-" 408 {self.head_s:.2f}s the head came too slowly')
+            # A request cut before its head is whole never reaches the app, whose gate
+            # logs every other request.
+            client = self.client[0] if self.client else "-"
+            log.line(f'{client} "-" 408 {self.head_s:.2f}s the head came too slowly')
         self.transport.close()
 
     def _body_late(self) -> None:
@@ -132,8 +130,8 @@ class DeadlineProtocol(H11Protocol):
         self.transport.close()
 
 
-def protocol_class(log: Callable[[str], None]) -> type[asyncio.Protocol]:
+def protocol_class() -> type[asyncio.Protocol]:
     """The protocol for uvicorn.Config(http=...), with the deadlines in force now."""
     head, body = deadlines()
-    attributes = {"head_s": head, "body_s": body, "log": staticmethod(log)}
+    attributes = {"head_s": head, "body_s": body}
     return type("Deadlines", (DeadlineProtocol,), attributes)

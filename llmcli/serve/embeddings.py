@@ -1,4 +1,7 @@
-"""`/v1/embeddings`: vectors from the embedding model, loaded on first use."""
+"""`/v1/embeddings`: vectors from the embedding model, loaded on first use.
+
+A text too long or empty is the engine's error, which errors.py answers naming `input`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from llmcli.errors import ContextOverflowError
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
@@ -33,16 +35,11 @@ async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> 
 
 
 def _embed(state: ServerState, texts: list[str]) -> tuple[list[list[float]], int]:
-    from llmcli.engine.vectors import EmptyTextError, embed
+    from llmcli.engine.vectors import embed
 
     with state.embed_lock:
         if state.embedder is None:
             state.embedder = state.load_embedder()
         model = state.embedder
         n_tokens = sum(len(model.tokenize(t)) for t in texts)
-        try:
-            return embed(model, texts), n_tokens
-        except ContextOverflowError as exc:
-            raise p.bad(str(exc), "input", "context_length_exceeded") from None
-        except EmptyTextError as exc:
-            raise p.bad(str(exc), "input") from None
+        return embed(model, texts), n_tokens

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmcli.serve import guard
+from llmcli.serve import guard, log
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class Gate:
             client = scope.get("client") or ("-", 0)
             note = scope.get("llmcli.note")
             took = time.perf_counter() - start
-            self.state.log(
+            log.line(
                 f'{client[0]} "{scope["method"]} {scope["path"]}" {status[0] or 499} '
                 f"{took:.2f}s" + (f" {note}" if note else "")
             )

@@ -13,6 +13,7 @@ from types import FrameType
 
 import uvicorn
 
+from llmcli.serve import log
 from llmcli.serve.app import build_app
 from llmcli.serve.deadlines import protocol_class
 from llmcli.serve.state import ServerState
@@ -72,11 +73,12 @@ def serve(state: ServerState, *, host: str, port: int, grace: float) -> int | No
         timeout_graceful_shutdown=int(grace) + 5,
         server_header=False,
         # h11 with deadlines for a request's head and body (uvicorn has neither).
-        http=protocol_class(state.log),
+        http=protocol_class(),
     )
     server = _Server(config, state, grace)
     try:
-        server.run()
+        with log.to_stderr():
+            server.run()
     finally:
         for timer in (server._timer, server._forcing):
             if timer is not None:

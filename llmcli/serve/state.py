@@ -1,11 +1,16 @@
-"""What every handler of `llmcli serve` shares: the model, the scheduler and the settings."""
+"""What every handler of `llmcli serve` shares: the model, the scheduler and the settings.
+
+Plain data handed over by the command, and what the handlers derive from it (whether a
+name means the served model, the cached models, the embedding model, a grammar), with
+the modules that know how imported here, when first asked.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -20,14 +25,18 @@ class ServerState:
     model: Model
     scheduler: Scheduler
     served_name: str
-    same_model: Callable[[str], bool]
-    cached_models: Callable[[], list[str]]
+    # The model's file, and the reference it was named by (`-m`, or the default).
+    model_path: Path
+    model_ref: str
     defaults: Sampling
     api_key: str | None
     max_body_bytes: int
-    log: Callable[[str], None]
-    load_embedder: Callable[[], Model]
-    grammar_for: Callable[[dict[str, Any]], str]
+    # How the embedding model loads on first use: the file above, each text within one
+    # sequence's context, on the threads and GPU layers the server was given.
+    ctx: int
+    threads: int | None = None
+    gpu_layers: int | None = None
+    verbose: bool = False
     embedder: Model | None = None
     # What browsers may reach (see guard.py): the address listened on, the Host names
     # and the page origins the user allowed.
@@ -41,3 +50,41 @@ class ServerState:
     answer_log: AnswerLog | None = None
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
+
+    def same_model(self, name: str) -> bool:
+        """Whether a request's `model` names the served model: by file name, or as any
+        reference to the same model as the one it was started with, or its path."""
+        from llmcli.models import same_model
+
+        return (
+            name == self.model_path.name
+            or same_model(name, self.model_ref)
+            or same_model(name, str(self.model_path))
+        )
+
+    def cached_models(self) -> list[str]:
+        from llmcli.store import cached_model_names
+
+        return cached_model_names()
+
+    def load_embedder(self) -> Model:
+        from llmcli.engine.vectors import load_embedder
+
+        return load_embedder(
+            self.model_path,
+            n_ctx=self.ctx,
+            n_threads=self.threads,
+            n_gpu_layers=self.gpu_layers,
+            verbose=self.verbose,
+        )
+
+    def grammar_for(self, schema: dict[str, Any]) -> str:
+        """The grammar for `response_format`: any JSON object, or the schema's, checked
+        against the model's vocabulary."""
+        from llmcli.engine.grammar import ANY_JSON_OBJECT, check_grammar, schema_to_gbnf
+
+        if not schema:
+            return ANY_JSON_OBJECT
+        gbnf = schema_to_gbnf(schema)
+        check_grammar(self.model_path, gbnf)
+        return gbnf
