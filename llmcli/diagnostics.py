@@ -14,27 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from llmcli import __version__, config
+from llmcli.engine.system_info import CUDA_INSTALL, METAL_INSTALL, RPC_INSTALL, engine_info
 from llmcli.errors import ConfigError
-
-# Each keeps the RPC backend (`llmcli worker`, `--rpc`) in the rebuilt engine.
-CUDA_INSTALL = (
-    'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
-    "--no-cache-dir llama-cpp-python"
-)
-METAL_INSTALL = (
-    'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
-    "--no-cache-dir llama-cpp-python"
-)
-
-# The RPC backend (`llmcli worker`, `--rpc`); combine with a GPU flag for a GPU worker.
-RPC_INSTALL = (
-    'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
-)
 
 
 def report() -> dict[str, Any]:
-    from llmcli.engine.system_info import engine_info
-
     engine = engine_info()
     settings, config_facts = _config()
     configured_threads = settings.defaults.get("threads") if settings else None

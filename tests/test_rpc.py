@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 from clihelpers import cli_command, run_cli
 
-from llmcli.diagnostics import RPC_INSTALL
+from llmcli.engine.system_info import RPC_INSTALL
 from llmcli.errors import ExitCode
 
 PROMPT = "List the planets of the solar system, one per line, with one fact about each."

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import llama_cpp
 
-from llmcli.diagnostics import RPC_INSTALL
 from llmcli.engine import crash_guard
+from llmcli.engine.system_info import RPC_INSTALL
 from llmcli.errors import UsageError, WorkerLostError
 
 CONNECT_TIMEOUT_S = 5.0

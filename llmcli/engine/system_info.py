@@ -13,6 +13,23 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+# How to rebuild the engine with what this build lacks: beside the build they describe, so
+# that the engine's own errors (no RPC backend) and `llmcli doctor` name the same commands.
+# Each GPU build keeps the RPC backend (`llmcli worker`, `--rpc`) in the rebuilt engine.
+CUDA_INSTALL = (
+    'CMAKE_ARGS="-DGGML_CUDA=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
+)
+METAL_INSTALL = (
+    'CMAKE_ARGS="-DGGML_METAL=on -DGGML_RPC=on" pip install --upgrade --force-reinstall '
+    "--no-cache-dir llama-cpp-python"
+)
+
+# The RPC backend (`llmcli worker`, `--rpc`); combine with a GPU flag for a GPU worker.
+RPC_INSTALL = (
+    'CMAKE_ARGS="-DGGML_RPC=on" pip install --force-reinstall --no-cache-dir llama-cpp-python'
+)
+
 # ggml's enum ggml_backend_dev_type: CPU, GPU (dedicated memory), IGPU (integrated, host
 # memory), ACCEL (BLAS, AMX: work beside the CPU backend), META (wraps other devices).
 _DEVICE_GPU, _DEVICE_IGPU = 1, 2
