@@ -8,8 +8,8 @@ already loaded (same weights, same engine setup) with the callback set and flash
 attention off: with flash attention the attention weights are never materialised.
 
 The bindings have no `struct ggml_tensor`, so `GgmlTensor` mirrors it from the ggml.h
-vendored in llama-cpp-python 0.3.36. Only the leading fields are read; `SIZE` is checked
-against ggml's own `GGML_TENSOR_SIZE` (336 bytes on 64-bit) when the library exports it.
+vendored in llama-cpp-python 0.3.36. Only the leading fields are read; `SIZE` (336 bytes
+on 64-bit) is checked against the library's own by tests/test_llama_private_api.py.
 
 Nodes arrive per micro-batch: with a micro-batch of k tokens, a node such as
 `kq_soft_max-3` arrives once per k tokens, holding the rows of those tokens only.
