@@ -62,9 +62,3 @@ def current() -> Terminal:
     if _current is None:
         _current = Terminal.detect()
     return _current
-
-
-def override(terminal: Terminal | None) -> None:
-    """Tests set a terminal explicitly; None re-detects."""
-    global _current
-    _current = terminal

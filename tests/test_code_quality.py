@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,6 +29,23 @@ def test_ruff_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     proc = _run("mypy")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_no_dead_code() -> None:
+    """vulture over llmcli/ with the settings and the allow-list in pyproject.toml."""
+    proc = _run("vulture")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_every_dead_code_exception_is_still_needed() -> None:
+    """An allow-listed name whose use went away leaves the list too: without the list,
+    vulture must still report each name on it."""
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    allowed = settings["tool"]["vulture"]["ignore_names"]
+    proc = _run("vulture", "--ignore-names", "")
+    reported = set(re.findall(r"unused \w+ '([^']+)'", proc.stdout))
+    assert reported, proc.stdout + proc.stderr
+    assert sorted(set(allowed) - reported) == []
 
 
 def test_help_does_not_import_heavy_modules() -> None:
@@ -60,8 +83,6 @@ def test_cache_command_does_not_import_the_engine() -> None:
 
 def test_only_the_engine_state_module_touches_llama_private_fields() -> None:
     """The KV cache and the Llama's record of it change together, in one module."""
-    import re
-
     private = re.compile(
         r"\b_requires_eval\b|\binput_ids\b|llama\._ctx\b|llama\._model\b|llama\.n_tokens\s*=(?!=)"
     )

@@ -189,10 +189,6 @@ def help_text() -> str:
     return "\n".join(lines)
 
 
-def is_command(text: str) -> bool:
-    return _COMMAND.match(text.strip()) is not None
-
-
 def dispatch(conversation: Conversation, text: str) -> Outcome | None:
     """Run a slash command's pure part. None: the text is a message, not a command."""
     match = _COMMAND.match(text.strip())

@@ -32,6 +32,8 @@ def _args_from_words() -> tuple[list[str], str]:
 class _Answers(ShellComplete):
     """Answers only: `scripts.script` renders the scripts themselves."""
 
+    # Abstract in Click's ShellComplete, so required, though only its unused `source()`
+    # would read it.
     def source_vars(self) -> dict[str, Any]:
         return {"prog_name": self.prog_name, "complete_var": self.complete_var}
 

@@ -13,7 +13,6 @@ import os
 
 PROG_NAME = "llmcli"
 COMPLETE_VAR = "_LLMCLI_COMPLETE"
-SHELLS = ("bash", "zsh", "fish")
 SCRIPT_FILES = {"bash": "llmcli.bash", "zsh": "_llmcli", "fish": "llmcli.fish"}
 
 _BASH = """\

@@ -23,7 +23,6 @@ class Device:
     name: str
     description: str
     free_mib: int
-    total_mib: int
 
 
 def _serving_devices(lib: ctypes.CDLL) -> list[int]:
@@ -36,13 +35,13 @@ def _serving_devices(lib: ctypes.CDLL) -> list[int]:
 
 
 def describe(lib: ctypes.CDLL, device: int) -> Device:
+    # ggml writes both sizes; the worker shows only what is free.
     free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
     lib.ggml_backend_dev_memory(device, ctypes.byref(free), ctypes.byref(total))
     return Device(
         name=(lib.ggml_backend_dev_name(device) or b"").decode(errors="replace"),
         description=(lib.ggml_backend_dev_description(device) or b"").decode(errors="replace"),
         free_mib=free.value // 2**20,
-        total_mib=total.value // 2**20,
     )
 
 

@@ -44,10 +44,6 @@ class Tokenizer:
         """True also for a template that does not parse: using it says why it fails."""
         return self._formatter is not None or self._template_error is not None
 
-    @property
-    def template_broken(self) -> bool:
-        return self._template_error is not None
-
     def _make_formatter(self) -> Jinja2ChatFormatter | None:
         template = self.chat_template
         if not template:

@@ -66,10 +66,6 @@ def cpu_id() -> str:
     return _short_hash(f"{platform.machine()}|{name}|{' '.join(flags)}")
 
 
-def has_amx() -> bool:
-    return any(flag.startswith("amx") for flag in cpu_description()[1])
-
-
 def model_key(path: Path) -> str:
     """What decides whether a setup faults and how fast it runs: the architecture and
     how many weights of each type there are. The same model under another path (a local
