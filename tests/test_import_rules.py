@@ -8,6 +8,7 @@ ban off only for whole files, so these contracts are the real guard.
 from __future__ import annotations
 
 import ast
+import logging
 import sys
 from pathlib import Path
 
@@ -27,7 +28,20 @@ CLICK_DOOR = "llmcli/click_api.py"
 
 
 def test_import_contracts_are_kept(capsys: pytest.CaptureFixture[str]) -> None:
-    code = lint_imports(config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True)
+    # import-linter configures logging with dictConfig, which disables every logger that
+    # exists by then (llmcli.serve's among them) for the rest of the test run.
+    loggers = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.disabled
+    ]
+    try:
+        code = lint_imports(
+            config_filename=str(ROOT / "pyproject.toml"), no_cache=True, no_logo=True
+        )
+    finally:
+        for logger in loggers:
+            logger.disabled = False
     assert code == 0, capsys.readouterr().out
 
 

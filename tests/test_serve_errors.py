@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from test_serve import chat_body, start_server, stop
+from test_serve_edge import wait_for_log
 
 from llmcli.engine.scheduler import QueueFullError
 from llmcli.engine.vectors import EmptyTextError
@@ -166,10 +167,11 @@ def test_a_failed_embedding_model_load_is_an_openai_500(model_file: Path, tmp_pa
                 "code": None,
             }
         }
-        # The log, not the client, learns what failed.
+        # The log, not the client, learns what failed. The request line is written as
+        # the answer goes out, so it may reach the log just after the client has it.
+        wait_for_log(server, f'"POST {EMBEDDINGS}" 500')
         log = "\n".join(server.log)
         assert "Traceback" in log and "not a GGUF" in log and str(tmp_path) in log, log
-        assert any(f'"POST {EMBEDDINGS}" 500' in line for line in server.log), log
 
         # The failure is not remembered: with the file back, the next request loads it.
         _replace_with(copy, model_file.read_bytes())

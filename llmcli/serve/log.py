@@ -34,9 +34,14 @@ def to_stderr() -> Iterator[None]:
     LOGGER.addHandler(handler)
     LOGGER.setLevel(logging.INFO)
     # The root logger's handlers, if anyone set some, would print each line twice.
+    level, propagate = LOGGER.level, LOGGER.propagate
     LOGGER.propagate = False
     try:
         yield
     finally:
         LOGGER.removeHandler(handler)
         handler.close()
+        # A server run inside a longer-lived process (a test, an embedding app) leaves
+        # the logger as it found it.
+        LOGGER.setLevel(level)
+        LOGGER.propagate = propagate
