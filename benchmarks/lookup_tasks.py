@@ -89,12 +89,8 @@ def copied_share(prompt: Sequence[int], answer: Sequence[int]) -> float:
 
 def greedy(model: Model, prompt: Sequence[int], tokens: int, *, lookup: bool) -> GenerationResult:
     """One greedy answer from an empty context (nothing reused: the same work each time)."""
-    from llmcli.engine.types import Decoding, GenerationResult, Sampling
+    from llmcli.engine.types import Decoding, Sampling
 
     model.llama.reset()
-    result = GenerationResult()
-    for _ in model.stream(
-        prompt, Sampling(temperature=0, max_tokens=tokens), result, Decoding(lookup=lookup)
-    ):
-        pass
-    return result
+    sampling = Sampling(temperature=0, max_tokens=tokens)
+    return model.generate(prompt, sampling, Decoding(lookup=lookup)).complete()

@@ -30,10 +30,7 @@ def grown(model_file: Path) -> Model:
 def answer(
     model: Model, tokens: list[int], sampling: Sampling, *, lookup: bool = False
 ) -> GenerationResult:
-    result = GenerationResult()
-    for _ in model.stream(tokens, sampling, result, Decoding(lookup=lookup)):
-        pass
-    return result
+    return model.generate(tokens, sampling, Decoding(lookup=lookup)).complete()
 
 
 def test_a_sampled_answer_goes_on_past_the_start_size_as_at_full_size(

@@ -78,7 +78,7 @@ def test_one_thread_gives_the_plain_answer_past_256_positions(model_file: Path) 
 
 def test_lookup_fills_the_context_exactly_as_plain_decoding_does(model_file: Path) -> None:
     from llmcli.engine.model import Model
-    from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
+    from llmcli.engine.types import Decoding, LoadOptions, Message, Sampling
 
     with Model(LoadOptions(path=model_file, n_ctx=256)) as llm:
         # The reference costs, not those measured on this machine: whether drafting pays
@@ -91,10 +91,8 @@ def test_lookup_fills_the_context_exactly_as_plain_decoding_does(model_file: Pat
         results = {}
         for lookup in (False, True):
             llm.llama.reset()
-            result = GenerationResult()
-            for _ in llm.stream(prompt, Sampling(temperature=0), result, Decoding(lookup=lookup)):
-                pass
-            results[lookup] = result
+            generation = llm.generate(prompt, Sampling(temperature=0), Decoding(lookup=lookup))
+            results[lookup] = generation.complete()
     plain, fast = results[False], results[True]
     assert fast.finish_reason == plain.finish_reason == "length"
     assert len(prompt) + fast.completion_tokens == 256

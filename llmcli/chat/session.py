@@ -25,7 +25,9 @@ from llmcli.prompting import thinking_budget_note
 from llmcli.ui import console
 
 if TYPE_CHECKING:
+    from llmcli.engine.generation import Generation
     from llmcli.engine.model import Model
+    from llmcli.engine.sequence import Part
     from llmcli.remember import AnswerLog
 
 
@@ -115,13 +117,14 @@ class ChatSession:
                 f"the context is full: dropped the {fit.dropped_messages} oldest messages "
                 "(the system prompt is kept)"
             )
-        result = GenerationResult()
         started = time.perf_counter()
+        generation = llm.generate(fit.tokens, self.conv.sampling, self.decoding)
+        result = generation.result
         # Piped input: Ctrl-C ends the program, as it would any other pipeline.
         stopper = StopOnCtrlC() if self.interactive else None
         try:
             with stopper if stopper is not None else nullcontext():
-                self._stream(fit.tokens, result, stopper)
+                self._stream(generation, stopper)
         except KeyboardInterrupt:
             if stopper is None:
                 raise
@@ -152,13 +155,12 @@ class ChatSession:
     def _render(self, messages: Sequence[Message]) -> list[int]:
         return self.llm.chat_tokens(messages, thinking=self.conv.thinking)
 
-    def _stream(
-        self, tokens: list[int], result: GenerationResult, stopper: StopOnCtrlC | None
-    ) -> None:
+    def _stream(self, generation: Generation, stopper: StopOnCtrlC | None) -> None:
+        result = generation.result
         with console.ReplyWriter(
             markdown=self.markdown, show_thinking=self.show_thinking, out=self.out
         ) as writer:
-            chunks = self.llm.stream_parts(tokens, self.conv.sampling, result, self.decoding)
+            chunks: Iterator[Part] = generation
             if self.conv.sampling.max_tokens is None:  # a length set is the user's to fill
                 chunks = until_repeating(chunks, result)
             try:
@@ -174,9 +176,7 @@ class ChatSession:
                     stopper.done = True
                 # Close now, not at garbage collection: the engine's generator must be
                 # finished before the next turn uses the same context.
-                close = getattr(chunks, "close", None)
-                if close is not None:
-                    close()
+                generation.close()
 
     def _keep(self, result: GenerationResult) -> bool:
         """The answer joins the conversation, its thinking does not: templates that say

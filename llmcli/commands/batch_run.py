@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING, Any
 from llmcli.batch import BatchItem, item_sampling, read_items
 from llmcli.commands._result_json import result_json
 from llmcli.commands.prompt_input import combine
-from llmcli.engine.reasoning import split_whole
 from llmcli.engine.types import Decoding, GenerationResult, Sampling
 from llmcli.errors import BatchItemsFailedError, LlmcliError
 from llmcli.ui import console
@@ -18,6 +17,7 @@ from llmcli.ui.batch_view import batch_progress
 if TYPE_CHECKING:
     from llmcli.commands.structured import OutputFormat
     from llmcli.engine.model import Model
+    from llmcli.engine.scheduler import Chunk, Job
     from llmcli.prompting import PromptBuilder
     from llmcli.remember import AnswerLog
 
@@ -69,7 +69,7 @@ def run_batch_parallel(
     decoded together (llmcli serve's scheduler)."""
     import threading
 
-    from llmcli.engine.scheduler import Chunk, Job, Scheduler
+    from llmcli.engine.scheduler import Job, Scheduler
 
     items = list(read_items(lines))
     lines_out: dict[int, dict[str, Any]] = {}
@@ -77,14 +77,15 @@ def run_batch_parallel(
     tally = _Tally(len(items))
 
     def collect(slot: int, item: BatchItem, job_ref: list[Job]) -> Any:
-        parts: list[str] = []
+        said: dict[str, list[str]] = {"answer": [], "thinking": []}
 
         def emit(chunk: Chunk) -> None:
-            parts.append(chunk.text)
+            for kind, piece in chunk.parts:
+                said[kind].append(piece)
             if chunk.finish_reason is None:
                 return
             job = job_ref[0]
-            text, thought = split_whole(llm.splitter(job.prompt), "".join(parts))
+            text, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
             result = _result_of_job(job, text, chunk, thought)
             line = _line_from_job(item, result, chunk, fmt)
             if log is not None and chunk.error is None:
@@ -162,21 +163,22 @@ def _error_line(item: BatchItem, error: str) -> dict[str, Any]:
     return line
 
 
-def _result_of_job(job: Any, text: str, last: Any, thought: str) -> GenerationResult:
+def _result_of_job(job: Job, text: str, last: Chunk, thought: str) -> GenerationResult:
     return GenerationResult(
         text=text,
         reasoning=thought,
-        finish_reason="length" if last.finish_reason == "length" else "stop",
+        finish_reason=last.finish_reason or "stop",
         prompt_tokens=job.prompt_tokens,
         prompt_tokens_evaluated=job.prompt_tokens - job.cached_tokens,
         completion_tokens=job.completion_tokens,
+        reasoning_tokens=job.reasoning_tokens,
         seed=job.seed,
         ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
     )
 
 
 def _line_from_job(
-    item: BatchItem, result: GenerationResult, last: Any, fmt: OutputFormat | None
+    item: BatchItem, result: GenerationResult, last: Chunk, fmt: OutputFormat | None
 ) -> dict[str, Any]:
     if last.error is not None:
         return _error_line(item, f"the engine failed: {last.error}")
@@ -203,7 +205,6 @@ def _answer_item(
     if item.error is not None:
         line["error"] = item.error
         return line
-    result = GenerationResult()
     started = time.perf_counter()
     prompt, item_system = combine(prefix, item.prompt), item.system or system
     sampling = item_sampling(base, item)
@@ -211,8 +212,7 @@ def _answer_item(
         tokens, preamble = builder.prompt(prompt, item_system)
         # Evaluated as `run` evaluates the prompt alone, so the line gives its answer.
         decoding = dataclasses.replace(decoding, preamble=preamble)
-        for _ in llm.stream_parts(tokens, sampling, result, decoding):
-            pass
+        result = llm.generate(tokens, sampling, decoding).complete()
     except LlmcliError as exc:
         line["error"] = str(exc)
         return line

@@ -17,7 +17,9 @@ from llmcli.prompting import thinking_budget_note
 from llmcli.ui import console
 
 if TYPE_CHECKING:
+    from llmcli.engine.generation import Generation
     from llmcli.engine.model import Model
+    from llmcli.engine.sequence import Part
     from llmcli.engine.split import SplitReport
 
 
@@ -40,19 +42,16 @@ def answer_one(
 ) -> None:
     """Answers the prompt, then reports it (--json, --stats), hands it to `remember`
     (the answer log), and checks its format."""
-    llm.check_fits(tokens)
-    result = GenerationResult()
+    generation = llm.generate(tokens, sampling, decoding, logprobs=top_logprobs if probs else None)
+    result = generation.result
     try:
         _answer(
-            llm,
-            tokens,
+            generation,
             sampling,
-            result,
-            decoding,
             json_out=json_out,
             markdown=markdown,
             show_thinking=show_thinking,
-            logprobs=top_logprobs if probs else None,
+            probs=probs,
         )
     except KeyboardInterrupt:
         result.finish_reason = "interrupted"
@@ -93,18 +92,16 @@ def show_prompt(llm: Model, tokens: list[int], *, json_out: bool) -> None:
 
 
 def _answer(
-    llm: Model,
-    tokens: list[int],
+    generation: Generation,
     sampling: Sampling,
-    result: GenerationResult,
-    decoding: Decoding,
     *,
     json_out: bool,
     markdown: bool,
     show_thinking: bool,
-    logprobs: int | None = None,
+    probs: bool,
 ) -> None:
-    parts = llm.stream_parts(tokens, sampling, result, decoding, logprobs=logprobs)
+    result = generation.result
+    parts: Iterator[Part] = generation
     if sampling.max_tokens is None:  # a length the user set is theirs to fill
         parts = until_repeating(parts, result)
     if json_out:
@@ -116,7 +113,7 @@ def _answer(
                 view.done()
         view.done()
         return
-    if logprobs is not None and terminal.current().stdout_rich:
+    if probs and terminal.current().stdout_rich:
         from llmcli.ui import probs_view
 
         with probs_view.ProbsWriter(result.logprobs) as shaded:

@@ -6,10 +6,8 @@ Loading is `engine.loading`, text and tokens `engine.tokenizer`, the KV cache
 
 from __future__ import annotations
 
-import codecs
-import secrets
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +15,7 @@ import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard
+from llmcli.engine.generation import Generation
 from llmcli.engine.llama_state import KvState
 from llmcli.engine.loading import (
     decide_setup,
@@ -24,7 +23,6 @@ from llmcli.engine.loading import (
     interrupts_held,
     load_llama,
 )
-from llmcli.engine.logprobs import TokenLogprob, token_logprob
 from llmcli.engine.lookup import (
     DRAFT_MAX,
     BatchCosts,
@@ -33,8 +31,8 @@ from llmcli.engine.lookup import (
     lookup_applies,
 )
 from llmcli.engine.prompt_cache import PromptCache, model_identity, preamble_applies
-from llmcli.engine.reasoning import Kind, Splitter, Thinking
-from llmcli.engine.stops import StopScanner
+from llmcli.engine.reasoning import Splitter, Thinking
+from llmcli.engine.sequence import Part, SequenceDecoder
 from llmcli.engine.tokenizer import Tokenizer
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError
@@ -88,7 +86,7 @@ class Model:
         self.reasoning = self.tokenizer.reasoning
         self._prompt_cache: PromptCache | None = None
         # The preamble whose batch of its own the KV cache holds from position 0 (see
-        # stream_parts): a later prompt with the same one may keep it.
+        # generate): a later prompt with the same one may keep it.
         self._preamble_held: list[int] = []
         # Started with a smaller KV cache (LoadOptions.start_ctx): n_ctx is still to come.
         self._growing = int(self.llama.n_ctx()) < options.n_ctx
@@ -213,35 +211,16 @@ class Model:
         if self._prompt_cache is not None:
             self._prompt_cache.wait()
 
-    def stream(
+    def generate(
         self,
         prompt_tokens: Sequence[int],
         sampling: Sampling,
-        result: GenerationResult,
         decoding: Decoding | None = None,
         *,
         logprobs: int | None = None,
-    ) -> Iterator[str]:
-        """Yield the answer's text as it is generated (a reasoning model's thinking is
-        left out, and kept in `result.reasoning`)."""
-        for kind, text in self.stream_parts(
-            prompt_tokens, sampling, result, decoding, logprobs=logprobs
-        ):
-            if kind == "answer":
-                yield text
-
-    def stream_parts(
-        self,
-        prompt_tokens: Sequence[int],
-        sampling: Sampling,
-        result: GenerationResult,
-        decoding: Decoding | None = None,
-        *,
-        logprobs: int | None = None,
-    ) -> Iterator[tuple[Kind, str]]:
-        """Yield ("thinking" | "answer", text) as it is generated; `result` is filled in
-        as it goes, so a caller interrupted mid-stream still has what was produced.
-        A model that does not think yields only answer text.
+    ) -> Generation:
+        """The answer to a prompt, generated as the returned Generation is iterated (a
+        reasoning model's thinking comes apart from the answer).
 
         `decoding.lookup` asks for prompt-lookup decoding, used only for plain greedy
         choice; `decoding.prompt_cache` names the folder where the KV state of long prompts
@@ -249,22 +228,73 @@ class Model:
         `logprobs` (a number of alternatives) records each token's log-probability in
         `result.logprobs`; sampling is unchanged.
         """
-        decoding = decoding or Decoding()
-        prompt_cache = self.prompt_cache(decoding.prompt_cache)
         self.check_fits(prompt_tokens)
+        result = GenerationResult()
+        parts = self._parts(prompt_tokens, sampling, result, decoding or Decoding(), logprobs)
+        return Generation(parts, result)
+
+    def _parts(
+        self,
+        prompt_tokens: Sequence[int],
+        sampling: Sampling,
+        result: GenerationResult,
+        decoding: Decoding,
+        logprobs: int | None,
+    ) -> Generator[Part, None, None]:
         self.make_room(len(prompt_tokens) + _ROOM_AHEAD)
-        llama = self.llama
-        budget = self.n_ctx - len(prompt_tokens)
-        if sampling.max_tokens is not None:
-            budget = min(budget, sampling.max_tokens)
-        seed = sampling.seed if sampling.seed is not None else secrets.randbits(31)
-        llama.set_seed(seed)
-        result.seed = seed
+        sequence = SequenceDecoder(
+            self.tokenizer,
+            prompt_tokens,
+            sampling,
+            room=self.n_ctx - len(prompt_tokens),
+            top_logprobs=logprobs,
+        )
+        self.llama.set_seed(sequence.seed)
+        sequence.fill(result)
         result.load_s = self.load_s
         result.prompt_tokens = len(prompt_tokens)
-        result.finish_reason = "length"
-        llama_cpp.llama_perf_context_reset(llama.ctx)
+        llama_cpp.llama_perf_context_reset(self.llama.ctx)
         start = time.perf_counter()
+        self._prepare(prompt_tokens, result, decoding)
+
+        first = last = start
+        # Lookup checks several tokens per step and keeps no logits for the ones it
+        # accepts; it picks the same tokens as plain decoding, so it is simply left out.
+        lookup = decoding.lookup and logprobs is None
+        generator = crash_guard.throughout(
+            self._tokens(prompt_tokens, sampling, result, lookup=lookup)
+        )
+        try:
+            if sequence.done:
+                return
+            for token in generator:
+                last = time.perf_counter()
+                if result.completion_tokens == 0 and first == start:
+                    first = last
+                    result.ttft_s = first - start
+                    self._count_prompt_evaluation(result)
+                logits = self.kv.last_logits() if sequence.wants_logits else None
+                parts = sequence.feed(token, logits)
+                sequence.fill(result)
+                yield from parts
+                if sequence.done:
+                    return
+                # Before the generator evaluates this token (and maybe a draft after it).
+                self.make_room(self.kv.n_tokens + _ROOM_AHEAD)
+            parts = sequence.finish("length")
+            sequence.fill(result)
+            yield from parts
+        finally:
+            generator.close()
+            if result.completion_tokens > 1 and last > first:
+                result.generation_tps = (result.completion_tokens - 1) / (last - first)
+
+    def _prepare(
+        self, prompt_tokens: Sequence[int], result: GenerationResult, decoding: Decoding
+    ) -> None:
+        """Bring the KV cache as close to the prompt as the caches allow: the on-disk
+        prompt cache, the preamble held from an earlier prompt, what is reusable."""
+        prompt_cache = self.prompt_cache(decoding.prompt_cache)
         if prompt_cache is not None:
             result.prompt_cache_tokens = prompt_cache.restore(prompt_tokens)
         if result.prompt_cache_tokens:
@@ -289,72 +319,6 @@ class Model:
             prompt_cache.save(prompt_tokens)
             result.prompt_cache_saved = True
 
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        stops = StopScanner(sampling.stop)
-        pieces: dict[Kind, list[str]] = {"thinking": [], "answer": []}
-        splitter = self.splitter(prompt_tokens)
-        markers = self.marker_ids
-        held = 0
-
-        def parts(text: str, final: bool = False) -> list[tuple[Kind, str]]:
-            out: list[tuple[Kind, str]] = [("answer", text)] if splitter is None and text else []
-            if splitter is not None:
-                out = (splitter.feed(text) if text else []) + (splitter.flush() if final else [])
-            for kind, piece in out:
-                pieces[kind].append(piece)
-            result.text = "".join(pieces["answer"])
-            result.reasoning = "".join(pieces["thinking"]).strip()
-            return out
-
-        first = last = start
-        # Lookup checks several tokens per step and keeps no logits for the ones it
-        # accepts; it picks the same tokens as plain decoding, so it is simply left out.
-        lookup = decoding.lookup and logprobs is None
-        generator = crash_guard.throughout(
-            self._tokens(prompt_tokens, sampling, result, lookup=lookup)
-        )
-        try:
-            if budget <= 0:
-                return
-            for token in generator:
-                last = time.perf_counter()
-                if result.completion_tokens == 0:
-                    first = last
-                    result.ttft_s = first - start
-                    self._count_prompt_evaluation(result)
-                if self.is_end_of_generation(token):
-                    result.finish_reason = "stop"
-                    break
-                result.completion_tokens += 1
-                was_thinking = splitter is not None and splitter.thinking
-                piece = decoder.decode(self.token_bytes(token, special=token in markers))
-                if logprobs is not None:
-                    result.logprobs.append(self._logprob(token, logprobs, piece))
-                text = stops.feed(piece)
-                if text:
-                    yield from parts(text)
-                if splitter is not None:
-                    # Tokens of a marker still held back count once it proves to open one.
-                    if was_thinking or splitter.thinking:
-                        result.reasoning_tokens += 1 + held
-                        held = 0
-                    else:
-                        held = held + 1 if splitter.pending else 0
-                if stops.stopped:
-                    result.finish_reason = "stop"
-                    break
-                if result.completion_tokens >= budget:
-                    break
-                # Before the generator evaluates this token (and maybe a draft after it).
-                self.make_room(self.kv.n_tokens + _ROOM_AHEAD)
-            decoder.reset()  # the bytes of an unfinished last character are dropped
-            tail = stops.flush()
-            yield from parts(tail, final=True)
-        finally:
-            generator.close()
-            if result.completion_tokens > 1 and last > first:
-                result.generation_tps = (result.completion_tokens - 1) / (last - first)
-
     def _preamble(self, preamble: Sequence[int], cache: PromptCache | None) -> tuple[bool, int]:
         """Make the KV cache hold the prompt's preamble alone, computed as a batch of its
         own: loaded from the prompt cache, or evaluated from position 0 (and saved there).
@@ -369,11 +333,6 @@ class Model:
             return False, 0
         cache.save(preamble)
         return True, 0
-
-    def _logprob(self, token: int, k: int, piece: str) -> TokenLogprob:
-        """The entry for a token just sampled: the logits it came from are still the
-        engine's latest (the next evaluation has not run yet)."""
-        return token_logprob(self.kv.last_logits(), token, k, piece, self.tokenizer.shown_bytes)
 
     def _count_prompt_evaluation(self, result: GenerationResult) -> None:
         """Prompt tokens evaluated, from the engine's own counters. A batch of several

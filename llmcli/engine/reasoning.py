@@ -262,12 +262,3 @@ def _could_be_header(text: str) -> bool:
             return True  # a start of it, or nothing yet
     rest = rest.lstrip()
     return rest.startswith("<|channel|>") or "<|channel|>".startswith(rest)
-
-
-def split_whole(splitter: Splitter | None, text: str) -> tuple[str, str]:
-    """(answer, thinking) of a finished text; all of it is the answer without a splitter."""
-    if splitter is None:
-        return text, ""
-    parts = splitter.feed(text) + splitter.flush()
-    answer = "".join(t for kind, t in parts if kind == "answer")
-    return answer, "".join(t for kind, t in parts if kind == "thinking").strip()

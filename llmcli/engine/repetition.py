@@ -67,7 +67,7 @@ class LoopWatch:
 def until_repeating(
     parts: Iterator[tuple[Kind, str]], result: GenerationResult
 ) -> Iterator[tuple[Kind, str]]:
-    """The parts of a streamed answer (thinking and answer text, as Model.stream_parts
+    """The parts of a streamed answer (thinking and answer text, as a Generation
     yields them), ending where either starts repeating itself; `result.finish_reason`
     then says "repetition". The engine's generator is closed either way."""
     watches: dict[Kind, LoopWatch] = {}

@@ -16,8 +16,6 @@ the step loop and its sampling), whose parts share the lock and the slots' state
 
 from __future__ import annotations
 
-import codecs
-import secrets
 import threading
 import time
 from collections import deque
@@ -31,10 +29,10 @@ from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard
 from llmcli.engine.llama_state import bindings_model, common_prefix
+from llmcli.engine.logprobs import TokenLogprob
 from llmcli.engine.model import Model
-from llmcli.engine.pieces import piece_text
-from llmcli.engine.stops import StopScanner
-from llmcli.engine.types import Sampling
+from llmcli.engine.sequence import Part, SequenceDecoder
+from llmcli.engine.types import FinishReason, Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 
 
@@ -42,30 +40,21 @@ class QueueFullError(LlmcliError):
     """More requests are waiting than the queue holds."""
 
 
-@dataclass(frozen=True)
-class TopLogprob:
-    token: str
-    logprob: float
-    bytes: list[int]
-
-
-@dataclass(frozen=True)
-class TokenLogprob:
-    token: str
-    logprob: float
-    bytes: list[int]
-    top: tuple[TopLogprob, ...]
-
-
 @dataclass
 class Chunk:
-    """What one step produced for a job: text (maybe empty while UTF-8 or a possible stop
-    string is held back), the token's logprobs when asked, and at the end the reason."""
+    """What one step produced for a job: thinking and answer text (none while UTF-8, a
+    possible stop string or a marker is held back), the token's logprobs when asked, and
+    at the end the reason."""
 
-    text: str = ""
+    parts: list[Part] = field(default_factory=list)
     logprobs: list[TokenLogprob] = field(default_factory=list)
-    finish_reason: str | None = None
+    finish_reason: FinishReason | None = None
     error: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The answer text in this chunk."""
+        return "".join(text for kind, text in self.parts if kind == "answer")
 
 
 @dataclass
@@ -74,10 +63,13 @@ class Job:
     sampling: Sampling
     emit: Callable[[Chunk], None]
     top_logprobs: int | None = None  # None: no logprobs
+    # False: all the text is answer, even from a reasoning model (a raw completion).
+    reasoning: bool = True
     # Filled in by the scheduler.
     prompt_tokens: int = 0
     cached_tokens: int = 0
     completion_tokens: int = 0
+    reasoning_tokens: int = 0
     seed: int = 0
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -92,9 +84,7 @@ class _Slot:
     pending: list[int] = field(default_factory=list)  # prompt tokens still to evaluate
     last: int = -1  # the token to evaluate next while answering
     sampler: LlamaSampler | None = None
-    decoder: codecs.IncrementalDecoder | None = None
-    stops: StopScanner | None = None
-    budget: int = 0
+    answer: SequenceDecoder | None = None
     logits_row: int = -1  # this step's output row for the slot, or -1
 
 
@@ -215,7 +205,7 @@ class Scheduler:
                     self._waiting.clear()
                     for slot in self._slots:
                         if slot.job is not None:
-                            self._finish(slot, "interrupted", flush=True)
+                            self._finish(slot, "interrupted")
                     if not self._running:
                         return
                     self._interrupt = False
@@ -227,7 +217,6 @@ class Scheduler:
                 for slot in self._slots:
                     if slot.job is not None:
                         self._finish(slot, "error", error=str(exc))
-                        self._forget(slot)
 
     def _active(self) -> bool:
         return any(s.job is not None for s in self._slots)
@@ -253,15 +242,18 @@ class Scheduler:
         slot.pending = list(job.prompt[keep:])
         job.prompt_tokens = len(job.prompt)
         job.cached_tokens = keep
-        sampling = job.sampling
-        job.seed = sampling.seed if sampling.seed is not None else secrets.randbits(31)
+        slot.answer = SequenceDecoder(
+            self.model.tokenizer,
+            job.prompt,
+            job.sampling,
+            room=self.ctx_per_sequence - len(job.prompt),
+            top_logprobs=job.top_logprobs,
+            reasoning=job.reasoning,
+        )
+        job.seed = slot.answer.seed
         if slot.sampler is not None:
             slot.sampler.close()  # type: ignore[no-untyped-call]
-        slot.sampler = _make_sampler(self.model, sampling, job.seed)
-        slot.decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        slot.stops = StopScanner(sampling.stop)
-        room = self.ctx_per_sequence - len(job.prompt)
-        slot.budget = min(room, sampling.max_tokens) if sampling.max_tokens else room
+        slot.sampler = _make_sampler(self.model, job.sampling, job.seed)
 
     def _step(self) -> None:
         batch = self._batch.batch
@@ -272,7 +264,7 @@ class Scheduler:
             if job is None:
                 continue
             if job.cancelled:
-                self._forget(slot)
+                self._release(slot)
                 continue
             if not slot.pending and n < self._n_batch:
                 n = _add(batch, n, slot.last, len(slot.cached), slot.seq, True)
@@ -299,68 +291,39 @@ class Scheduler:
                     self._next_token(slot)
 
     def _next_token(self, slot: _Slot) -> None:
-        job = slot.job
-        assert job is not None and slot.sampler is not None and slot.decoder is not None
-        assert slot.stops is not None
+        job, answer = slot.job, slot.answer
+        assert job is not None and slot.sampler is not None and answer is not None
         row = slot.logits_row
-        logprobs: list[TokenLogprob] = []
-        if job.top_logprobs is not None:
+        logits = None
+        if answer.wants_logits:
             logits = np.ctypeslib.as_array(
                 llama_cpp.llama_get_logits_ith(self._ctx.ctx, row), shape=(self._n_vocab,)
             )
         token = slot.sampler.sample(self._ctx, row)
         if job.first_token_at is None:
             job.first_token_at = time.perf_counter()
-        if self.model.is_end_of_generation(token):
-            self._finish(slot, "stop", flush=True)
-            return
-        job.completion_tokens += 1
-        piece = self.model.token_bytes(token, special=token in self.model.marker_ids)
-        if job.top_logprobs is not None:
-            logprobs.append(self._logprob(logits, token, piece, job.top_logprobs))
-        text = slot.stops.feed(slot.decoder.decode(piece))
+        seen = len(answer.logprobs)
+        parts = answer.feed(token, logits)
+        job.completion_tokens = answer.completion_tokens
+        job.reasoning_tokens = answer.reasoning_tokens
         slot.last = token
-        if slot.stops.stopped:
-            self._emit(job, Chunk(text, logprobs))
-            self._finish(slot, "stop")
-            return
-        if job.completion_tokens >= slot.budget:
-            self._emit(job, Chunk(text + _tail(slot), logprobs))
-            self._finish(slot, "length")
-            return
-        if text or logprobs:
-            self._emit(job, Chunk(text, logprobs))
+        chunk = Chunk(parts, answer.logprobs[seen:], answer.finish_reason)
+        if chunk.parts or chunk.logprobs or chunk.finish_reason:
+            self._emit(job, chunk)
+        if answer.done:
+            self._release(slot)
 
-    def _logprob(self, logits: np.ndarray, token: int, piece: bytes, top: int) -> TokenLogprob:
-        shifted = logits.astype(np.float64) - float(logits.max())
-        logz = float(np.log(np.exp(shifted).sum()))
-        ranked: list[TopLogprob] = []
-        if top > 0:
-            ids = np.argpartition(-shifted, top - 1)[:top]
-            for i in sorted((int(i) for i in ids), key=lambda i: (-shifted[i], i)):
-                b = self.model.token_bytes(i)
-                ranked.append(TopLogprob(piece_text(b), float(shifted[i]) - logz, list(b)))
-        return TokenLogprob(
-            piece_text(piece),
-            float(shifted[token]) - logz,
-            list(piece),
-            tuple(ranked),
-        )
-
-    def _finish(
-        self, slot: _Slot, reason: str, *, flush: bool = False, error: str | None = None
-    ) -> None:
-        """End the slot's job; `flush` releases text held back for a possible stop."""
-        job = slot.job
+    def _finish(self, slot: _Slot, reason: FinishReason, *, error: str | None = None) -> None:
+        """End the slot's job for `reason`, with the text held back until now."""
+        job, answer = slot.job, slot.answer
         if job is None:
             return
-        tail = _tail(slot) if flush else ""
-        self._emit(job, Chunk(tail, [], finish_reason=reason, error=error))
-        slot.job = None
-        slot.pending = []
+        parts = answer.finish(reason) if answer is not None else []
+        self._emit(job, Chunk(parts, [], reason, error=error))
+        self._release(slot)
 
-    def _forget(self, slot: _Slot) -> None:
-        """Free a cancelled job's sequence; what it cached is kept for reuse."""
+    def _release(self, slot: _Slot) -> None:
+        """Free the job's sequence; what it cached is kept for reuse."""
         slot.job = None
         slot.pending = []
         # The cache holds only tokens that were evaluated: a half-read prompt's tail
@@ -370,14 +333,6 @@ class Scheduler:
     def _emit(job: Job, chunk: Chunk) -> None:
         if not job.cancelled:
             job.emit(chunk)
-
-
-def _tail(slot: _Slot) -> str:
-    """The text held back at the end of an answer. The bytes of a character that the
-    last token left unfinished are dropped, as llama-server does: they are no text."""
-    if slot.decoder is not None:
-        slot.decoder.reset()
-    return slot.stops.flush() if slot.stops is not None else ""
 
 
 def _add(batch: llama_cpp.llama_batch, n: int, token: int, pos: int, seq: int, logits: bool) -> int:

@@ -93,12 +93,13 @@ class Decoding:
     prompt_cache: Path | None = None
     # Leading prompt tokens that are the chat template's preamble (system prompt
     # included): evaluated as a batch of their own, so that a state saved for them gives
-    # the same answer as evaluating them again (see Model.stream_parts). 0: none.
+    # the same answer as evaluating them again (see Model.generate). 0: none.
     preamble: int = 0
 
 
-# "repetition": stopped where the answer kept repeating itself (see engine.repetition).
-FinishReason = Literal["stop", "length", "interrupted", "repetition"]
+# "repetition": stopped where the answer kept repeating itself (see engine.repetition);
+# "error": the engine failed while answering (the scheduler says so to each client).
+FinishReason = Literal["stop", "length", "interrupted", "repetition", "error"]
 
 
 @dataclass
@@ -127,7 +128,7 @@ class GenerationResult:
     # Prompt-lookup decoding: tokens guessed from earlier text, and how many the model kept.
     draft_tokens: int = 0
     accepted_tokens: int = 0
-    # Filled only when asked for (Model.stream's `logprobs`): one entry per answer token.
+    # Filled only when asked for (Model.generate's `logprobs`): one entry per answer token.
     logprobs: list[TokenLogprob] = field(default_factory=list)
 
     def usage(self) -> dict[str, int]:
@@ -138,11 +139,6 @@ class GenerationResult:
             "reasoning_tokens": self.reasoning_tokens,
             "cached_prompt_tokens": self.prompt_tokens - self.prompt_tokens_evaluated,
         }
-
-    @property
-    def stopped_while_thinking(self) -> bool:
-        """The token limit ended the generation before the answer began."""
-        return self.finish_reason == "length" and self.reasoning_tokens > 0 and not self.text
 
     def timings(self) -> dict[str, float]:
         return {

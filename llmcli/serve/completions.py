@@ -16,19 +16,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from llmcli import __version__
-from llmcli.engine.reasoning import Splitter, split_whole
-from llmcli.engine.scheduler import Chunk, Job, QueueFullError
-from llmcli.engine.types import Sampling
-from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
+from llmcli.engine.logprobs import TokenLogprob
+from llmcli.engine.scheduler import Chunk, Job
+from llmcli.engine.types import FinishReason, Sampling
+from llmcli.errors import LlmcliError
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
     from llmcli.serve.state import ServerState
 
-RETRY_AFTER_S = 1
 FINGERPRINT = f"llmcli_{__version__}"
 # Put in a job's queue when its client has gone: no more chunks are wanted.
-GONE = Chunk(finish_reason="gone")
+GONE = Chunk()
 
 
 async def answer(
@@ -53,26 +52,11 @@ async def answer(
     def emit(chunk: Chunk) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, chunk)
 
-    job = Job(list(prompt), sampling, emit, top)
-    try:
-        state.scheduler.submit(job)
-    except ContextOverflowError as exc:
-        raise p.bad(str(exc), "messages" if chat else "prompt", "context_length_exceeded") from None
-    except QueueFullError as exc:
-        raise p.ApiError(
-            503,
-            f"the server is busy: {exc}; retry shortly",
-            kind="server_error",
-            code="server_busy",
-            headers={"Retry-After": str(RETRY_AFTER_S)},
-        ) from None
-    except UsageError as exc:
-        raise p.bad(str(exc), "messages" if chat else "prompt") from None
-    except LlmcliError as exc:
-        raise p.ApiError(503, str(exc), kind="server_error") from None
-    ident = p.new_id("chatcmpl" if chat else "cmpl")
     # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
-    splitter = state.model.splitter(prompt) if chat else None
+    job = Job(list(prompt), sampling, emit, top, reasoning=chat)
+    # Its refusals (too long, empty, busy, shutting down) are answered by errors.TABLE.
+    state.scheduler.submit(job)
+    ident = p.new_id("chatcmpl" if chat else "cmpl")
     if stream:
         events = _stream(
             state,
@@ -83,16 +67,20 @@ async def answer(
             ident,
             chat=chat,
             usage=include_usage,
-            splitter=splitter,
         )
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return await _whole(state, request, data, job, queue, ident, chat=chat, splitter=splitter)
+    return await _whole(state, request, data, job, queue, ident, chat=chat)
 
 
 def _remember(
-    state: ServerState, data: dict[str, Any], job: Job, text: str, thought: str, reason: str
+    state: ServerState,
+    data: dict[str, Any],
+    job: Job,
+    text: str,
+    thought: str,
+    reason: FinishReason | None,
 ) -> None:
     """`serve --log`: the answer goes to the answer log, with the request's last user
     message (or prompt) and its system message."""
@@ -104,9 +92,10 @@ def _remember(
     result = GenerationResult(
         text=text,
         reasoning=thought,
-        finish_reason="length" if reason == "length" else "stop",
+        finish_reason=reason or "stop",
         prompt_tokens=job.prompt_tokens,
         completion_tokens=job.completion_tokens,
+        reasoning_tokens=job.reasoning_tokens,
         seed=job.seed,
         ttft_s=(job.first_token_at or job.submitted_at) - job.submitted_at,
     )
@@ -141,11 +130,10 @@ async def _whole(
     ident: str,
     *,
     chat: bool,
-    splitter: Splitter | None,
 ) -> Response:
-    parts: list[str] = []
-    logprobs = []
-    reason: str | None = None
+    said: dict[str, list[str]] = {"answer": [], "thinking": []}
+    logprobs: list[TokenLogprob] = []
+    reason: FinishReason | None = None
     # Watched all along, not between tokens: a job whose client left is cancelled at
     # once, even while its prompt is read or its tokens keep coming.
     watch = asyncio.create_task(_client_gone(request, queue))
@@ -154,7 +142,8 @@ async def _whole(
             chunk = await queue.get()
             if chunk is GONE:
                 return Response(status_code=499)
-            parts.append(chunk.text)
+            for part, piece in chunk.parts:
+                said[part].append(piece)
             logprobs.extend(chunk.logprobs)
             reason = chunk.finish_reason
             if chunk.error:
@@ -164,8 +153,7 @@ async def _whole(
         if reason is None:
             state.scheduler.cancel(job)
     _note(request, job)
-    text = "".join(parts)
-    text, thought = split_whole(splitter, text)
+    text, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
     _remember(state, data, job, text, thought, reason)
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
@@ -219,7 +207,6 @@ async def _stream(
     *,
     chat: bool,
     usage: bool,
-    splitter: Splitter | None,
 ) -> AsyncIterator[str]:
     import json
 
@@ -264,24 +251,19 @@ async def _stream(
         while not finished:
             chunk = await queue.get()
             finished = chunk.finish_reason is not None
-            if splitter is None:
-                said["answer"].append(chunk.text)
-                if chunk.text or chunk.logprobs:
-                    yield event([choice(chunk.text, chunk.logprobs, None)])
-            else:
-                split = splitter.feed(chunk.text) if chunk.text else []
-                if finished:
-                    split += splitter.flush()
-                for i, (kind, text) in enumerate(split):
-                    said[kind].append(text)
-                    item = choice(text, chunk.logprobs if i == 0 else [], None)
-                    if kind == "thinking":
-                        item["delta"] = {"reasoning_content": text}
-                    yield event([item])
+            # The token's logprobs go with the first text it released, or alone.
+            if chunk.logprobs and not chunk.parts:
+                yield event([choice("", chunk.logprobs, None)])
+            for i, (part, text) in enumerate(chunk.parts):
+                said[part].append(text)
+                item = choice(text, chunk.logprobs if i == 0 else [], None)
+                if part == "thinking":
+                    item["delta"] = {"reasoning_content": text}
+                yield event([item])
             if finished:
                 yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
                 answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
-                _remember(state, data, job, answer, thought, chunk.finish_reason or "stop")
+                _remember(state, data, job, answer, thought, chunk.finish_reason)
         if usage:
             yield event([], {"usage": _usage(job).body()})
         yield "data: [DONE]\n\n"

@@ -16,8 +16,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from llmcli.engine.logprobs import TokenLogprob
 from llmcli.engine.reasoning import Thinking
-from llmcli.engine.scheduler import TokenLogprob
 from llmcli.engine.types import Message, Sampling
 
 MAX_STOPS = 4
@@ -25,8 +25,6 @@ TOO_DEEP = "the request body is nested too deeply"
 MAX_TOP_LOGPROBS = 20
 # Fields OpenAI defines that this server does not implement: refused, never ignored.
 UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "modalities")
-# Accepted and without effect here, as in OpenAI's own API for these values.
-HARMLESS = ("user", "store", "metadata", "parallel_tool_calls", "service_tier")
 
 
 class ApiError(Exception):
@@ -116,6 +114,8 @@ def refuse_unsupported(data: dict[str, Any]) -> None:
     for key in UNSUPPORTED:
         if data.get(key) not in (None, [], False):
             raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
+    # "user", "store", "metadata", "parallel_tool_calls" and "service_tier" are accepted
+    # and without effect here, as in OpenAI's own API for these values.
     # "yes" or 1 is a mistake, not a wish: only JSON's true and false are understood.
     for key in ("stream", "store", "parallel_tool_calls"):
         _boolean(data, key)
@@ -345,30 +345,18 @@ def now() -> int:
 
 
 def chat_logprobs(items: list[TokenLogprob]) -> dict[str, Any]:
-    return {
-        "content": [
-            {
-                "token": t.token,
-                "logprob": t.logprob,
-                "bytes": t.bytes,
-                "top_logprobs": [
-                    {"token": a.token, "logprob": a.logprob, "bytes": a.bytes} for a in t.top
-                ],
-            }
-            for t in items
-        ],
-        "refusal": None,
-    }
+    return {"content": [t.as_json() for t in items], "refusal": None}
 
 
 def completion_logprobs(items: list[TokenLogprob], offset: int) -> dict[str, Any]:
+    """The legacy completions shape; offsets count the characters each token added."""
     offsets = []
     for t in items:
         offsets.append(offset)
-        offset += len(t.token)
+        offset += len(t.text)
     return {
-        "tokens": [t.token for t in items],
-        "token_logprobs": [t.logprob for t in items],
+        "tokens": [t.chosen.token for t in items],
+        "token_logprobs": [t.chosen.logprob for t in items],
         "top_logprobs": [{a.token: a.logprob for a in t.top} for t in items],
         "text_offset": offsets,
     }
