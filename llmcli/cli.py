@@ -42,7 +42,7 @@ def _root(
     """Run large language models on your own machine."""
     if ctx.invoked_subcommand in _WITHOUT_CONFIG or ctx.resilient_parsing:
         return
-    from llmcli.commands._options import config_default_map
+    from llmcli.commands._defaults import config_default_map
     from llmcli.ui import console
 
     settings = config.load()

@@ -222,7 +222,8 @@ def option_defaults(
     The order is: command line (click keeps it above these) > prompt template >
     this model's `[models."<name>"]` table > the config file > the built-in default
     (the option's own, below these). `configurable` are the command's parameters the
-    config file may set (`_options.config_keys`); a template may set any of `params`.
+    config file may set (`commands._defaults.config_keys`); a template may set any of
+    `params`.
     """
     merged: dict[str, object] = {k: v for k, v in config.items() if k in configurable}
     merged.update({k: v for k, v in (model or {}).items() if k in configurable})

@@ -15,7 +15,7 @@ from typer._click.globals import get_current_context
 
 from llmcli import config, config_edit, models
 from llmcli.cli import app
-from llmcli.commands import _options
+from llmcli.commands import _invocation
 from llmcli.errors import ConfigError
 from llmcli.refs import HubRef, LocalRef
 
@@ -35,7 +35,7 @@ def _effective(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, An
     def capture(**_kwargs: Any) -> None:
         raise _Captured(dict(get_current_context().params))
 
-    monkeypatch.setattr(_options, "sampling", capture)
+    monkeypatch.setattr(_invocation, "sampling", capture)
     with pytest.raises(_Captured) as caught:
         app(args=["run", *argv, "hi"], prog_name="llmcli", standalone_mode=False)
     params: dict[str, Any] = caught.value.args[0]

@@ -18,7 +18,7 @@ from typer.core import TyperGroup, TyperOption
 from llmcli import batch, config, options_table
 from llmcli.chat import settings
 from llmcli.cli import app
-from llmcli.commands import _options
+from llmcli.commands import _invocation
 from llmcli.engine.types import Sampling
 from llmcli.options_table import TABLE, Option
 
@@ -156,7 +156,7 @@ def test_one_out_of_range_value_is_refused_by_all_four_with_the_same_bound() -> 
 
 def test_sampling_is_built_from_the_tables_sampling_options() -> None:
     values = {o.name: _inside(o) for o in options_table.SAMPLING}
-    sampling = _options.sampling(params=values, stop=["END"])
+    sampling = _invocation.sampling(params=values, stop=["END"])
     assert all(getattr(sampling, name) == value for name, value in values.items())
     assert sampling.stop == ("END",)
     for option in options_table.SAMPLING:

@@ -9,10 +9,10 @@ import typer
 
 from llmcli import terminal
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.engine.types import LoadOptions
 from llmcli.ui import console
 
 if TYPE_CHECKING:
+    from llmcli.commands._invocation import Invocation
     from llmcli.engine.model import Model
 
 TextArg = Annotated[
@@ -37,12 +37,9 @@ def text_argument(text: str | None) -> str:
     return combine(text, None if term.stdin_isatty else read_stdin())
 
 
-def load(path: Path, *, threads: int | None, gpu_layers: int | None, verbose: bool) -> Model:
+def load(invocation: Invocation, path: Path) -> Model:
     """The model with a minimal context of its own: the work happens in a context made
-    for the text (see llmcli.engine.capture)."""
+    for the text (see llmcli.engine.capture), and --ctx bounds that text."""
     from llmcli.engine.model import Model
 
-    options = LoadOptions(
-        path=path, n_ctx=256, n_threads=threads, n_gpu_layers=gpu_layers, verbose=verbose
-    )
-    return Model(options, notify=console.notice)
+    return Model(invocation.load_options(path, n_ctx=256), notify=console.notice)

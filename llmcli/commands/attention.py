@@ -11,6 +11,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _inside
 from llmcli.commands import _options as opt
+from llmcli.commands._invocation import Invocation
 from llmcli.errors import UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -54,6 +55,7 @@ def register(app: typer.Typer) -> None:
 
 
 def attention(
+    context: typer.Context,
     text: _inside.TextArg = None,
     model: opt.ModelOpt = None,
     layer: Annotated[
@@ -105,7 +107,7 @@ def attention(
 
     from llmcli.engine import attention as core
 
-    with _inside.load(path, threads=threads, gpu_layers=gpu_layers, verbose=verbose) as llm:
+    with _inside.load(Invocation.from_context(context), path) as llm:
         core.check_choice(core.model_shape(llm), layer, head)
         found = core.attention(llm, llm.completion_tokens(words), layer=layer, head=head, limit=ctx)
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli.commands import _options as opt
-from llmcli.engine.types import LoadOptions
+from llmcli.commands._invocation import Invocation
 from llmcli.errors import UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -49,6 +49,7 @@ def _thread_list(value: str | None) -> list[int]:
 
 
 def bench(
+    context: typer.Context,
     model: opt.ModelOpt = None,
     n_prompt: Annotated[
         int, typer.Option("--n-prompt", "-p", min=0, help="Prompt tokens per pp test; 0: skip.")
@@ -85,12 +86,8 @@ def bench(
     if n_prompt == 0 and n_gen == 0:
         raise UsageError("nothing to measure: both --n-prompt and --max-tokens are 0")
     path = model_file(model)
-    load = LoadOptions(
-        path=path,
-        n_ctx=max(n_prompt, n_gen, 16) + 16,
-        n_threads=max(thread_counts),
-        n_gpu_layers=gpu_layers,
-        **opt.placement(rpc, tensor_split),
+    load = Invocation.from_context(context).load_options(
+        path, n_ctx=max(n_prompt, n_gen, 16) + 16, n_threads=max(thread_counts)
     )
 
     from llmcli.engine.bench import run_bench

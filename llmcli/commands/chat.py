@@ -15,7 +15,8 @@ import typer
 
 from llmcli import options_table, terminal
 from llmcli.commands import _options as opt
-from llmcli.engine.types import START_CTX, LoadOptions
+from llmcli.commands._invocation import Invocation
+from llmcli.engine.types import START_CTX
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -120,21 +121,13 @@ def chat(
     from_log = continue_ or cid is not None
     if sum((load is not None, resume, from_log)) > 1:
         raise UsageError("--load, --resume and --continue/--cid cannot be used together")
-    from llmcli import prompt_templates
-
-    ptemplate = opt.loaded_template(context)
-    variables = prompt_templates.parse_vars(var)
-    if ptemplate is None and variables:
-        raise UsageError("--var needs a prompt template (-t NAME)")
-    if ptemplate is not None:
-        ptemplate.check(variables)
-    thinking = opt.thinking(think, reasoning_effort)
-    chat_template = opt.read_chat_template(template)
+    invocation = Invocation.from_context(context)
+    ptemplate, variables = invocation.prompt_template, invocation.variables
     from llmcli.chat import chat_file, repl
     from llmcli.chat.session import ChatSession, model_label, open_model
 
     source = chat_file.last_chat_path() if resume else load
-    conv = _starting_conversation(context, source, resume=resume, stop=stop)
+    conv = _starting_conversation(invocation, source, resume=resume)
     earlier = None
     if from_log:
         from llmcli.remember import earlier_turns
@@ -145,7 +138,7 @@ def chat(
         conv.system = system or None
     elif ptemplate is not None and ptemplate.system:
         conv.system = ptemplate.render("x" if ptemplate.takes_input else None, variables)[0]
-    conv.thinking = thinking
+    conv.thinking = invocation.thinking
     if model is None and ptemplate is not None and ptemplate.model:
         model = ptemplate.model
     ref = model if model is not None else conv.model
@@ -153,22 +146,10 @@ def chat(
     conv.model = model_label(ref, path)
 
     term = terminal.current()
-    load_options = LoadOptions(
-        path=path,
-        n_ctx=ctx,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers,
-        verbose=verbose,
-        chat_template=chat_template,
-        start_ctx=START_CTX,
-        **opt.placement(rpc, tensor_split),
-    )
+    load_options = invocation.load_options(path, start_ctx=START_CTX)
     llm = open_model(load_options)
-    if opt.from_command_line(context, "think", "reasoning_effort"):
-        from llmcli.engine.reasoning import caveats
-
-        for note in caveats(llm.reasoning, thinking):
-            console.notice(note)
+    for note in invocation.notices(llm):
+        console.notice(note)
     session = ChatSession(
         conv,
         llm,
@@ -179,7 +160,7 @@ def chat(
         lookup=lookup,
         show_thinking=show_thinking,
         wrap=(lambda text: ptemplate.render(text, variables)[1]) if ptemplate else None,
-        answer_log=_answer_log(context, log, ref, path, earlier),
+        answer_log=_answer_log(invocation, log, ref, path, earlier),
     )
     if earlier is not None:
         console.notice(
@@ -190,13 +171,17 @@ def chat(
 
 
 def _answer_log(
-    context: typer.Context, log: bool, ref: str | None, path: Path, earlier: EarlierTurns | None
+    invocation: Invocation,
+    log: bool,
+    ref: str | None,
+    path: Path,
+    earlier: EarlierTurns | None,
 ) -> AnswerLog:
     from llmcli.answer_log import switch
     from llmcli.remember import AnswerLog, log_name
 
     return AnswerLog(
-        enabled=switch.enabled(log, given=opt.from_command_line(context, "log")),
+        enabled=switch.enabled(log, given="log" in invocation.given),
         command="chat",
         model_name=log_name(ref, path),
         model_path=path,
@@ -205,7 +190,7 @@ def _answer_log(
 
 
 def _starting_conversation(
-    context: typer.Context, source: Path | None, *, resume: bool, stop: list[str] | None
+    invocation: Invocation, source: Path | None, *, resume: bool
 ) -> Conversation:
     """A new conversation with every sampling option (config defaults included), or a
     saved one that keeps its own settings except those typed on this command line."""
@@ -220,13 +205,12 @@ def _starting_conversation(
         )
     else:
         conv = chat_file.load(source)
-    sampling = opt.sampling(params=context.params, stop=stop)
     chosen = [
         name
         for name in (*(o.name for o in options_table.SAMPLING), "stop")
-        if source is None or opt.from_command_line(context, name)
+        if source is None or name in invocation.given
     ]
     conv.sampling = dataclasses.replace(
-        conv.sampling, **{name: getattr(sampling, name) for name in chosen}
+        conv.sampling, **{name: getattr(invocation.sampling, name) for name in chosen}
     )
     return conv

@@ -9,6 +9,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _inside
 from llmcli.commands import _options as opt
+from llmcli.commands._invocation import Invocation
 from llmcli.local_model import model_file
 from llmcli.ui import console
 
@@ -38,6 +39,7 @@ def register(app: typer.Typer) -> None:
 
 
 def lens(
+    context: typer.Context,
     text: _inside.TextArg = None,
     model: opt.ModelOpt = None,
     top_k: Annotated[
@@ -61,7 +63,7 @@ def lens(
     from llmcli.ui import lens_view as view
 
     table = not json_out and terminal.current().stdout_rich
-    with _inside.load(path, threads=threads, gpu_layers=gpu_layers, verbose=verbose) as llm:
+    with _inside.load(Invocation.from_context(context), path) as llm:
         tokens = llm.completion_tokens(words)
         # The output head is most of the cost: a table computes only what it shows, the
         # likeliest token in the columns that fit.

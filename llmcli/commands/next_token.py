@@ -9,8 +9,9 @@ import typer
 
 from llmcli import terminal
 from llmcli.commands import _options as opt
+from llmcli.commands._invocation import Invocation
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.engine.types import START_CTX, LoadOptions, Message
+from llmcli.engine.types import START_CTX, Message
 from llmcli.local_model import model_file
 from llmcli.ui import console
 
@@ -46,6 +47,7 @@ def register(app: typer.Typer) -> None:
 
 
 def next_token(
+    context: typer.Context,
     prompt: Annotated[
         str | None,
         typer.Argument(
@@ -77,14 +79,7 @@ def next_token(
     term = terminal.current()
     text = combine(prompt, None if term.stdin_isatty else read_stdin())
     path = model_file(model)
-    load = LoadOptions(
-        path=path,
-        n_ctx=ctx,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers,
-        verbose=verbose,
-        start_ctx=START_CTX,
-    )
+    load = Invocation.from_context(context).load_options(path, start_ctx=START_CTX)
 
     from llmcli.engine import probe
 

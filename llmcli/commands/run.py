@@ -11,9 +11,11 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
+from llmcli.commands._defaults import loaded_template
+from llmcli.commands._invocation import Invocation
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import output_format, schema_format
-from llmcli.engine.types import START_CTX, Decoding, GenerationResult, LoadOptions
+from llmcli.engine.types import START_CTX, Decoding, GenerationResult
 from llmcli.errors import UsageError
 from llmcli.local_model import model_file
 from llmcli.prompting import PromptBuilder
@@ -214,27 +216,13 @@ def run(
         earlier = earlier_turns(cid)
         system = system if system is not None else earlier.system
     fmt = output_format(json_schema, grammar, format_)
-    ptemplate = opt.loaded_template(context)
-    from llmcli import prompt_templates
-
-    variables = prompt_templates.parse_vars(var)
-    if ptemplate is None and variables:
-        raise UsageError("--var needs a prompt template (-t NAME)")
-    if ptemplate is not None:
-        ptemplate.check(variables)
-        if fmt is None and ptemplate.schema is not None:
-            fmt = schema_format(ptemplate.schema, f"prompt template {ptemplate.name!r}")
-    thinking = opt.thinking(think, reasoning_effort)
-    chat_template = opt.read_chat_template(template)
-    sampling = opt.sampling(params=context.params, stop=stop, grammar=fmt.gbnf if fmt else None)
+    ptemplate = loaded_template(context)
+    if fmt is None and ptemplate is not None and ptemplate.schema is not None:
+        fmt = schema_format(ptemplate.schema, f"prompt template {ptemplate.name!r}")
+    invocation = Invocation.from_context(context, grammar=fmt.gbnf if fmt else None)
     text: str | None = None
     if batch is None:
-        stdin_text = None if term.stdin_isatty else read_stdin()
-        if ptemplate is None:
-            text = combine(prompt, stdin_text)
-        else:
-            text = "\n\n".join(p.strip("\n") for p in (prompt, stdin_text) if p and p.strip())
-            ptemplate.render(text, variables)  # a missing input fails before loading
+        text = _prompt_text(prompt, invocation)
         lines: list[str] = []
     else:
         if show_prompt:
@@ -249,41 +237,34 @@ def run(
         check_grammar(path, fmt.gbnf)
     # With --parallel the scheduler holds the contexts; the model's own only tokenizes.
     own_ctx = 256 if batch is not None and parallel > 1 else ctx
-    load = LoadOptions(
-        path=path,
+    load = invocation.load_options(
+        path,
         n_ctx=own_ctx,
         # One answer: the KV cache of the whole context is allocated only if it needs it.
         start_ctx=START_CTX if batch is None else None,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers,
-        verbose=verbose,
         vocab_only=show_prompt,
-        chat_template=chat_template,
-        **opt.placement(rpc, tensor_split),
     )
 
     from llmcli.engine.model import Model
 
+    sampling = invocation.sampling
     with Model(load, notify=console.notice) as llm:
         builder = PromptBuilder(
             llm,
             raw=raw,
             special=special,
             instruction=fmt.instruction() if fmt else None,
-            thinking=thinking,
+            thinking=invocation.thinking,
             template=ptemplate,
-            variables=variables,
+            variables=invocation.variables,
         )
-        if opt.from_command_line(context, "think", "reasoning_effort"):
-            from llmcli.engine.reasoning import caveats
-
-            for note in caveats(llm.reasoning, thinking):
-                console.notice(note)
+        for note in invocation.notices(llm):
+            console.notice(note)
         if show_prompt:
             history = earlier.messages if earlier else ()
             run_answer.show_prompt(llm, builder.prompt(text, system, history)[0], json_out=json_out)
             return
-        answer_log = _answer_log(context, log, batch, model, path, earlier)
+        answer_log = _answer_log(invocation, log, batch, model, path, earlier)
         if batch is not None and parallel > 1:
             from llmcli.commands.batch_run import run_batch_parallel
 
@@ -356,8 +337,20 @@ def run(
                 _close(answer_log)
 
 
+def _prompt_text(prompt: str | None, invocation: Invocation) -> str:
+    """The prompt: the argument, stdin, or both; put into the prompt template's prompt
+    here already, so that a missing input fails before the model loads."""
+    stdin_text = None if terminal.current().stdin_isatty else read_stdin()
+    ptemplate = invocation.prompt_template
+    if ptemplate is None:
+        return combine(prompt, stdin_text)
+    text = "\n\n".join(p.strip("\n") for p in (prompt, stdin_text) if p and p.strip())
+    ptemplate.render(text, invocation.variables)
+    return text
+
+
 def _answer_log(
-    context: typer.Context,
+    invocation: Invocation,
     log: bool,
     batch: str | None,
     model: str | None,
@@ -368,7 +361,7 @@ def _answer_log(
     from llmcli.remember import AnswerLog, log_name
 
     return AnswerLog(
-        enabled=switch.enabled(log, given=opt.from_command_line(context, "log")),
+        enabled=switch.enabled(log, given="log" in invocation.given),
         command="run" if batch is None else "batch",
         model_name=log_name(model, path),
         model_path=path,

@@ -11,8 +11,8 @@ import typer
 
 from llmcli import config
 from llmcli.commands import _options as opt
+from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
-from llmcli.engine.types import LoadOptions
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -136,7 +136,7 @@ def serve(
         )
     if not is_loopback(host) and not key:
         console.notice(f"warning: {host}:{port} is open to the network without an API key")
-    defaults = opt.sampling(params=context.params)
+    invocation = Invocation.from_context(context)
     from llmcli.models import default_ref
 
     check_port(host, port)
@@ -151,15 +151,7 @@ def serve(
     from llmcli.serve.state import ServerState
 
     # The loaded model's own context only tokenizes; the scheduler has the real one.
-    load = LoadOptions(
-        path=path,
-        n_ctx=256,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers,
-        verbose=verbose,
-        **opt.placement(rpc, tensor_split),
-    )
-    llm = Model(load, notify=console.notice)
+    llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
     if llm.split is not None:
         console.notice(llm.split.line())
     scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
@@ -169,7 +161,7 @@ def serve(
         served_name=served,
         model_path=path,
         model_ref=ref,
-        defaults=defaults,
+        defaults=invocation.sampling,
         api_key=key,
         max_body_bytes=MAX_BODY_BYTES,
         ctx=ctx,
