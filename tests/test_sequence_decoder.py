@@ -72,7 +72,7 @@ def test_a_stop_string_across_tokens_is_held_back_and_cut() -> None:
     d = decoder(Sampling(stop=("o wo",)))
     parts = feed_all(d, [1, 2, 8])
     assert "".join(text for _, text in parts) == d.text == "Hell"
-    assert d.finish_reason == "stop" and d.done
+    assert d.finish_reason == "stop" and d.done and d.stop_sequence == "o wo"
     assert d.feed(8) == []  # nothing after the end
 
 

@@ -63,8 +63,8 @@ def serve(
         str | None,
         typer.Option(
             "--api-key",
-            help=f"Require 'Authorization: Bearer KEY'. Also {ENV_API_KEY} or the config "
-            "file's api_key.",
+            help="Require 'Authorization: Bearer KEY' (or 'x-api-key: KEY'). "
+            f"Also {ENV_API_KEY} or the config file's api_key.",
             show_default=False,
         ),
     ] = None,

@@ -70,6 +70,7 @@ class Job:
     cached_tokens: int = 0
     completion_tokens: int = 0
     reasoning_tokens: int = 0
+    stop_sequence: str | None = None  # the stop string that ended the answer
     seed: int = 0
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.perf_counter)
@@ -306,6 +307,7 @@ class Scheduler:
         parts = answer.feed(token, logits)
         job.completion_tokens = answer.completion_tokens
         job.reasoning_tokens = answer.reasoning_tokens
+        job.stop_sequence = answer.stop_sequence
         slot.last = token
         chunk = Chunk(parts, answer.logprobs[seen:], answer.finish_reason)
         if chunk.parts or chunk.logprobs or chunk.finish_reason:

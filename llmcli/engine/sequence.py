@@ -70,6 +70,11 @@ class SequenceDecoder:
         return self.finish_reason is not None
 
     @property
+    def stop_sequence(self) -> str | None:
+        """The stop string that ended the answer; None when anything else did."""
+        return self._stops.matched
+
+    @property
     def wants_logits(self) -> bool:
         return self.top_logprobs is not None
 

@@ -13,6 +13,8 @@ class StopScanner:
         self._stops = tuple(s for s in stops if s)
         self._pending = ""
         self.stopped = False
+        # The stop string found (the earliest in the text), once stopped.
+        self.matched: str | None = None
 
     def feed(self, piece: str) -> str:
         if self.stopped:
@@ -20,8 +22,9 @@ class StopScanner:
         if not self._stops:
             return piece
         text = self._pending + piece
-        cut = min((i for i in (text.find(s) for s in self._stops) if i >= 0), default=-1)
-        if cut >= 0:
+        found = [(i, s) for s in self._stops if (i := text.find(s)) >= 0]
+        if found:
+            cut, self.matched = min(found, key=lambda hit: hit[0])
             self.stopped = True
             self._pending = ""
             return text[:cut]

@@ -22,7 +22,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
-from llmcli.serve import completions, embeddings, errors
+from llmcli.serve import anthropic as a
+from llmcli.serve import completions, embeddings, errors, messages
 from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
@@ -74,22 +75,44 @@ def build_app(state: ServerState) -> ASGIApp:
         await _check_size(state, texts, "input", each=True)
         return await embeddings.answer(request, state, data)
 
+    async def anthropic_messages(request: Request) -> Response:
+        data = await _json_body(request, state)
+        asked = a.request_from(data, state.defaults)
+        _check_model(state, data)
+        kept = [m["content"].strip() for m in asked.messages if m["role"] == "user"]
+        await _check_size(state, kept, "messages")
+        tokens = await run_in_threadpool(_chat_tokens, state.model, asked.messages, asked.thinking)
+        return await messages.answer(request, state, asked, tokens)
+
+    async def count_tokens(request: Request) -> Response:
+        data = await _json_body(request, state)
+        _check_model(state, data)
+        chat, thinking = a.count_request_from(data)
+        kept = [m["content"].strip() for m in chat if m["role"] == "user"]
+        await _check_size(state, kept, "messages")
+        tokens = await run_in_threadpool(_chat_tokens, state.model, chat, thinking)
+        return JSONResponse({"input_tokens": len(tokens)})
+
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", complete, methods=["POST"]),
         Route("/v1/embeddings", embed, methods=["POST"]),
+        Route("/v1/messages", anthropic_messages, methods=["POST"]),
+        Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]
     # Inside Starlette's own last resort, which would answer in plain text and then
     # hand the exception to uvicorn to log a second time.
     app = Starlette(routes=routes, middleware=[Middleware(ErrorAnswers)])
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error_response(p.ApiError(404, f"no such endpoint: {request.url.path}"))
+        error = p.ApiError(404, f"no such endpoint: {request.url.path}")
+        return error_response(error, request.url.path)
 
     async def not_allowed(request: Request, exc: Exception) -> Response:
-        return error_response(p.ApiError(405, f"{request.method} is not allowed here"))
+        error = p.ApiError(405, f"{request.method} is not allowed here")
+        return error_response(error, request.url.path)
 
     app.add_exception_handler(404, not_found)
     app.add_exception_handler(405, not_allowed)
@@ -119,7 +142,7 @@ class ErrorAnswers:
             if started:  # a stream already under way: no status can be given any more
                 raise
             error = errors.api_error(exc, scope["method"], scope["path"])
-            await error_response(error)(scope, receive, send)
+            await error_response(error, scope["path"])(scope, receive, send)
 
 
 async def _json_body(request: Request, state: ServerState) -> dict[str, Any]:

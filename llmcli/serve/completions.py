@@ -46,16 +46,8 @@ async def answer(
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
 
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[Chunk] = asyncio.Queue()
-
-    def emit(chunk: Chunk) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
     # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
-    job = Job(list(prompt), sampling, emit, top, reasoning=chat)
-    # Its refusals (too long, empty, busy, shutting down) are answered by errors.TABLE.
-    state.scheduler.submit(job)
+    job, queue = submit(state, prompt, sampling, top, reasoning=chat)
     ident = p.new_id("chatcmpl" if chat else "cmpl")
     if stream:
         events = _stream(
@@ -74,7 +66,73 @@ async def answer(
     return await _whole(state, request, data, job, queue, ident, chat=chat)
 
 
-def _remember(
+def submit(
+    state: ServerState,
+    prompt: list[int],
+    sampling: Sampling,
+    top: int | None = None,
+    *,
+    reasoning: bool = True,
+) -> tuple[Job, asyncio.Queue[Chunk]]:
+    """Hand a job to the scheduler; its chunks arrive in the queue returned. Its refusals
+    (too long, empty, busy, shutting down) are answered by errors.TABLE."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[Chunk] = asyncio.Queue()
+
+    def emit(chunk: Chunk) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, chunk)
+
+    job = Job(list(prompt), sampling, emit, top, reasoning=reasoning)
+    state.scheduler.submit(job)
+    return job, queue
+
+
+class Collected:
+    """A whole answer: its thinking and answer text, logprobs and why it ended."""
+
+    def __init__(self) -> None:
+        self.said: dict[str, list[str]] = {"answer": [], "thinking": []}
+        self.logprobs: list[TokenLogprob] = []
+        self.reason: FinishReason | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.said["answer"])
+
+    @property
+    def thought(self) -> str:
+        return "".join(self.said["thinking"]).strip()
+
+
+async def collect(
+    state: ServerState, request: Request, job: Job, queue: asyncio.Queue[Chunk]
+) -> Collected | None:
+    """The whole answer of a submitted job; None when its client left (the job is
+    cancelled then, as when anything else ends the wait early)."""
+    got = Collected()
+    # Watched all along, not between tokens: a job whose client left is cancelled at
+    # once, even while its prompt is read or its tokens keep coming.
+    watch = asyncio.create_task(_client_gone(request, queue))
+    try:
+        while got.reason is None:
+            chunk = await queue.get()
+            if chunk is GONE:
+                return None
+            for part, piece in chunk.parts:
+                got.said[part].append(piece)
+            got.logprobs.extend(chunk.logprobs)
+            got.reason = chunk.finish_reason
+            if chunk.error:
+                raise p.ApiError(500, f"the engine failed: {chunk.error}", kind="server_error")
+    finally:
+        watch.cancel()
+        if got.reason is None:
+            state.scheduler.cancel(job)
+    note(request, job)
+    return got
+
+
+def remember(
     state: ServerState,
     data: dict[str, Any],
     job: Job,
@@ -109,7 +167,7 @@ def _remember(
     )
 
 
-def _note(request: Request, job: Job) -> None:
+def note(request: Request, job: Job) -> None:
     ttft = (job.first_token_at - job.submitted_at) if job.first_token_at else 0.0
     request.scope["llmcli.note"] = (
         f"{job.prompt_tokens} prompt ({job.cached_tokens} cached) + "
@@ -131,30 +189,11 @@ async def _whole(
     *,
     chat: bool,
 ) -> Response:
-    said: dict[str, list[str]] = {"answer": [], "thinking": []}
-    logprobs: list[TokenLogprob] = []
-    reason: FinishReason | None = None
-    # Watched all along, not between tokens: a job whose client left is cancelled at
-    # once, even while its prompt is read or its tokens keep coming.
-    watch = asyncio.create_task(_client_gone(request, queue))
-    try:
-        while reason is None:
-            chunk = await queue.get()
-            if chunk is GONE:
-                return Response(status_code=499)
-            for part, piece in chunk.parts:
-                said[part].append(piece)
-            logprobs.extend(chunk.logprobs)
-            reason = chunk.finish_reason
-            if chunk.error:
-                raise p.ApiError(500, f"the engine failed: {chunk.error}", kind="server_error")
-    finally:
-        watch.cancel()
-        if reason is None:
-            state.scheduler.cancel(job)
-    _note(request, job)
-    text, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
-    _remember(state, data, job, text, thought, reason)
+    got = await collect(state, request, job, queue)
+    if got is None:
+        return Response(status_code=499)
+    text, thought, logprobs, reason = got.text, got.thought, got.logprobs, got.reason
+    remember(state, data, job, text, thought, reason)
     if chat:
         message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
         if thought:
@@ -263,11 +302,11 @@ async def _stream(
             if finished:
                 yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
                 answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
-                _remember(state, data, job, answer, thought, chunk.finish_reason)
+                remember(state, data, job, answer, thought, chunk.finish_reason)
         if usage:
             yield event([], {"usage": _usage(job).body()})
         yield "data: [DONE]\n\n"
     finally:
         if not finished:
             state.scheduler.cancel(job)
-        _note(request, job)
+        note(request, job)

@@ -34,6 +34,8 @@ PROMPT_FIELDS: Mapping[str, str] = {
     "/v1/chat/completions": "messages",
     "/v1/completions": "prompt",
     "/v1/embeddings": "input",
+    "/v1/messages": "messages",
+    "/v1/messages/count_tokens": "messages",
 }
 INTERNAL_MESSAGE = "the server failed to answer this request (its log says why)"
 

@@ -10,15 +10,18 @@ from typing import TYPE_CHECKING
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmcli.serve import guard, log
+from llmcli.serve import anthropic, guard, log
 from llmcli.serve import protocol as p
 
 if TYPE_CHECKING:
     from llmcli.serve.state import ServerState
 
 
-def error_response(exc: p.ApiError) -> Response:
-    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+def error_response(exc: p.ApiError, path: str) -> Response:
+    """The error in the shape of the API the path belongs to: Anthropic's for its
+    Messages endpoints, OpenAI's for the rest."""
+    body = anthropic.error_body(exc) if path in anthropic.PATHS else exc.body()
+    return JSONResponse(body, status_code=exc.status, headers=exc.headers)
 
 
 class Gate:
@@ -55,7 +58,7 @@ class Gate:
             headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
             refusal, answer = self._check(scope, headers, extra)
             if refusal is not None:
-                await error_response(refusal)(scope, receive, sending)
+                await error_response(refusal, scope["path"])(scope, receive, sending)
             elif answer is not None:
                 await answer(scope, receive, sending)
             else:
@@ -100,7 +103,7 @@ class Gate:
         if self.key is not None and scope["path"] != "/health" and not self._key_ok(headers):
             return p.ApiError(
                 401,
-                "a valid API key is needed: 'Authorization: Bearer KEY'",
+                "a valid API key is needed: 'Authorization: Bearer KEY' or 'x-api-key: KEY'",
                 code="invalid_api_key",
             ), None
         content_type = headers.get("content-type")
@@ -115,8 +118,12 @@ class Gate:
 
     def _key_ok(self, headers: dict[str, str]) -> bool:
         assert self.key is not None
-        scheme, _, given = headers.get("authorization", "").strip().partition(" ")
-        # The scheme is case-insensitive (RFC 7235); the key is compared in constant time
-        # and never reaches the log.
-        token = given.strip().encode("latin-1")
-        return scheme.lower() == "bearer" and hmac.compare_digest(token, self.key)
+        # Anthropic's clients send the key as x-api-key, OpenAI's as a bearer token.
+        given = headers.get("x-api-key")
+        if given is None:
+            scheme, _, given = headers.get("authorization", "").strip().partition(" ")
+            # The scheme is case-insensitive (RFC 7235).
+            if scheme.lower() != "bearer":
+                return False
+        # Compared in constant time; the key never reaches the log.
+        return hmac.compare_digest(given.strip().encode("latin-1"), self.key)

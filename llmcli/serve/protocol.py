@@ -78,7 +78,7 @@ def parse_json(raw: bytes) -> dict[str, Any]:
     return data
 
 
-def _number(data: dict[str, Any], key: str, lo: float, hi: float | None) -> float | None:
+def number_field(data: dict[str, Any], key: str, lo: float, hi: float | None) -> float | None:
     value = data.get(key)
     if value is None:
         return None
@@ -90,7 +90,7 @@ def _number(data: dict[str, Any], key: str, lo: float, hi: float | None) -> floa
     return float(value)
 
 
-def _integer(data: dict[str, Any], key: str, lo: int, hi: int | None = None) -> int | None:
+def integer_field(data: dict[str, Any], key: str, lo: int, hi: int | None = None) -> int | None:
     value = data.get(key)
     if value is None:
         return None
@@ -102,7 +102,7 @@ def _integer(data: dict[str, Any], key: str, lo: int, hi: int | None = None) -> 
     return value
 
 
-def _boolean(data: dict[str, Any], key: str, where: str | None = None) -> bool | None:
+def boolean_field(data: dict[str, Any], key: str, where: str | None = None) -> bool | None:
     value = data.get(key)
     if value is not None and not isinstance(value, bool):
         name = f"{where}.{key}" if where else key
@@ -118,20 +118,20 @@ def refuse_unsupported(data: dict[str, Any]) -> None:
     # and without effect here, as in OpenAI's own API for these values.
     # "yes" or 1 is a mistake, not a wish: only JSON's true and false are understood.
     for key in ("stream", "store", "parallel_tool_calls"):
-        _boolean(data, key)
-    if _boolean(data, "echo"):
+        boolean_field(data, key)
+    if boolean_field(data, "echo"):
         raise bad("'echo' is not supported by this server", "echo", "unsupported_parameter")
     options = data.get("stream_options")
     if options is not None:
         if not isinstance(options, dict):
             raise bad("'stream_options' must be an object", "stream_options")
-        _boolean(options, "include_usage", "stream_options")
-    n = _integer(data, "n", 1)
+        boolean_field(options, "include_usage", "stream_options")
+    n = integer_field(data, "n", 1)
     if n is not None and n > 1:
         raise bad("'n' greater than 1 is not supported: send one request per answer", "n")
 
 
-def _text(text: str, field: str) -> str:
+def checked_text(text: str, field: str) -> str:
     # JSON may spell half of a UTF-16 pair (\ud800) alone, which no text encoding holds.
     try:
         text.encode("utf-8")
@@ -150,21 +150,21 @@ def _stops(data: dict[str, Any]) -> tuple[str, ...]:
         raise bad("'stop' must be a string or a list of non-empty strings", "stop")
     if len(stops) > MAX_STOPS:
         raise bad(f"'stop' holds at most {MAX_STOPS} strings", "stop")
-    return tuple(_text(s, "stop") for s in stops)
+    return tuple(checked_text(s, "stop") for s in stops)
 
 
 def sampling_from(data: dict[str, Any], defaults: Sampling) -> Sampling:
     """The request's sampling fields over the server's defaults."""
     refuse_unsupported(data)
-    max_tokens = _integer(data, "max_completion_tokens", 1)
+    max_tokens = integer_field(data, "max_completion_tokens", 1)
     if max_tokens is None:
-        max_tokens = _integer(data, "max_tokens", 1)
+        max_tokens = integer_field(data, "max_tokens", 1)
     for key in ("frequency_penalty", "presence_penalty"):
-        if _number(data, key, -2.0, 2.0) not in (None, 0.0):
+        if number_field(data, key, -2.0, 2.0) not in (None, 0.0):
             raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
-    temperature = _number(data, "temperature", 0.0, 2.0)
-    top_p = _number(data, "top_p", 0.0, 1.0)
-    seed = _integer(data, "seed", -(2**63))
+    temperature = number_field(data, "temperature", 0.0, 2.0)
+    top_p = number_field(data, "top_p", 0.0, 1.0)
+    seed = integer_field(data, "seed", -(2**63))
     # The server's defaults stand for every option a request does not set (and for the
     # grammar, which the request's response_format decides later).
     return dataclasses.replace(
@@ -202,12 +202,12 @@ def response_schema(data: dict[str, Any]) -> dict[str, Any] | None:
 def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
     """How many alternatives per token to report, or None for no logprobs."""
     if chat:
-        wanted = _boolean(data, "logprobs")
-        top = _integer(data, "top_logprobs", 0, MAX_TOP_LOGPROBS)
+        wanted = boolean_field(data, "logprobs")
+        top = integer_field(data, "top_logprobs", 0, MAX_TOP_LOGPROBS)
         if top is not None and not wanted:
             raise bad("'top_logprobs' needs 'logprobs': true", "top_logprobs")
         return (top or 0) if wanted else None
-    return _integer(data, "logprobs", 0, 5)
+    return integer_field(data, "logprobs", 0, 5)
 
 
 def messages_from(data: dict[str, Any]) -> list[Message]:
@@ -241,7 +241,7 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
         if not isinstance(content, str):
             raise bad(f"messages[{i}].content must be a string or text parts", "messages")
         role = "system" if item["role"] == "developer" else item["role"]
-        out.append({"role": role, "content": _text(content, f"messages[{i}].content")})
+        out.append({"role": role, "content": checked_text(content, f"messages[{i}].content")})
     return out
 
 
@@ -276,7 +276,7 @@ def prompt_from(data: dict[str, Any]) -> str:
         raise bad("'prompt' must be a string (one prompt per request)", "prompt")
     if not prompt:
         raise bad("'prompt' is empty: there is nothing to continue", "prompt")
-    return _text(prompt, "prompt")
+    return checked_text(prompt, "prompt")
 
 
 def asked(data: dict[str, Any]) -> tuple[str, str | None]:
@@ -301,7 +301,7 @@ def embedding_inputs(data: dict[str, Any]) -> tuple[list[str], bool]:
         where = "'input'" if isinstance(value, str) else f"input[{texts.index('')}]"
         raise bad(f"{where} is empty: each input needs some text", "input")
     for i, text in enumerate(texts):
-        _text(text, "input" if isinstance(value, str) else f"input[{i}]")
+        checked_text(text, "input" if isinstance(value, str) else f"input[{i}]")
     encoding = data.get("encoding_format") or "float"
     if encoding not in ("float", "base64"):
         raise bad("'encoding_format' must be 'float' or 'base64'", "encoding_format")
