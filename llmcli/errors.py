@@ -24,6 +24,7 @@ class ExitCode(IntEnum):
     OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
     ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
     WORKER_LOST = 11  # an RPC worker (--rpc) cannot be reached or was lost mid-answer
+    DOES_NOT_FIT = 12  # `fit`: the model does not fit in the memory available now
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -46,6 +47,8 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.ENGINE_CRASH: "the llama.cpp engine crashed or cannot run on this CPU; "
     "the next run avoids the setup that crashed",
     ExitCode.WORKER_LOST: "an RPC worker (`--rpc`) cannot be reached or was lost mid-answer",
+    ExitCode.DOES_NOT_FIT: "`fit`: the model at this context does not fit in the memory "
+    "available now (the plan is still printed)",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -83,6 +86,10 @@ class ModelInvalidError(LlmcliError):
     exit_code = ExitCode.MODEL_INVALID
 
 
+class HeaderTruncatedError(ModelInvalidError):
+    """The bytes given end before the GGUF header does: more of the file is needed."""
+
+
 class ContextOverflowError(LlmcliError):
     exit_code = ExitCode.CONTEXT_OVERFLOW
 
@@ -109,6 +116,10 @@ class ChatTemplateError(LlmcliError):
 
 class WorkerLostError(LlmcliError):
     exit_code = ExitCode.WORKER_LOST
+
+
+class DoesNotFitError(LlmcliError):
+    exit_code = ExitCode.DOES_NOT_FIT
 
 
 class BatchItemsFailedError(LlmcliError):

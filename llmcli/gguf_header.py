@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from llmcli.errors import ModelInvalidError, ModelNotFoundError
+from llmcli.errors import HeaderTruncatedError, ModelInvalidError, ModelNotFoundError
 
 MAGIC = b"GGUF"
 DEFAULT_ALIGNMENT = 32
@@ -120,9 +120,10 @@ class _Truncated(Exception):
 
 
 class _Cursor:
-    """Sequential reads from a memory map; any read past the end raises _Truncated."""
+    """Sequential reads from a memory map or bytes; any read past the end raises
+    _Truncated."""
 
-    def __init__(self, buf: mmap.mmap, order: str) -> None:
+    def __init__(self, buf: mmap.mmap | bytes, order: str) -> None:
         self.buf = buf
         self.pos = 0
         self.size = len(buf)
@@ -205,7 +206,18 @@ def read_header(path: Path) -> Header:
             return _parse(buf, path)
 
 
-def _parse(buf: mmap.mmap, path: Path) -> Header:
+def parse_header(data: bytes, name: str) -> Header:
+    """Parse a header from the first bytes of a GGUF file (`name` is for messages).
+
+    Raises HeaderTruncatedError when `data` ends before the header does, so a caller
+    reading the file piece by piece knows to fetch more.
+    """
+    if len(data) < 4 and MAGIC.startswith(data):
+        raise HeaderTruncatedError(f"GGUF header is truncated: {name}")
+    return _parse(data, Path(name))
+
+
+def _parse(buf: mmap.mmap | bytes, path: Path) -> Header:
     _check_magic(buf[:4], path)
     try:
         # Endianness is not flagged: a big-endian file has its version byte-swapped.
@@ -241,7 +253,7 @@ def _parse(buf: mmap.mmap, path: Path) -> Header:
             offset = cur.u64()
             tensors.append(TensorInfo(name, shape, ggml_type, offset))
     except (_Truncated, struct.error) as exc:
-        raise ModelInvalidError(f"GGUF header is truncated: {path}") from exc
+        raise HeaderTruncatedError(f"GGUF header is truncated: {path}") from exc
     alignment = int_value(metadata.get("general.alignment")) or DEFAULT_ALIGNMENT
     data_start = (cur.pos + alignment - 1) // alignment * alignment
     return Header(version, metadata, tuple(tensors), data_start)

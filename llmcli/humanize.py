@@ -15,6 +15,23 @@ def format_bytes(n: int | float) -> str:
     raise AssertionError("unreachable")
 
 
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+
+
+def parse_bytes(text: str) -> int | None:
+    """A size as people type it: 8G, 16 GB, 512MB, 6.5GiB, 1000000. None if unreadable.
+    K, M, G, T (with or without B) are decimal, as format_bytes writes them; KiB, MiB,
+    GiB, TiB binary."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*", text.lower())
+    if match is None or (match[3] and not match[2]):
+        return None
+    number, unit, binary = match.groups()
+    scale = 1024 ** "_kmgt".index(unit) if binary else _UNITS[unit]
+    return int(float(number) * scale)
+
+
 def format_age(timestamp: float, *, now: float | None = None) -> str:
     """How long ago, coarsely: "just now", "5 minutes ago", "3 days ago"."""
     seconds = max(0.0, (time.time() if now is None else now) - timestamp)

@@ -7,10 +7,12 @@ without any network call, so everything works offline once a model is pulled.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from llmcli import aliases, config, starter, store
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError
+from llmcli.gguf_header import Header
 from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
 from llmcli.reporting import ProgressFactory
 
@@ -164,3 +166,47 @@ def ensure_hub_model(
             hint=f"run `llmcli pull {ref.display}` while online",
         )
     return store.pull(ref, revision=revision, progress=progress)
+
+
+@dataclass(frozen=True)
+class ModelHeaders:
+    """A model's GGUF header(s), wherever the model is."""
+
+    name: str  # the file, or owner/repo:QUANT on the Hub
+    headers: tuple[Header, ...]  # a split model: each part's, the first part first
+    file_bytes: int
+    # Read from the Hub without downloading the model: the bytes that took. None: on disk.
+    hub_bytes_read: int | None = None
+
+
+def model_headers(ref: str | None, *, revision: str | None = None) -> ModelHeaders:
+    """The headers of the model `ref` names, read without loading or downloading it:
+    from the file or the cache when it is there, else from the Hub with ranged reads
+    (nothing is written to the cache)."""
+    text = ref if ref is not None else default_ref()
+    parsed = parse(text)
+    if isinstance(parsed, LocalRef):
+        path = Path(parsed.path).expanduser()
+        if path.is_dir():
+            raise _directory_error(path, parsed.path)
+        return _local_headers(path)
+    cached = store.find_cached(parsed, revision=revision)
+    if cached is not None:
+        return _local_headers(cached.path)
+    remote = store.remote_headers(parsed, revision=revision)
+    quant = f":{remote.quant}" if remote.quant else f"/{remote.paths[0]}"
+    return ModelHeaders(
+        f"{remote.repo_id}{quant}", remote.headers, remote.file_bytes, remote.bytes_read
+    )
+
+
+def _local_headers(path: Path) -> ModelHeaders:
+    from llmcli.gguf_header import int_value, read_header
+    from llmcli.gguf_info import split_parts
+
+    first = read_header(path)
+    parts = split_parts(path, int_value(first.metadata.get("split.count")) or 1)
+    headers = [first if part == path else read_header(part) for part in parts]
+    # The metadata is in the first part, whichever part was named.
+    headers.sort(key=lambda h: int_value(h.metadata.get("split.no")) or 0)
+    return ModelHeaders(str(path), tuple(headers), sum(p.stat().st_size for p in parts))

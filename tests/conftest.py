@@ -100,9 +100,10 @@ def hub_server() -> Iterator[HubServer]:
 
 @pytest.fixture
 def hub(hub_server: HubServer, monkeypatch: pytest.MonkeyPatch) -> HubServer:
-    """The Hub look-alike as this test's HF_ENDPOINT, with its request log cleared."""
+    """The Hub look-alike as this test's HF_ENDPOINT, with its request logs cleared."""
     monkeypatch.setenv("HF_ENDPOINT", hub_server.url)
     hub_server.requests.clear()
+    hub_server.sent.clear()
     return hub_server
 
 

@@ -72,6 +72,8 @@ class HubServer:
     def __init__(self, repos: list[FakeRepo]) -> None:
         self.repos = {r.repo_id: r for r in repos}
         self.requests: list[tuple[str, str]] = []
+        # Body bytes sent for each request of a file, (path, bytes), in order.
+        self.sent: list[tuple[str, int]] = []
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._httpd.daemon_threads = True
@@ -207,11 +209,14 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self._error(404, "EntryNotFound", "Entry not found", commit=repo.commit)
                 return
             size = len(fake.data)
-            start = 0
+            start, end = 0, size - 1
             range_header = self.headers.get("Range")
             if range_header and range_header.startswith("bytes="):
-                start = int(range_header[len("bytes=") :].split("-")[0] or 0)
-            self.send_response(206 if start else 200)
+                first, _, last = range_header[len("bytes=") :].partition("-")
+                start = int(first or 0)
+                end = min(int(last), size - 1) if last else end
+            partial = start > 0 or end < size - 1
+            self.send_response(206 if partial else 200)
             self.send_header("X-Repo-Commit", repo.commit)
             self.send_header("ETag", f'"{fake.etag}"')
             if fake.lfs:
@@ -219,13 +224,13 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                 self.send_header("X-Linked-Size", str(size))
             self.send_header("Accept-Ranges", "bytes")
             self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(size - start))
-            if start:
-                self.send_header("Content-Range", f"bytes {start}-{size - 1}/{size}")
+            self.send_header("Content-Length", str(end + 1 - start))
+            if partial:
+                self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
             self.end_headers()
             if head:
                 return
-            self._send_body(repo, memoryview(fake.data)[start:])
+            self._send_body(repo, memoryview(fake.data)[start : end + 1])
 
         def _send_body(self, repo: FakeRepo, body: memoryview) -> None:
             drop_at: int | None = None
@@ -240,6 +245,7 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                     if drop_at is not None and end >= drop_at:
                         self.wfile.write(body[sent:drop_at])
                         self.wfile.flush()
+                        sent = drop_at
                         self.close_connection = True
                         # shutdown, not close: close waits for the file objects that
                         # still reference the socket, so the client would not notice.
@@ -251,6 +257,9 @@ def _make_handler(hub: HubServer) -> type[BaseHTTPRequestHandler]:
                         time.sleep(repo.delay_per_chunk)
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
+            finally:
+                with hub._lock:
+                    hub.sent.append((self.path, sent))
 
         # -- helpers ------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ file that fails is never used.
     hub_client  the quick-fail HTTP client and the translation of the Hub's errors
     leftovers   partial files of interrupted downloads
     download    pull: download, verify, keep nothing unverified
+    remote_header  a model's GGUF header read from the Hub, without downloading it
     inventory   list the cached models, plan their removal
 """
 
@@ -30,6 +31,7 @@ from llmcli.store.settings import HubSettings
 if TYPE_CHECKING:
     from llmcli.store.download import pull
     from llmcli.store.inventory import CachedModel, RemovalPlan, list_models, plan_removal
+    from llmcli.store.remote_header import RemoteHeaders, remote_headers
 
 # Imported when first used: running a cached model needs none of them, and together they
 # are a tenth of that command's start-up.
@@ -39,6 +41,8 @@ _LATER = {
     "RemovalPlan": "inventory",
     "list_models": "inventory",
     "plan_removal": "inventory",
+    "RemoteHeaders": "remote_header",
+    "remote_headers": "remote_header",
 }
 
 
@@ -56,6 +60,7 @@ __all__ = [
     "HubSettings",
     "Leftover",
     "LocalModel",
+    "RemoteHeaders",
     "RemovalPlan",
     "cached_model_names",
     "find_cached",
@@ -64,4 +69,5 @@ __all__ = [
     "model_names",
     "plan_removal",
     "pull",
+    "remote_headers",
 ]

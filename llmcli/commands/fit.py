@@ -1,0 +1,114 @@
+"""`llmcli fit`: whether a model fits in memory at a context, from its GGUF header alone,
+before anything is downloaded or loaded."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from llmcli.commands import _options as opt
+from llmcli.commands._options import complete_model
+from llmcli.errors import DoesNotFitError, UsageError
+from llmcli.humanize import format_bytes, parse_bytes
+from llmcli.ui import console
+
+EPILOG = """\
+Examples:
+
+  llmcli fit smollm2:135m
+
+  llmcli fit bartowski/Qwen2.5-7B-Instruct-GGUF:Q4_K_M --ctx 32768
+
+  llmcli fit ./model.gguf --cache-type q8_0 --json | jq .max_ctx
+
+  llmcli fit qwen2.5:7b && llmcli run -m qwen2.5:7b "Hello"
+"""
+
+
+class CacheType(str, Enum):
+    f16 = "f16"
+    q8_0 = "q8_0"
+    q4_0 = "q4_0"
+
+
+def register(app: typer.Typer) -> None:
+    app.command(
+        "fit",
+        help="Plan a model's memory at a context: weights, KV cache, compute buffer, "
+        "against the memory available now.\n\n"
+        "Read from the GGUF header alone: a model not in the cache is not downloaded, "
+        "only its header is read from the Hub. The weights and KV cache are exact; the "
+        "compute buffer is an estimate. Exit status 12 when it does not fit.",
+        epilog=EPILOG,
+    )(fit)
+
+
+def fit(
+    ref: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="MODEL",
+            autocompletion=complete_model,
+            help="An alias, owner/repo[:QUANT], owner/repo/file.gguf or a local .gguf path. "
+            "Default: $LLMCLI_MODEL, else the built-in default model.",
+            show_default=False,
+        ),
+    ] = None,
+    ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
+    cache_type: Annotated[
+        CacheType,
+        typer.Option(
+            "--cache-type",
+            help="The KV cache's type: f16 (llama.cpp's default), or quantized q8_0 or q4_0 "
+            "(about half and a quarter of the memory).",
+        ),
+    ] = CacheType.f16,
+    memory: Annotated[
+        str | None,
+        typer.Option(
+            "--memory",
+            help="Plan against this much memory (e.g. 16GB, 8GiB) instead of what is "
+            "available on this machine now.",
+            show_default=False,
+        ),
+    ] = None,
+    json_out: Annotated[
+        bool, typer.Option("--json", help="Print the plan as one JSON object.")
+    ] = False,
+) -> None:
+    from llmcli.memory_plan import plan
+    from llmcli.models import model_headers
+    from llmcli.system_memory import available_memory
+    from llmcli.ui.fit_view import render_plan
+
+    available = available_memory() if memory is None else parse_bytes(memory)
+    if available is None and memory is not None:
+        raise UsageError(f"--memory: not a size: {memory!r} (e.g. 16GB, 8GiB)")
+    found = model_headers(ref)
+    result = plan(found.headers, ctx=ctx, cache_type=cache_type.value, available=available)
+    if found.hub_bytes_read is not None:
+        console.notice(
+            f"read {format_bytes(found.hub_bytes_read)} of the header from the Hub; "
+            f"the model itself ({format_bytes(found.file_bytes)}) was not downloaded"
+        )
+    if result.beyond_trained:
+        console.notice(
+            f"--ctx {ctx} is beyond the {result.trained_ctx} tokens the model was trained "
+            "on: answers past that tend to degrade"
+        )
+    for note in result.notes:
+        console.notice(f"note: {note}")
+    if json_out:
+        console.emit_json({"model": found.name, **result.as_dict()})
+    else:
+        render_plan(found.name, result)
+    if result.fits is False:
+        best = next((c.what for c in result.changes if c.fits), None)
+        raise DoesNotFitError(
+            f"{found.name} does not fit at --ctx {ctx}: it needs "
+            f"{format_bytes(result.total_bytes)}, "
+            f"{format_bytes(result.available_bytes or 0)} is available",
+            hint=f"try {best}" if best else "free memory, or choose a smaller model",
+        )

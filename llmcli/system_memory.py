@@ -1,0 +1,42 @@
+"""The memory available to a new process now: Linux's MemAvailable, macOS's free and
+reclaimable pages. Standard library only."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+MEMINFO = Path("/proc/meminfo")
+
+
+def available_memory() -> int | None:
+    """Bytes a new program can use without swapping, or None where unknown."""
+    if MEMINFO.exists():
+        return _from_meminfo(MEMINFO.read_text(encoding="ascii", errors="replace"))
+    if sys.platform == "darwin":
+        return _from_vm_stat()
+    return None
+
+
+def _from_meminfo(text: str) -> int | None:
+    match = re.search(r"^MemAvailable:\s+(\d+)\s*kB", text, re.MULTILINE)
+    return int(match.group(1)) * 1024 if match else None
+
+
+def _from_vm_stat() -> int | None:
+    """Free, inactive and purgeable pages, as macOS's Activity Monitor counts them
+    (page cache it can drop)."""
+    try:
+        out = subprocess.run(
+            ["vm_stat"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    page = re.search(r"page size of (\d+) bytes", out)
+    pages = 0
+    for name in ("Pages free", "Pages inactive", "Pages purgeable", "Pages speculative"):
+        found = re.search(rf"^{name}:\s+(\d+)", out, re.MULTILINE)
+        pages += int(found.group(1)) if found else 0
+    return pages * int(page.group(1)) if page and pages else None
