@@ -89,9 +89,7 @@ def ensure_model(
     text = ref if ref is not None else default_ref()
     parsed = parse(text)
     if isinstance(parsed, LocalRef):
-        path = Path(parsed.path).expanduser()
-        if path.is_dir():
-            raise _directory_error(path, parsed.path)
+        path = _local_path(parsed)
         if not path.is_file():
             raise ModelNotFoundError(f"model file not found: {parsed.path}")
         return path
@@ -179,6 +177,14 @@ class ModelHeaders:
     hub_bytes_read: int | None = None
 
 
+def _local_path(ref: LocalRef) -> Path:
+    """The file a local reference names; a directory is refused with a hint."""
+    path = Path(ref.path).expanduser()
+    if path.is_dir():
+        raise _directory_error(path, ref.path)
+    return path
+
+
 def model_headers(ref: str | None, *, revision: str | None = None) -> ModelHeaders:
     """The headers of the model `ref` names, read without loading or downloading it:
     from the file or the cache when it is there, else from the Hub with ranged reads
@@ -186,10 +192,7 @@ def model_headers(ref: str | None, *, revision: str | None = None) -> ModelHeade
     text = ref if ref is not None else default_ref()
     parsed = parse(text)
     if isinstance(parsed, LocalRef):
-        path = Path(parsed.path).expanduser()
-        if path.is_dir():
-            raise _directory_error(path, parsed.path)
-        return _local_headers(path)
+        return _local_headers(_local_path(parsed))
     cached = store.find_cached(parsed, revision=revision)
     if cached is not None:
         return _local_headers(cached.path)

@@ -75,6 +75,17 @@ ModelOpt = Annotated[
         autocompletion=complete_model,
     ),
 ]
+# A model named as an argument (show, fit) rather than with -m.
+ModelArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="MODEL",
+        autocompletion=complete_model,
+        help="An alias, owner/repo[:QUANT], owner/repo/file.gguf or a local .gguf path. "
+        "Default: $LLMCLI_MODEL, else the built-in default model.",
+        show_default=False,
+    ),
+]
 SystemOpt = Annotated[
     str | None, typer.Option("--system", "-s", help="System prompt.", show_default=False)
 ]

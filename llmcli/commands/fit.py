@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from llmcli.commands import _options as opt
-from llmcli.commands._options import complete_model
 from llmcli.errors import DoesNotFitError, UsageError
 from llmcli.humanize import format_bytes, parse_bytes
 from llmcli.ui import console
@@ -46,16 +45,7 @@ def register(app: typer.Typer) -> None:
 
 
 def fit(
-    ref: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="MODEL",
-            autocompletion=complete_model,
-            help="An alias, owner/repo[:QUANT], owner/repo/file.gguf or a local .gguf path. "
-            "Default: $LLMCLI_MODEL, else the built-in default model.",
-            show_default=False,
-        ),
-    ] = None,
+    ref: opt.ModelArg = None,
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     cache_type: Annotated[
         CacheType,

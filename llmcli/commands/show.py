@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmcli.commands._options import complete_model
+from llmcli.commands._options import ModelArg
 from llmcli.errors import LlmcliError
 from llmcli.local_model import model_file
 from llmcli.ui import console
@@ -33,16 +33,7 @@ def register(app: typer.Typer) -> None:
 
 
 def show(
-    ref: Annotated[
-        str | None,
-        typer.Argument(
-            metavar="MODEL",
-            autocompletion=complete_model,
-            help="An alias, owner/repo[:QUANT], owner/repo/file.gguf or a local .gguf path. "
-            "Default: $LLMCLI_MODEL, else the built-in default model.",
-            show_default=False,
-        ),
-    ] = None,
+    ref: ModelArg = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the card as one JSON object.")
     ] = False,
