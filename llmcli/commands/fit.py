@@ -22,7 +22,7 @@ Examples:
 
   llmcli fit ./model.gguf --cache-type q8_0 --json | jq .max_ctx
 
-  llmcli fit qwen2.5:7b && llmcli run -m qwen2.5:7b "Hello"
+  llmcli fit mistral:7b && llmcli run -m mistral:7b "Hello"
 """
 
 
