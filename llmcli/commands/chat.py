@@ -17,7 +17,7 @@ from llmcli import options_table, terminal
 from llmcli.commands import _options as opt
 from llmcli.engine.types import START_CTX, LoadOptions
 from llmcli.errors import LlmcliError, UsageError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

@@ -8,7 +8,7 @@ import typer
 
 from llmcli.commands._options import complete_model
 from llmcli.errors import LlmcliError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 EPILOG = """\

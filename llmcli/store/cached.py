@@ -11,8 +11,8 @@ from pathlib import Path
 
 from llmcli import aliases, integrity
 from llmcli.errors import ModelInvalidError
+from llmcli.model_refs import HubRef
 from llmcli.quants import Candidate, SelectionError, candidates, select
-from llmcli.refs import HubRef
 from llmcli.reporting import ProgressFactory
 from llmcli.store.settings import HubSettings, repo_cache_dir
 

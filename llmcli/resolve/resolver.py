@@ -11,7 +11,7 @@ from pathlib import Path
 
 from llmcli import aliases, config, starter, store
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError
-from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
+from llmcli.model_refs import HubRef, LocalRef, ModelRef, parse_ref
 from llmcli.reporting import ProgressFactory
 
 
@@ -22,7 +22,7 @@ def default_ref() -> str:
 
 
 def parse(text: str) -> ModelRef:
-    """`refs.parse_ref` with the file system and the user's aliases consulted: an
+    """`model_refs.parse_ref` with the file system and the user's aliases consulted: an
     existing path is a file. `starter` is the model pip installed with llmcli."""
     user_aliases = config.load().aliases
     name = text.strip().lower()
