@@ -13,9 +13,10 @@ import pytest
 from clihelpers import run_cli
 from typer._click.globals import get_current_context
 
-from llmcli import config, config_edit
+from llmcli import config
 from llmcli.cli import app
 from llmcli.commands import _options
+from llmcli.config import edit as config_edit
 from llmcli.errors import ConfigError
 from llmcli.model_refs import HubRef, LocalRef
 from llmcli.resolve import resolver

@@ -19,8 +19,8 @@ from llmcli import batch, config, options_table
 from llmcli.chat import settings
 from llmcli.cli import app
 from llmcli.commands import _options
+from llmcli.config.options_table import TABLE, Option
 from llmcli.engine.types import Sampling
-from llmcli.options_table import TABLE, Option
 
 NUMERIC = [o for o in TABLE if o.kind in (int, float)]
 

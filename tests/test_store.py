@@ -13,7 +13,7 @@ import pytest
 from hubserver import DEAD_ENDPOINT, GATED_TOKEN, FakeFile, FakeRepo, HubServer, tiny
 from testmodel import model_path
 
-from llmcli import aliases, integrity, store
+from llmcli import aliases, store
 from llmcli.errors import (
     DiskError,
     ExitCode,
@@ -24,7 +24,7 @@ from llmcli.errors import (
 )
 from llmcli.model_refs import HubRef, parse_ref
 from llmcli.resolve import resolver
-from llmcli.store import download
+from llmcli.store import download, integrity
 
 
 def ref(text: str) -> HubRef:

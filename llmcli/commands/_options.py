@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from llmcli import options_table
 from llmcli.click_api import Command
+from llmcli.config import options_table
 from llmcli.engine.reasoning import Thinking
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
 

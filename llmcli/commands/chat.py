@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmcli import options_table, terminal
+from llmcli import terminal
 from llmcli.commands import _options as opt
+from llmcli.config import options_table
 from llmcli.engine.types import START_CTX, LoadOptions
 from llmcli.errors import LlmcliError, UsageError
 from llmcli.resolve.with_progress import model_file

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli import config, config_edit
+from llmcli import config
+from llmcli.config import edit as config_edit
 from llmcli.ui import console
 
 EPILOG = """\

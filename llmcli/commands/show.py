@@ -50,7 +50,7 @@ def show(
         bool, typer.Option("--template", help="Print only the chat template, verbatim.")
     ] = False,
 ) -> None:
-    from llmcli.gguf_info import model_card
+    from llmcli.gguf_file.info import model_card
     from llmcli.ui.model_card import render_card, render_template
 
     card = model_card(model_file(ref))
