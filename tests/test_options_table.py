@@ -15,10 +15,11 @@ from typer._click import Command
 from typer._click.types import FloatRange, IntRange
 from typer.core import TyperGroup, TyperOption
 
-from llmcli import batch, config, options_table
+from llmcli import batch, config
 from llmcli.chat import settings
 from llmcli.cli import app
 from llmcli.commands import _options
+from llmcli.config import options_table
 from llmcli.config.options_table import TABLE, Option
 from llmcli.engine.types import Sampling
 
