@@ -3,7 +3,7 @@
 Prints, for the test model:
 - wall time of `llmcli show MODEL` as a user runs it (a fresh process each time), with the
   card cache warm (the usual case) and cold (first look at a file); the bar is 0.3 s;
-- the header reader (`llmcli.gguf_info.build_card`, no cache) against `gguf.GGUFReader`
+- the header reader (`llmcli.gguf_file.info.build_card`, no cache) against `gguf.GGUFReader`
   on the same file, in one process, alternating A, B, A, B so drift hits both alike.
 
 Usage: python benchmarks/bench_show.py [--reps 5]
@@ -55,7 +55,7 @@ def main() -> None:
 
     import gguf
 
-    from llmcli.gguf_info import build_card
+    from llmcli.gguf_file.info import build_card
 
     build_card(model)  # load the constants once, as a long-lived process would
     ours, theirs = [], []

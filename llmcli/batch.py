@@ -12,8 +12,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from llmcli.config.options_table import BATCH
 from llmcli.engine.types import Sampling
-from llmcli.options_table import BATCH
 
 # Besides the sampling fields of the options table (`options_table.BATCH`).
 _KNOWN = {"prompt", "system", "id", "stop", *BATCH}

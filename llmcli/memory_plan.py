@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from llmcli.gguf_header import ArrayInfo, Header, int_value
-from llmcli.gguf_info import ggml_type_bytes
+from llmcli.gguf_file.header import ArrayInfo, Header, int_value
+from llmcli.gguf_file.info import ggml_type_bytes
 
 # The KV cache types `fit --cache-type` accepts, and their ggml type ids.
 CACHE_TYPES: dict[str, int] = {"f16": 1, "q8_0": 8, "q4_0": 2}

@@ -1,6 +1,6 @@
 """What core code reports while it works (notices, download progress), as protocols.
 
-Core modules (`store`, `models`) call these; `llmcli.ui.progress` implements them with
+Core modules (`store`, `resolve`) call these; `llmcli.ui.progress` implements them with
 Rich on stderr. Keeping only the protocol here lets core code stay free of any terminal
 or presentation library, and lets tests pass a recorder.
 """

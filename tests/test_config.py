@@ -13,11 +13,13 @@ import pytest
 from clihelpers import run_cli
 from typer._click.globals import get_current_context
 
-from llmcli import config, config_edit, models
+from llmcli import config
 from llmcli.cli import app
 from llmcli.commands import _invocation
+from llmcli.config import edit as config_edit
 from llmcli.errors import ConfigError
-from llmcli.refs import HubRef, LocalRef
+from llmcli.model_refs import HubRef, LocalRef
+from llmcli.resolve import resolver
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -39,7 +41,7 @@ def _effective(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> dict[str, An
     with pytest.raises(_Captured) as caught:
         app(args=["run", *argv, "hi"], prog_name="llmcli", standalone_mode=False)
     params: dict[str, Any] = caught.value.args[0]
-    params["model"] = params["model"] or models.default_ref()
+    params["model"] = params["model"] or resolver.default_ref()
     return params
 
 
@@ -134,11 +136,11 @@ def test_user_alias_resolves_before_builtins_but_not_before_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _write_config('[aliases]\nsmollm2 = "owner/repo:Q5_K_M"\nwork = "other/repo"\n')
-    assert models.parse("smollm2") == HubRef("owner/repo", quant="Q5_K_M")
-    assert models.parse("WORK") == HubRef("other/repo")
+    assert resolver.parse("smollm2") == HubRef("owner/repo", quant="Q5_K_M")
+    assert resolver.parse("WORK") == HubRef("other/repo")
     monkeypatch.chdir(tmp_path)
     (tmp_path / "work").write_bytes(b"GGUF")
-    assert models.parse("work") == LocalRef("work")
+    assert resolver.parse("work") == LocalRef("work")
 
 
 def test_config_path_follows_xdg_and_override(monkeypatch: pytest.MonkeyPatch) -> None:

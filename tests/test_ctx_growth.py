@@ -121,11 +121,11 @@ def test_a_second_turn_reuses_what_the_grown_context_holds(model_file: Path, ful
 
 
 def test_next_makes_room_for_its_steps(model_file: Path) -> None:
-    from llmcli.engine import probe
+    from llmcli.engine import distribution
 
     with grown(model_file) as model:
         tokens = model.completion_tokens("the tide came in. " * 45)
         assert len(tokens) < START < len(tokens) + 40
-        steps = probe.next_tokens(model, tokens, k=3, steps=40)
+        steps = distribution.next_tokens(model, tokens, k=3, steps=40)
         assert model.llama.n_ctx() == FULL
     assert len(steps) == 40

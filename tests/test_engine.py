@@ -90,7 +90,7 @@ def test_overflowing_prompt_raises(model: Model) -> None:
 
 
 def test_non_gguf_is_rejected_before_loading(tmp_path: Path) -> None:
-    from llmcli.gguf_header import check_gguf_file
+    from llmcli.gguf_file.header import check_gguf_file
 
     fake = tmp_path / "x.gguf"
     fake.write_bytes(b"PK\x03\x04 zip, not gguf")

@@ -17,9 +17,9 @@ from clihelpers import cli_command, run_cli
 from llmcli.engine.lookup import BATCH_SIZES, BatchCosts, DraftPlanner, Guess
 from llmcli.errors import EngineCrashError, ExitCode
 from llmcli.tuning import threads as threads_mod
+from llmcli.tuning.child_probe import ProbeSpec, interpret, run_probe
 from llmcli.tuning.choose import decide, pick
 from llmcli.tuning.identity import model_key
-from llmcli.tuning.probe import ProbeSpec, interpret, run_probe
 from llmcli.tuning.setups import NO_REPACK, REPACK, REPACK_SINGLE, EngineSetup, setup_named
 from llmcli.tuning.verdicts import ProbeResult, crashes_file, load_verdict, verdicts_file
 

@@ -16,7 +16,7 @@ from clihelpers import run_cli
 from hubserver import HubServer
 
 from llmcli.errors import ExitCode
-from llmcli.gguf_header import ArrayInfo, Header, TensorInfo, read_header
+from llmcli.gguf_file.header import ArrayInfo, Header, TensorInfo, read_header
 from llmcli.humanize import parse_bytes
 from llmcli.memory_plan import KV_PAD, compute_bytes, kv_bytes, model_shape, plan
 from llmcli.system_memory import _from_meminfo

@@ -272,7 +272,7 @@ def test_spans_group_split_characters() -> None:
 def test_softmax_and_top_k() -> None:
     import numpy as np
 
-    from llmcli.engine.probe import softmax, top_k
+    from llmcli.engine.distribution import softmax, top_k
 
     logits = np.array([1.0, 3.0, 3.0, -1000.0, 2.0], dtype=np.float32)
     probs = softmax(logits)

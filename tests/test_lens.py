@@ -12,10 +12,10 @@ import pytest
 from clihelpers import cli_json, run_cli
 
 from llmcli.engine import capture, lens
+from llmcli.engine.distribution import softmax
 from llmcli.engine.model import Model
-from llmcli.engine.probe import softmax
 from llmcli.engine.types import LoadOptions
-from llmcli.gguf_info import read_tensor
+from llmcli.gguf_file.info import read_tensor
 from llmcli.ui.lens_view import lens_tsv
 
 ONE_THREAD = ("--threads", "1")

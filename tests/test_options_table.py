@@ -15,12 +15,13 @@ from typer._click import Command
 from typer._click.types import FloatRange, IntRange
 from typer.core import TyperGroup, TyperOption
 
-from llmcli import batch, config, options_table
+from llmcli import batch, config
 from llmcli.chat import settings
 from llmcli.cli import app
 from llmcli.commands import _invocation
+from llmcli.config import options_table
+from llmcli.config.options_table import TABLE, Option
 from llmcli.engine.types import Sampling
-from llmcli.options_table import TABLE, Option
 
 NUMERIC = [o for o in TABLE if o.kind in (int, float)]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from llmcli.cli import app
 from llmcli.errors import EXIT_CODE_DOCS, ExitCode
-from llmcli.reference import END, START, render, updated
+from llmcli.readme_reference import END, START, render, updated
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 
@@ -14,7 +14,7 @@ README = Path(__file__).resolve().parent.parent / "README.md"
 def test_readme_reference_is_current() -> None:
     text = README.read_text(encoding="utf-8")
     assert START in text and END in text
-    assert updated(text, render(app)) == text, "run: python -m llmcli.reference"
+    assert updated(text, render(app)) == text, "run: python -m llmcli.readme_reference"
 
 
 def test_reference_covers_every_command_option_and_exit_code() -> None:

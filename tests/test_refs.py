@@ -6,8 +6,8 @@ import pytest
 
 from llmcli import aliases
 from llmcli.errors import ExitCode, ModelNotFoundError, UsageError
+from llmcli.model_refs import HubRef, LocalRef, is_safe_repo_path, parse_ref
 from llmcli.quants import PREFERENCE, SelectionError, candidates, quant_of, select
-from llmcli.refs import HubRef, LocalRef, is_safe_repo_path, parse_ref
 
 # -- references -------------------------------------------------------------------------
 

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from clihelpers import ESCAPE, run_cli
 
-from llmcli import config, gguf_info
+from llmcli import config
 from llmcli.errors import ModelInvalidError
-from llmcli.gguf_info import ModelCard, build_card, model_card, read_header
+from llmcli.gguf_file import info as gguf_info
+from llmcli.gguf_file.info import ModelCard, build_card, model_card, read_header
 from llmcli.ui.model_card import explain, format_count
 
 

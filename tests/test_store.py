@@ -13,7 +13,7 @@ import pytest
 from hubserver import DEAD_ENDPOINT, GATED_TOKEN, FakeFile, FakeRepo, HubServer, tiny
 from testmodel import model_path
 
-from llmcli import aliases, integrity, models, store
+from llmcli import aliases, store
 from llmcli.errors import (
     DiskError,
     ExitCode,
@@ -22,8 +22,9 @@ from llmcli.errors import (
     NetworkError,
     UsageError,
 )
-from llmcli.refs import HubRef, parse_ref
-from llmcli.store import download
+from llmcli.model_refs import HubRef, parse_ref
+from llmcli.resolve import resolver
+from llmcli.store import download, integrity
 
 
 def ref(text: str) -> HubRef:
@@ -102,7 +103,7 @@ def test_every_reference_form_pulls_the_right_file(hub: HubServer, text: str, na
 def test_an_alias_pulls_its_repo_and_quant(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
     family = aliases.Family("small", {"small": aliases.AliasTarget("test/tiny-GGUF", "Q8_0")})
     monkeypatch.setitem(aliases.FAMILIES, "tiny", family)
-    path = models.ensure_model("tiny", progress=None)
+    path = resolver.ensure_model("tiny", progress=None)
     assert path.name == "tiny-Q8_0.gguf"
     assert [m.name for m in store.list_models()] == ["tiny:small"]
 
@@ -160,7 +161,7 @@ def test_split_model_gets_every_part(hub: HubServer) -> None:
 
 def test_progress_sees_every_byte(hub: HubServer) -> None:
     recorder = Recorder()
-    models.ensure_model("test/tiny-GGUF:Q8_0", progress=recorder)
+    resolver.ensure_model("test/tiny-GGUF:Q8_0", progress=recorder)
     assert recorder.notices == ["pulling test/tiny-GGUF:Q8_0..."]
     assert recorder.files == {"tiny-Q8_0.gguf": [8192, 8192, 1]}
 
@@ -237,34 +238,34 @@ def test_files_from_other_tools_are_verified_by_their_blob_name(hub: HubServer) 
 def test_cached_model_is_used_offline_without_any_request(
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    online = models.ensure_model("test/SmolLM2-GGUF", progress=None)
+    online = resolver.ensure_model("test/SmolLM2-GGUF", progress=None)
     hub.requests.clear()
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_ENDPOINT", DEAD_ENDPOINT)
-    assert models.ensure_model("test/SmolLM2-GGUF", progress=None) == online
-    assert models.ensure_model("test/SmolLM2-GGUF:Q4_K_M", progress=None) == online
+    assert resolver.ensure_model("test/SmolLM2-GGUF", progress=None) == online
+    assert resolver.ensure_model("test/SmolLM2-GGUF:Q4_K_M", progress=None) == online
     assert hub.requests == []
     assert sha256(online) == sha256(model_path())
 
 
 def test_cached_model_needs_no_network_even_when_online(hub: HubServer) -> None:
-    models.ensure_model("test/tiny-GGUF", progress=None)
+    resolver.ensure_model("test/tiny-GGUF", progress=None)
     hub.requests.clear()
-    models.ensure_model("test/tiny-GGUF", progress=None)
+    resolver.ensure_model("test/tiny-GGUF", progress=None)
     assert hub.requests == []
 
 
 def test_offline_and_not_cached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(NetworkError, match="offline") as info:
-        models.ensure_model("test/tiny-GGUF", progress=None)
+        resolver.ensure_model("test/tiny-GGUF", progress=None)
     assert info.value.exit_code == ExitCode.NETWORK
 
 
 def test_unreachable_hub() -> None:
     # conftest points HF_ENDPOINT at a closed port: one short retry, then this error.
     with pytest.raises(NetworkError, match="cannot reach the Hub") as info:
-        models.ensure_model("test/tiny-GGUF", progress=None)
+        resolver.ensure_model("test/tiny-GGUF", progress=None)
     assert info.value.exit_code == ExitCode.NETWORK
 
 
@@ -286,9 +287,9 @@ def test_disk_full(hub: HubServer, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_local_paths(tmp_path: Path, hub: HubServer) -> None:
     gguf = tmp_path / "m.gguf"
     gguf.write_bytes(b"GGUF")
-    assert models.ensure_model(str(gguf), progress=None) == gguf
+    assert resolver.ensure_model(str(gguf), progress=None) == gguf
     with pytest.raises(ModelNotFoundError, match=r"model file not found: \./missing\.gguf"):
-        models.ensure_model("./missing.gguf", progress=None)
+        resolver.ensure_model("./missing.gguf", progress=None)
     assert hub.requests == []
 
 
@@ -296,9 +297,9 @@ def test_default_model_comes_from_the_environment(
     hub: HubServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LLMCLI_MODEL", "test/tiny-GGUF:Q4_K_S")
-    assert models.ensure_model(None, progress=None).name == "tiny-Q4_K_S.gguf"
+    assert resolver.ensure_model(None, progress=None).name == "tiny-Q4_K_S.gguf"
     monkeypatch.delenv("LLMCLI_MODEL")
-    assert models.default_ref() == aliases.DEFAULT_MODEL
+    assert resolver.default_ref() == aliases.DEFAULT_MODEL
 
 
 # -- list and remove ----------------------------------------------------------------------
@@ -409,9 +410,9 @@ def test_a_new_listing_entry_does_not_disturb_the_cache(hub: HubServer) -> None:
     """A repo that gains a better quant later: the cached model stays what `-m` means
     until the user pulls again."""
     hub.add(FakeRepo("test/grow-GGUF", {"g-Q8_0.gguf": FakeFile(tiny("g8"))}))
-    first = models.ensure_model("test/grow-GGUF", progress=None)
+    first = resolver.ensure_model("test/grow-GGUF", progress=None)
     hub.repos["test/grow-GGUF"].files["g-Q4_K_M.gguf"] = FakeFile(tiny("g4"))
-    assert models.ensure_model("test/grow-GGUF", progress=None) == first
+    assert resolver.ensure_model("test/grow-GGUF", progress=None) == first
     assert store.pull(ref("test/grow-GGUF")).path.name == "g-Q4_K_M.gguf"
 
 

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 
 from llmcli import aliases, starter
 from llmcli.cli import full_app
+from llmcli.model_refs import HubRef, parse_ref
 from llmcli.prompt_templates import BUILTIN
-from llmcli.refs import HubRef, parse_ref
 from llmcli.ui.lens_view import CELL_WIDTH
 
 ONE_THREAD = ("--threads", "1")

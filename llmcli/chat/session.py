@@ -20,8 +20,8 @@ from llmcli.chat.trimming import MessageTooLong, fit_context
 from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError
-from llmcli.local_model import model_file
 from llmcli.prompting import thinking_budget_note
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -324,7 +324,7 @@ def model_label(ref: str | None, path: Path) -> str:
     """What a saved conversation records as its model: the reference as typed, but a
     local file as an absolute path so that the file still works from another directory."""
     if ref is None:
-        from llmcli.models import default_ref
+        from llmcli.resolve.resolver import default_ref
 
         return default_ref()
     if Path(ref).expanduser().is_file():

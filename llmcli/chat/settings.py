@@ -7,10 +7,10 @@ import dataclasses
 import math
 from typing import Any
 
-from llmcli import options_table
 from llmcli.chat.suggest import did_you_mean
+from llmcli.config import options_table
+from llmcli.config.options_table import Option
 from llmcli.engine.types import Sampling
-from llmcli.options_table import Option
 
 
 class SettingError(ValueError):

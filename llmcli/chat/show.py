@@ -72,7 +72,7 @@ def _thinking_row(llm: Model, thinking: Thinking) -> str:
 def model_card_rows(llm: Model) -> list[tuple[str, str]]:
     """The model card of `llmcli show`, read from the GGUF header; a file that cannot be
     read again (moved, or on a drive now gone) only shortens /show."""
-    from llmcli.gguf_info import model_card
+    from llmcli.gguf_file.info import model_card
     from llmcli.ui.model_card import card_rows
 
     try:

@@ -9,8 +9,8 @@ from typing import Any
 import typer
 from typer.core import TyperGroup, TyperOption
 
-from llmcli import options_table
 from llmcli.click_api import Command
+from llmcli.config import options_table
 
 _BASE, _MODEL, _TEMPLATE = "llmcli.base_defaults", "llmcli.model", "llmcli.template"
 
@@ -50,7 +50,7 @@ def loaded_template(ctx: typer.Context) -> Any:
 def _refresh_defaults(ctx: typer.Context) -> None:
     """default map = global config, then this model's config, then the prompt template:
     recomputed whichever of -m and -t click handles first."""
-    from llmcli import models
+    from llmcli.resolve import resolver
 
     if _BASE not in ctx.meta:
         ctx.meta[_BASE] = dict(ctx.default_map or {})
@@ -58,7 +58,7 @@ def _refresh_defaults(ctx: typer.Context) -> None:
     ref = ctx.meta.get(_MODEL)
     if ref is None and template is not None:
         ref = template.model
-    overrides = models.model_overrides(ref if ref is not None else models.default_ref())
+    overrides = resolver.model_overrides(ref if ref is not None else resolver.default_ref())
     ctx.default_map = options_table.option_defaults(
         {p.name for p in ctx.command.params if p.name},
         config_keys(ctx.command),

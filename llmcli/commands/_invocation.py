@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from llmcli import options_table
 from llmcli.commands._defaults import from_command_line, loaded_template
 from llmcli.commands._placement import placement
+from llmcli.config import options_table
 from llmcli.engine.reasoning import Thinking
 from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
 

@@ -10,8 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli import options_table
 from llmcli.commands._defaults import model_defaults, template_defaults
+from llmcli.config import options_table
 from llmcli.engine.types import DEFAULT_CTX, Sampling
 
 

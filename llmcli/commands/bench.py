@@ -9,7 +9,7 @@ import typer
 from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
 from llmcli.errors import UsageError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

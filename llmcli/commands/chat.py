@@ -13,12 +13,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from llmcli import options_table, terminal
+from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
+from llmcli.config import options_table
 from llmcli.engine.types import START_CTX
 from llmcli.errors import LlmcliError, UsageError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

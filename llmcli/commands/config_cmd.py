@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 import typer
 
-from llmcli import config, config_edit
+from llmcli import config
+from llmcli.config import edit as config_edit
 from llmcli.ui import console
 
 EPILOG = """\
@@ -134,9 +135,10 @@ def unset_command(
 def _check_model(text: str, *, user_aliases: bool) -> None:
     """A model name must parse now rather than fail later in every command; an alias's
     target is read without the other aliases (aliases do not chain)."""
-    from llmcli import models, refs
+    from llmcli import model_refs
+    from llmcli.resolve import resolver
 
     if user_aliases:
-        models.parse(text)
+        resolver.parse(text)
     else:
-        refs.parse_ref(text, exists=lambda p: os.path.exists(os.path.expanduser(p)))
+        model_refs.parse_ref(text, exists=lambda p: os.path.exists(os.path.expanduser(p)))

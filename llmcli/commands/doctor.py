@@ -75,7 +75,7 @@ def _recheck(model: str | None) -> None:
         return
     from llmcli.engine.model import Model
     from llmcli.engine.types import LoadOptions
-    from llmcli.local_model import model_file
+    from llmcli.resolve.with_progress import model_file
 
     with Model(LoadOptions(path=model_file(model), n_ctx=512), notify=console.notice):
         pass

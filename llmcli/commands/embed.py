@@ -10,7 +10,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.errors import UsageError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 # Most embedding models are trained on texts of up to 512 tokens.

@@ -69,7 +69,7 @@ def fit(
     ] = False,
 ) -> None:
     from llmcli.memory_plan import plan
-    from llmcli.models import model_headers
+    from llmcli.resolve.resolver import model_headers
     from llmcli.system_memory import available_memory
     from llmcli.ui.fit_view import render_plan
 

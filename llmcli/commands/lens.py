@@ -10,7 +10,7 @@ from llmcli import terminal
 from llmcli.commands import _inside
 from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 EPILOG = """\

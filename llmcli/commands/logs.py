@@ -265,8 +265,9 @@ def _logging_state() -> tuple[bool, str]:
 
 
 def _set_logging(on: bool) -> None:
-    from llmcli import config, config_edit
+    from llmcli import config
     from llmcli.answer_log import switch
+    from llmcli.config import edit as config_edit
 
     key = config_edit.parse_key("log")
     path = config.config_path()

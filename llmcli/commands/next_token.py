@@ -12,11 +12,11 @@ from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.engine.types import START_CTX, Message
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
-    from llmcli.engine.probe import Step
+    from llmcli.engine.distribution import Step
 
 EPILOG = """\
 Examples:
@@ -81,9 +81,9 @@ def next_token(
     path = model_file(model)
     load = Invocation.from_context(context).load_options(path, start_ctx=START_CTX)
 
-    from llmcli.engine import probe
+    from llmcli.engine import distribution
 
-    with probe.load_model(load, notify=console.notice) as llm:
+    with distribution.load_model(load, notify=console.notice) as llm:
         if raw or not llm.has_chat_template:
             if not raw:
                 console.notice("this model has no chat template; using the plain text")
@@ -92,7 +92,7 @@ def next_token(
             messages = [Message(role="system", content=system)] if system else []
             messages.append(Message(role="user", content=text))
             tokens = llm.chat_tokens(messages)
-        found = probe.next_tokens(llm, tokens, k=top_k, steps=steps)
+        found = distribution.next_tokens(llm, tokens, k=top_k, steps=steps)
 
     from llmcli.ui import inspect_views as view
 

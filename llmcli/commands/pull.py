@@ -9,7 +9,7 @@ import typer
 from llmcli.commands._options import complete_model
 from llmcli.errors import UsageError
 from llmcli.humanize import format_bytes
-from llmcli.refs import LocalRef
+from llmcli.model_refs import LocalRef
 from llmcli.ui import console
 
 EPILOG = """\
@@ -54,10 +54,11 @@ def register(app: typer.Typer) -> None:
 def pull(model: ModelArg, revision: RevisionOpt = None) -> None:
     # Imported here: the store and the download progress are for this command only,
     # not for every start of llmcli.
-    from llmcli import models, store
+    from llmcli import store
+    from llmcli.resolve import resolver
     from llmcli.ui.progress import download_progress
 
-    ref = models.parse(model)
+    ref = resolver.parse(model)
     if isinstance(ref, LocalRef):
         raise UsageError(f"{model} is a local file: there is nothing to pull")
     with download_progress() as progress:

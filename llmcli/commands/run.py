@@ -17,8 +17,8 @@ from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import output_format, schema_format
 from llmcli.engine.types import START_CTX, Decoding, GenerationResult
 from llmcli.errors import UsageError
-from llmcli.local_model import model_file
 from llmcli.prompting import PromptBuilder
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -137,7 +137,7 @@ def serve(
     if not is_loopback(host) and not key:
         console.notice(f"warning: {host}:{port} is open to the network without an API key")
     invocation = Invocation.from_context(context)
-    from llmcli.models import default_ref
+    from llmcli.resolve.resolver import default_ref
 
     check_port(host, port)
     path = model_file(model)

@@ -8,7 +8,7 @@ import typer
 
 from llmcli.commands._options import ModelArg
 from llmcli.errors import LlmcliError
-from llmcli.local_model import model_file
+from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 EPILOG = """\
@@ -41,7 +41,7 @@ def show(
         bool, typer.Option("--template", help="Print only the chat template, verbatim.")
     ] = False,
 ) -> None:
-    from llmcli.gguf_info import model_card
+    from llmcli.gguf_file.info import model_card
     from llmcli.ui.model_card import render_card, render_template
 
     card = model_card(model_file(ref))

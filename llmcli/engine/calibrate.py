@@ -1,6 +1,6 @@
 """The probe child: load a model in one engine setup, run it, report speeds as JSON.
 
-Run as `python -m llmcli.engine.calibrate SPEC` by `llmcli.tuning.probe`. If the setup
+Run as `python -m llmcli.engine.calibrate SPEC` by `llmcli.tuning.child_probe`. If the setup
 faults on this CPU, this process dies and the parent learns it from the exit status.
 It exercises what real runs do: a prompt batch, single-token steps, and batches of every
 size prompt-lookup decoding drafts. Its timings give the parent the speeds to compare
@@ -30,7 +30,7 @@ from llmcli.engine.log import listen
 from llmcli.engine.lookup import BATCH_SIZES, plausible
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
-from llmcli.tuning.probe import ProbeSpec
+from llmcli.tuning.child_probe import ProbeSpec
 from llmcli.tuning.setups import setup_named
 
 ENV_FAULT = "LLMCLI_PROBE_FAULT"

@@ -179,7 +179,7 @@ def _top_ids(
 def output_head(path: Path) -> OutputHead:
     import numpy as np
 
-    from llmcli.gguf_info import read_header, read_tensor
+    from llmcli.gguf_file.info import read_header, read_tensor
 
     header = read_header(path)
     names = {t.name for t in header.tensors}

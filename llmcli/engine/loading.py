@@ -24,8 +24,8 @@ from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.split import SplitReport, split_recorded
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import LlmcliError, ModelInvalidError, UsageError
+from llmcli.tuning.child_probe import ProbeSpec, run_probe
 from llmcli.tuning.choose import Decision, decide
-from llmcli.tuning.probe import ProbeSpec, run_probe
 from llmcli.tuning.setups import NO_REPACK, EngineSetup, setup_from_env
 from llmcli.tuning.verdicts import crash_record, crashes_file
 

@@ -36,7 +36,7 @@ from llmcli.engine.sequence import Part, SequenceDecoder
 from llmcli.engine.tokenizer import Tokenizer
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError
-from llmcli.gguf_header import check_gguf_file
+from llmcli.gguf_file.header import check_gguf_file
 from llmcli.tuning.identity import model_key
 from llmcli.tuning.setups import EngineSetup
 from llmcli.tuning.threads import choose_threads

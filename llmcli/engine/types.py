@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
-from llmcli import options_table
-from llmcli.options_table import DEFAULT_CTX
+from llmcli.config import options_table
+from llmcli.config.options_table import DEFAULT_CTX
 
 if TYPE_CHECKING:
     from llmcli.engine.logprobs import TokenLogprob

@@ -17,7 +17,7 @@ from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import ContextOverflowError, UsageError
-from llmcli.gguf_header import read_header
+from llmcli.gguf_file.header import read_header
 
 
 class EmptyTextError(UsageError):

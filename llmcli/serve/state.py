@@ -54,7 +54,7 @@ class ServerState:
     def same_model(self, name: str) -> bool:
         """Whether a request's `model` names the served model: by file name, or as any
         reference to the same model as the one it was started with, or its path."""
-        from llmcli.models import same_model
+        from llmcli.resolve.resolver import same_model
 
         return (
             name == self.model_path.name

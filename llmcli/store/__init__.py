@@ -6,10 +6,11 @@ The only package that imports `huggingface_hub`, and only inside functions so th
 Files live in the standard Hugging Face cache (`HF_HUB_CACHE`, else `HF_HOME/hub`), so
 models other tools downloaded are found and ours are theirs.
 
-Every file handed to the engine has had its SHA-256 checked (`llmcli.integrity`); a
-file that fails is never used.
+Every file handed to the engine has had its SHA-256 checked (`integrity`); a file that
+fails is never used.
 
     settings    where the Hub and the cache are (the environment, read on every call)
+    integrity   SHA-256 checks of cached files, and the markers that remember them
     cached      the cache read from its folders: resolve a reference, name the models
     hub_client  the quick-fail HTTP client and the translation of the Hub's errors
     leftovers   partial files of interrupted downloads

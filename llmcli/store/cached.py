@@ -9,11 +9,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmcli import aliases, integrity
+from llmcli import aliases
 from llmcli.errors import ModelInvalidError
+from llmcli.model_refs import HubRef
 from llmcli.quants import Candidate, SelectionError, candidates, select
-from llmcli.refs import HubRef
 from llmcli.reporting import ProgressFactory
+from llmcli.store import integrity
 from llmcli.store.settings import HubSettings, repo_cache_dir
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from llmcli import integrity
 from llmcli.errors import ModelInvalidError, ModelNotFoundError, NetworkError
+from llmcli.model_refs import HubRef, is_safe_repo_path
 from llmcli.quants import Candidate, SelectionError, is_model_file, select
-from llmcli.refs import HubRef, is_safe_repo_path
 from llmcli.reporting import FileProgress, ProgressFactory
+from llmcli.store import integrity
 from llmcli.store.cached import LocalModel
 from llmcli.store.hub_client import hub_errors, install_http_client, quiet_library_log
 from llmcli.store.leftovers import leftovers, remove_leftovers

@@ -26,10 +26,10 @@ _CONNECT_RETRY_DELAY_S = 0.2
 _SILENT_MEMORY_S = 30.0  # a host that timed out fails at once for this long
 
 
-# A first run without a network falls back to the starter model (llmcli.models); for this
-# long after the Hub was found unreachable, runs that would fall back again skip the Hub
-# checks (most of a second of connection attempts, each time). Any answer from the Hub
-# forgets it at once.
+# A first run without a network falls back to the starter model (llmcli.resolve.resolver);
+# for this long after the Hub was found unreachable, runs that would fall back again skip
+# the Hub checks (most of a second of connection attempts, each time). Any answer from the
+# Hub forgets it at once.
 UNREACHABLE_MEMORY_S = 600.0
 _UNREACHABLE_FILE = "hub_unreachable"
 

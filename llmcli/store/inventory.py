@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmcli import config
 from llmcli.errors import ModelNotFoundError, UsageError
+from llmcli.model_refs import HubRef, parse_ref
 from llmcli.quants import candidates, is_model_file
-from llmcli.refs import HubRef, parse_ref
 from llmcli.store.cached import model_names
 from llmcli.store.hub_client import os_error
 from llmcli.store.leftovers import Leftover, leftovers, remove_leftovers

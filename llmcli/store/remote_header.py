@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmcli.errors import HeaderTruncatedError, ModelInvalidError, NetworkError
-from llmcli.gguf_header import Header, parse_header
-from llmcli.refs import HubRef
+from llmcli.gguf_file.header import Header, parse_header
+from llmcli.model_refs import HubRef
 from llmcli.store.download import _choose, _list_remote
 from llmcli.store.hub_client import hub_errors, install_http_client, quiet_library_log
 from llmcli.store.settings import HubSettings

@@ -71,7 +71,7 @@ def model_key(path: Path) -> str:
     how many weights of each type there are. The same model under another path (a local
     copy, the Hub cache) shares its verdict; another quantization or size does not."""
     from llmcli.errors import LlmcliError
-    from llmcli.gguf_info import model_card
+    from llmcli.gguf_file.info import model_card
 
     try:
         card = model_card(path)

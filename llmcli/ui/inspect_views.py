@@ -12,7 +12,7 @@ from llmcli.ui import console
 if TYPE_CHECKING:
     from rich.text import Text
 
-    from llmcli.engine.probe import Step
+    from llmcli.engine.distribution import Step
     from llmcli.engine.vocab import Span, Token
 
 # Background colours that alternate from token to token. Basic ANSI colours, so that

@@ -4,7 +4,7 @@ and the network's shape explained in plain words for people new to language mode
 from __future__ import annotations
 
 from llmcli import terminal
-from llmcli.gguf_info import ModelCard
+from llmcli.gguf_file.info import ModelCard
 from llmcli.humanize import format_bytes
 from llmcli.ui import console
 

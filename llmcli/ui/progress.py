@@ -112,5 +112,5 @@ class DownloadProgress:
 
 
 def download_progress(*, live: bool | None = None) -> DownloadProgress:
-    """The progress reporter to hand to `models.ensure_model` and `store.pull`."""
+    """The progress reporter to hand to `resolver.ensure_model` and `store.pull`."""
     return DownloadProgress(live=live)

@@ -1,7 +1,7 @@
 """The model card from a GGUF file's header, read without loading the model.
 
 `gguf.GGUFReader` parses every key and array eagerly (2.4 s for a 49k-token vocabulary).
-A card needs far less: `llmcli.gguf_header` walks the header itself, stepping over big
+A card needs far less: `llmcli.gguf_file.header` walks the header itself, stepping over big
 arrays, and never reads tensor data. Cards are also cached per (path, size, mtime) in the
 user's cache directory.
 
@@ -30,9 +30,9 @@ from typing import Any
 from llmcli import config
 from llmcli.atomic import write_atomic
 from llmcli.errors import ModelInvalidError
-from llmcli.gguf_header import ArrayInfo as ArrayInfo
-from llmcli.gguf_header import Header, TensorInfo, int_value
-from llmcli.gguf_header import read_header as read_header  # also read from here (engine.lens)
+from llmcli.gguf_file.header import ArrayInfo as ArrayInfo
+from llmcli.gguf_file.header import Header, TensorInfo, int_value
+from llmcli.gguf_file.header import read_header as read_header  # also read from here (engine.lens)
 
 # Bumped whenever ModelCard changes shape, so stale cache entries are ignored.
 CARD_FORMAT = 1

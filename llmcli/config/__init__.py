@@ -1,6 +1,9 @@
 """Paths, environment variables and the config file, resolved in one place.
 
 Kept free of heavy imports: it is read on every start, including shell completion.
+
+    options_table  every generation option, declared once (read here for the defaults)
+    edit           changing the config file (`llmcli config set|unset`); not imported here
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from llmcli import options_table
+from llmcli.config import options_table
+from llmcli.config.options_table import Option
 from llmcli.errors import ConfigError
-from llmcli.options_table import Option
 
 ENV_MODEL = "LLMCLI_MODEL"
 ENV_DEBUG = "LLMCLI_DEBUG"

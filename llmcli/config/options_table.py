@@ -1,9 +1,9 @@
 """Every generation option, declared once: its type, bounds, default, help and where
 it may be given (command line, config file, chat `/set`, batch JSON lines).
 
-The command-line options (`commands/_options.py`), the config file (`config.py`), the
-chat's `/set` (`chat/settings.py`) and batch lines (`batch.py`) all read this table, so
-a new option is one entry here, plus the engine code that uses it.
+The command-line options (`commands/_options.py`), the config file (`config/__init__.py`),
+the chat's `/set` (`chat/settings.py`) and batch lines (`batch.py`) all read this table,
+so a new option is one entry here, plus the engine code that uses it.
 
 Pure and cheap to import: it is read on every start, `--help` included.
 """

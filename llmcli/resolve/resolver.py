@@ -12,8 +12,8 @@ from pathlib import Path
 
 from llmcli import aliases, config, starter, store
 from llmcli.errors import LlmcliError, ModelNotFoundError, NetworkError
-from llmcli.gguf_header import Header
-from llmcli.refs import HubRef, LocalRef, ModelRef, parse_ref
+from llmcli.gguf_file.header import Header
+from llmcli.model_refs import HubRef, LocalRef, ModelRef, parse_ref
 from llmcli.reporting import ProgressFactory
 
 
@@ -24,7 +24,7 @@ def default_ref() -> str:
 
 
 def parse(text: str) -> ModelRef:
-    """`refs.parse_ref` with the file system and the user's aliases consulted: an
+    """`model_refs.parse_ref` with the file system and the user's aliases consulted: an
     existing path is a file. `starter` is the model pip installed with llmcli."""
     user_aliases = config.load().aliases
     name = text.strip().lower()
@@ -204,8 +204,8 @@ def model_headers(ref: str | None, *, revision: str | None = None) -> ModelHeade
 
 
 def _local_headers(path: Path) -> ModelHeaders:
-    from llmcli.gguf_header import int_value, read_header
-    from llmcli.gguf_info import split_parts
+    from llmcli.gguf_file.header import int_value, read_header
+    from llmcli.gguf_file.info import split_parts
 
     first = read_header(path)
     parts = split_parts(path, int_value(first.metadata.get("split.count")) or 1)

@@ -8,7 +8,7 @@ from pathlib import Path
 def model_file(ref: str | None) -> Path:
     """The local GGUF for a reference, pulling it first (with progress on stderr) when it
     is not cached."""
-    from llmcli.models import ensure_model
+    from llmcli.resolve.resolver import ensure_model
     from llmcli.ui.progress import download_progress
 
     with download_progress() as progress:

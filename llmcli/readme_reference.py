@@ -1,7 +1,7 @@
 """The README's reference section, rendered from the CLI itself.
 
-    python -m llmcli.reference          rewrite the block in README.md
-    python -m llmcli.reference --check  exit 1 when the block is out of date
+    python -m llmcli.readme_reference          rewrite the block in README.md
+    python -m llmcli.readme_reference --check  exit 1 when the block is out of date
 
 Commands and options come from the click command objects (so a new option cannot go
 undocumented), exit codes from `errors.EXIT_CODE_DOCS`, environment variables from
@@ -97,7 +97,8 @@ def render(app: typer.Typer) -> str:
     commands = _commands(root, ctx)
     lines = [
         START,
-        "<!-- Generated from the CLI by `python -m llmcli.reference`; do not edit by hand. -->",
+        "<!-- Generated from the CLI by `python -m llmcli.readme_reference`; "
+        "do not edit by hand. -->",
         "",
         "## Reference",
         "",
@@ -132,7 +133,7 @@ def main(argv: list[str]) -> int:
     new = updated(current, render(app))
     if "--check" in argv:
         if new != current:
-            print("README.md reference is out of date: run python -m llmcli.reference")
+            print("README.md reference is out of date: run python -m llmcli.readme_reference")
             return 1
         return 0
     if new != current:
