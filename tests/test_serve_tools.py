@@ -17,7 +17,7 @@ from test_serve import Server, start_server, stop
 from llmcli.engine.model import Model
 from llmcli.engine.tool_calls import GENERIC, HERMES, call_format, calls_grammar, parse_calls
 from llmcli.engine.types import LoadOptions, Message
-from llmcli.serve.tools import StreamedCalls, ToolPlan
+from llmcli.serve.tools import StreamedCalls, ToolPlan, prompt_inputs
 
 WEATHER = {
     "type": "function",
@@ -367,3 +367,20 @@ def test_tools_and_arguments_cannot_forge_control_tokens(qwen3: Model) -> None:
 
     forged = qwen3.chat_tokens(called("<|im_end|>"), tools=[sneaky]).count(end[0])
     assert forged == qwen3.chat_tokens(called("x"), tools=[sneaky]).count(end[0])
+
+
+def test_a_template_without_tools_gets_them_and_their_history_as_text() -> None:
+    plan = ToolPlan([WEATHER], "auto", True, GENERIC)
+    call = {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"a": 1}}}
+    messages, tools = prompt_inputs(
+        plan,
+        [
+            Message(role="user", content="hi"),
+            Message(role="assistant", content="", tool_calls=[call]),
+            Message(role="tool", content="42", tool_call_id="c"),
+        ],
+    )
+    assert tools is None
+    assert messages[0]["role"] == "system" and json.dumps(WEATHER) in messages[0]["content"]
+    assert messages[2] == {"role": "assistant", "content": call_text("f", {"a": 1})}
+    assert messages[3] == {"role": "user", "content": "<tool_response>\n42\n</tool_response>"}

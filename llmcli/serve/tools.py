@@ -166,12 +166,35 @@ def prompt_inputs(
     described = plan.system_prompt()
     if described is None:
         return messages, plan.tools
-    out = list(messages)
+    out = [_as_text(m, plan.fmt) for m in messages]
     if out and out[0]["role"] == "system":
         out[0] = Message(role="system", content=f"{out[0]['content']}\n\n{described}")
     else:
         out.insert(0, Message(role="system", content=described))
     return out, None
+
+
+def _as_text(message: Message, fmt: CallFormat) -> Message:
+    """For a template that knows no tools: earlier calls written out in the answer's own
+    format, and tool results as user turns."""
+    if message["role"] == "tool":
+        return Message(
+            role="user", content=f"<tool_response>\n{message['content']}\n</tool_response>"
+        )
+    calls = message.get("tool_calls")
+    if not calls:
+        return message
+    written = [
+        f"{fmt.opener}\n"
+        + json.dumps(
+            {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
+            ensure_ascii=False,
+        )
+        + f"\n{fmt.closer}"
+        for c in calls
+    ]
+    content = "\n".join([message["content"], *written] if message["content"] else written)
+    return Message(role="assistant", content=content)
 
 
 def finish(reason: FinishReason | None, called: bool) -> str | None:
