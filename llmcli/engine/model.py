@@ -162,8 +162,9 @@ class Model:
         *,
         special: bool = False,
         thinking: Thinking | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> list[int]:
-        return self.tokenizer.chat_tokens(messages, special=special, thinking=thinking)
+        return self.tokenizer.chat_tokens(messages, special=special, thinking=thinking, tools=tools)
 
     def chat_prompt(
         self,
@@ -228,6 +229,8 @@ class Model:
         `logprobs` (a number of alternatives) records each token's log-probability in
         `result.logprobs`; sampling is unchanged.
         """
+        if sampling.grammar_trigger is not None:
+            raise ValueError("a lazy grammar (grammar_trigger) needs the Scheduler")
         self.check_fits(prompt_tokens)
         result = GenerationResult()
         parts = self._parts(prompt_tokens, sampling, result, decoding or Decoding(), logprobs)

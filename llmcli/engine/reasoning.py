@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from copy import copy
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -95,9 +96,9 @@ def template_inputs(
     if thinking.enabled is None:
         return {}, list(messages)
     word = "/think" if thinking.enabled else "/no_think"
-    out = [Message(role=m["role"], content=m["content"]) for m in messages]
+    out = [copy(m) for m in messages]
     if out and out[0]["role"] == "system":
-        out[0] = Message(role="system", content=f"{out[0]['content']} {word}")
+        out[0]["content"] = f"{out[0]['content']} {word}"
     else:
         out.insert(0, Message(role="system", content=word))
     return {}, out

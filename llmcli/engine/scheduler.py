@@ -354,7 +354,12 @@ def _make_sampler(model: Model, sampling: Sampling, seed: int) -> LlamaSampler:
         sampler.add_penalties(llama.n_vocab(), 64, sampling.repeat_penalty, 0.0, 0.0)
     if sampling.grammar is not None:
         grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
-        sampler.add_grammar(bindings_model(llama), grammar)
+        if sampling.grammar_trigger is not None:
+            sampler.add_grammar_lazy_patterns(
+                bindings_model(llama), grammar, [sampling.grammar_trigger], []
+            )
+        else:
+            sampler.add_grammar(bindings_model(llama), grammar)
     if sampling.temperature <= 0:
         sampler.add_greedy()  # type: ignore[no-untyped-call]
         return sampler

@@ -4,6 +4,7 @@ tokens that mark thinking."""
 from __future__ import annotations
 
 import ctypes
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -114,13 +115,15 @@ class Tokenizer:
         *,
         special: bool = False,
         thinking: Thinking | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> list[int]:
         """Tokens of a chat prompt rendered with the model's own template.
 
         Message content is plain text unless `special` is set, so it cannot forge turns.
-        `thinking` reaches the template the way it expects (see `engine.reasoning`).
+        `thinking` reaches the template the way it expects (see `engine.reasoning`);
+        `tools` (OpenAI's tool objects) reach it as `tools`.
         """
-        return self.chat_prompt(messages, special=special, thinking=thinking)[0]
+        return self.chat_prompt(messages, special=special, thinking=thinking, tools=tools)[0]
 
     def chat_prompt(
         self,
@@ -128,6 +131,7 @@ class Tokenizer:
         *,
         special: bool = False,
         thinking: Thinking | None = None,
+        tools: Sequence[dict[str, Any]] | None = None,
     ) -> tuple[list[int], int]:
         """`chat_tokens`, and how many of them come before the last message's content:
         the template's preamble, system prompt included, which every prompt that differs
@@ -139,21 +143,33 @@ class Tokenizer:
         kwargs, messages = reasoning.template_inputs(
             self.reasoning, thinking or Thinking(), messages
         )
+        if tools:
+            kwargs = {**kwargs, "tools": list(tools)}
+        untrusted = [] if special else self._forging(_rendered_data(messages, tools or ()))
 
         def render(msgs: Sequence[Message]) -> str:
             return self._render(msgs, kwargs)
 
         try:
             try:
-                parts = segments(render, messages)
+                parts = segments(render, messages, untrusted)
             except ValueError:
                 # Some templates (Gemma 2, older Mistral) refuse a system role.
                 if not any(m["role"] == "system" for m in messages):
                     raise
-                parts = segments(render, merge_system(messages))
+                parts = segments(render, merge_system(messages), untrusted)
         except Exception as exc:  # any failure inside a template: Jinja, types, raise_exception
             raise self._template_failed(f"{type(exc).__name__}: {exc}") from exc
         return self._tokenize_segments(parts, special=special)
+
+    def _forging(self, texts: Sequence[str]) -> list[str]:
+        """Those of `texts` that would read as control tokens in the template's text."""
+        return [
+            t
+            for t in texts
+            if self.tokenize(t, add_bos=False, special=True)
+            != self.tokenize(t, add_bos=False, special=False)
+        ]
 
     def _tokenize_segments(
         self, parts: Sequence[Segment], *, special: bool
@@ -201,3 +217,23 @@ class Tokenizer:
             return None
         tail = self.prompt_text(prompt_tokens[-8:])
         return Splitter(self.reasoning, inside=reasoning.opens_thinking(tail, self.reasoning))
+
+
+def _rendered_data(messages: Sequence[Message], tools: Sequence[dict[str, Any]]) -> list[str]:
+    """What a template renders of the tools and earlier calls, as Jinja's `tojson` writes
+    it (and the arguments as the client sent them)."""
+    out: list[str] = []
+    for tool in tools:
+        out.append(json.dumps(tool, ensure_ascii=False))
+        if isinstance(tool.get("function"), dict):
+            out.append(json.dumps(tool["function"], ensure_ascii=False))
+    for message in messages:
+        for call in message.get("tool_calls", ()):
+            function = call.get("function", {})
+            arguments = function.get("arguments")
+            out.append(
+                arguments
+                if isinstance(arguments, str)
+                else json.dumps(arguments, ensure_ascii=False)
+            )
+    return out

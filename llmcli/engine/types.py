@@ -28,9 +28,16 @@ def _default(name: str) -> Any:
     return options_table.BY_NAME[name].default
 
 
-class Message(TypedDict):
+class _Turn(TypedDict):
     role: str
     content: str
+
+
+class Message(_Turn, total=False):
+    # An assistant's calls, as OpenAI sends them but with the arguments parsed (the way
+    # chat templates read them), and the call a "tool" message answers.
+    tool_calls: list[dict[str, Any]]
+    tool_call_id: str
 
 
 # KV cache positions allocated first where a context may grow (LoadOptions.start_ctx):
@@ -81,6 +88,11 @@ class Sampling:
     stop: tuple[str, ...] = ()
     # A GBNF grammar the answer must follow (JSON schemas are converted to one).
     grammar: str | None = None
+    # With a grammar: a regular expression that the text generated so far must match
+    # before the grammar applies, from its first group on (llama.cpp's lazy grammar: a
+    # tool call constrained once it opens). None: the grammar applies from the start.
+    # Honoured by the Scheduler (serve) only.
+    grammar_trigger: str | None = None
 
 
 @dataclass(frozen=True)

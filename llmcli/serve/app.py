@@ -23,7 +23,7 @@ from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
 from llmcli.serve import anthropic as a
-from llmcli.serve import completions, embeddings, errors, messages
+from llmcli.serve import completions, embeddings, errors, messages, tools
 from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
@@ -48,16 +48,25 @@ def build_app(state: ServerState) -> ASGIApp:
 
     async def chat(request: Request) -> Response:
         data = await _json_body(request, state)
-        p.refuse_unsupported(data)
+        p.refuse_unsupported(data, tools=True)
         _check_model(state, data)
-        messages = p.messages_from(data)
+        plan = tools.plan_from(data, state.call_format())
+        messages = p.messages_from(data, tools.history_fields)
         thinking = p.thinking_from(data)
+        if plan is not None and plan.forced:
+            # The grammar holds the answer to calls from its first token: no thinking.
+            thinking = Thinking(enabled=False)
         # A template may trim what it is given, drop the thinking of earlier answers or
         # fold system messages away: only what the user said is sure to stay.
-        kept = [m["content"].strip() for m in messages if m["role"] == "user"]
+        kept = [m["content"].strip() for m in messages if m["role"] in ("user", "tool")]
         await _check_size(state, kept, "messages")
-        job_prompt = await run_in_threadpool(_chat_tokens, state.model, messages, thinking)
-        return await completions.answer(request, state, data, job_prompt, chat=True)
+        template_tools = None
+        if plan is not None:
+            messages, template_tools = tools.prompt_inputs(plan, messages)
+        job_prompt = await run_in_threadpool(
+            _chat_tokens, state.model, messages, thinking, template_tools
+        )
+        return await completions.answer(request, state, data, job_prompt, chat=True, plan=plan)
 
     async def complete(request: Request) -> Response:
         data = await _json_body(request, state)
@@ -209,9 +218,14 @@ def _check_model(state: ServerState, data: dict[str, Any]) -> None:
     raise p.ApiError(404, f"model '{name}' not found", param="model", code="model_not_found")
 
 
-def _chat_tokens(model: Model, messages: list[Any], thinking: Thinking) -> list[int]:
+def _chat_tokens(
+    model: Model,
+    messages: list[Any],
+    thinking: Thinking,
+    tools: list[dict[str, Any]] | None = None,
+) -> list[int]:
     try:
-        return model.chat_tokens(messages, thinking=thinking)
+        return model.chat_tokens(messages, thinking=thinking, tools=tools)
     except LlmcliError as exc:
         raise p.bad(str(exc), "messages") from None
     except Exception as exc:  # templates raise what Jinja raises (e.g. roles out of order)

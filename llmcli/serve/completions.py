@@ -8,6 +8,7 @@ next engine step.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,8 @@ from llmcli.engine.scheduler import Chunk, Job
 from llmcli.engine.types import FinishReason, Sampling
 from llmcli.errors import LlmcliError
 from llmcli.serve import protocol as p
+from llmcli.serve import tools
+from llmcli.serve.tools import ToolPlan
 
 if TYPE_CHECKING:
     from llmcli.serve.state import ServerState
@@ -31,10 +34,26 @@ GONE = Chunk()
 
 
 async def answer(
-    request: Request, state: ServerState, data: dict[str, Any], prompt: list[int], *, chat: bool
+    request: Request,
+    state: ServerState,
+    data: dict[str, Any],
+    prompt: list[int],
+    *,
+    chat: bool,
+    plan: ToolPlan | None = None,
 ) -> Response:
-    sampling = p.sampling_from(data, state.defaults)
+    sampling = p.sampling_from(data, state.defaults, tools=chat)
     schema = p.response_schema(data)
+    calls = None
+    if plan is not None:
+        calls = await run_in_threadpool(tools.sampling_grammar, state, plan, prompt)
+    if calls is not None:
+        if schema is not None:
+            raise p.bad(
+                "'response_format' cannot be combined with tools unless 'tool_choice' is 'none'",
+                "response_format",
+            )
+        sampling = dataclasses.replace(sampling, grammar=calls[0], grammar_trigger=calls[1])
     if schema is not None:
         try:
             grammar = await run_in_threadpool(state.grammar_for, schema)
@@ -59,11 +78,12 @@ async def answer(
             ident,
             chat=chat,
             usage=include_usage,
+            plan=plan,
         )
         return StreamingResponse(
             events, media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
         )
-    return await _whole(state, request, data, job, queue, ident, chat=chat)
+    return await _whole(state, request, data, job, queue, ident, chat=chat, plan=plan)
 
 
 def submit(
@@ -188,6 +208,7 @@ async def _whole(
     ident: str,
     *,
     chat: bool,
+    plan: ToolPlan | None,
 ) -> Response:
     got = await collect(state, request, job, queue)
     if got is None:
@@ -195,14 +216,15 @@ async def _whole(
     text, thought, logprobs, reason = got.text, got.thought, got.logprobs, got.reason
     remember(state, data, job, text, thought, reason)
     if chat:
-        message: dict[str, Any] = {"role": "assistant", "content": text, "refusal": None}
+        said, called = tools.answer_message(text, plan)
+        message: dict[str, Any] = {"role": "assistant", **said, "refusal": None}
         if thought:
             message["reasoning_content"] = thought
         choice: dict[str, Any] = {
             "index": 0,
             "message": message,
             "logprobs": p.chat_logprobs(logprobs) if job.top_logprobs is not None else None,
-            "finish_reason": p.finish(reason),
+            "finish_reason": tools.finish(reason, called),
         }
         kind = "chat.completion"
     else:
@@ -246,6 +268,7 @@ async def _stream(
     *,
     chat: bool,
     usage: bool,
+    plan: ToolPlan | None,
 ) -> AsyncIterator[str]:
     import json
 
@@ -275,6 +298,13 @@ async def _stream(
 
     finished = False
     said: dict[str, list[str]] = {"answer": [], "thinking": []}
+    calls = tools.StreamedCalls(plan) if plan is not None and plan.choice != "none" else None
+
+    def deltas(part: str, text: str) -> list[dict[str, Any]]:
+        if part == "thinking":
+            return [{"reasoning_content": text}]
+        return calls.feed(text) if calls is not None else [{"content": text}]
+
     try:
         if chat:
             yield event(
@@ -293,14 +323,27 @@ async def _stream(
             # The token's logprobs go with the first text it released, or alone.
             if chunk.logprobs and not chunk.parts:
                 yield event([choice("", chunk.logprobs, None)])
-            for i, (part, text) in enumerate(chunk.parts):
+            pending_logprobs = chunk.logprobs
+            for part, text in chunk.parts:
                 said[part].append(text)
-                item = choice(text, chunk.logprobs if i == 0 else [], None)
-                if part == "thinking":
-                    item["delta"] = {"reasoning_content": text}
-                yield event([item])
+                if not chat:
+                    yield event([choice(text, pending_logprobs, None)])
+                    pending_logprobs = []
+                    continue
+                for delta in deltas(part, text):
+                    item = choice(None, pending_logprobs, None)
+                    item["delta"] = delta
+                    pending_logprobs = []
+                    yield event([item])
+            if pending_logprobs and chunk.parts:  # text held back (a call being written)
+                yield event([choice("", pending_logprobs, None)])
             if finished:
-                yield event([choice(None if chat else "", [], p.finish(chunk.finish_reason))])
+                reason = p.finish(chunk.finish_reason)
+                if calls is not None:
+                    for delta in calls.flush():
+                        yield event([{**choice(None, [], None), "delta": delta}])
+                    reason = tools.finish(chunk.finish_reason, calls.called)
+                yield event([choice(None if chat else "", [], reason)])
                 answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
                 remember(state, data, job, answer, thought, chunk.finish_reason)
         if usage:

@@ -13,6 +13,7 @@ import json
 import math
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +25,9 @@ MAX_STOPS = 4
 TOO_DEEP = "the request body is nested too deeply"
 MAX_TOP_LOGPROBS = 20
 # Fields OpenAI defines that this server does not implement: refused, never ignored.
-UNSUPPORTED = ("tools", "tool_choice", "functions", "function_call", "audio", "modalities")
+UNSUPPORTED = ("functions", "function_call", "audio", "modalities")
+# Understood by chat completions only (see serve/tools.py).
+TOOL_FIELDS = ("tools", "tool_choice")
 
 
 class ApiError(Exception):
@@ -110,12 +113,13 @@ def boolean_field(data: dict[str, Any], key: str, where: str | None = None) -> b
     return value
 
 
-def refuse_unsupported(data: dict[str, Any]) -> None:
-    for key in UNSUPPORTED:
+def refuse_unsupported(data: dict[str, Any], *, tools: bool = False) -> None:
+    """Refuse what this server does not implement; `tools`: the endpoint takes them."""
+    for key in UNSUPPORTED if tools else UNSUPPORTED + TOOL_FIELDS:
         if data.get(key) not in (None, [], False):
             raise bad(f"'{key}' is not supported by this server", key, "unsupported_parameter")
-    # "user", "store", "metadata", "parallel_tool_calls" and "service_tier" are accepted
-    # and without effect here, as in OpenAI's own API for these values.
+    # "user", "store", "metadata" and "service_tier" are accepted and without effect
+    # here, as in OpenAI's own API for these values.
     # "yes" or 1 is a mistake, not a wish: only JSON's true and false are understood.
     for key in ("stream", "store", "parallel_tool_calls"):
         boolean_field(data, key)
@@ -153,9 +157,10 @@ def _stops(data: dict[str, Any]) -> tuple[str, ...]:
     return tuple(checked_text(s, "stop") for s in stops)
 
 
-def sampling_from(data: dict[str, Any], defaults: Sampling) -> Sampling:
-    """The request's sampling fields over the server's defaults."""
-    refuse_unsupported(data)
+def sampling_from(data: dict[str, Any], defaults: Sampling, *, tools: bool = False) -> Sampling:
+    """The request's sampling fields over the server's defaults; `tools`: the endpoint
+    takes tools (chat completions)."""
+    refuse_unsupported(data, tools=tools)
     max_tokens = integer_field(data, "max_completion_tokens", 1)
     if max_tokens is None:
         max_tokens = integer_field(data, "max_tokens", 1)
@@ -210,7 +215,10 @@ def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
     return integer_field(data, "logprobs", 0, 5)
 
 
-def messages_from(data: dict[str, Any]) -> list[Message]:
+def messages_from(
+    data: dict[str, Any], history: Callable[[int, dict[str, Any], Message], Message] | None = None
+) -> list[Message]:
+    """The chat messages; `history` adds what a message says of tool calls (tools.py)."""
     raw = data.get("messages")
     if not isinstance(raw, list) or not raw:
         raise bad("'messages' must be a non-empty list", "messages")
@@ -221,12 +229,15 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
             "developer",
             "user",
             "assistant",
+            "tool",
         ):
             raise bad(
-                f"messages[{i}] needs a 'role' of system, developer, user or assistant",
+                f"messages[{i}] needs a 'role' of system, developer, user, assistant or tool",
                 "messages",
             )
         content = item.get("content")
+        if content is None and item["role"] == "assistant" and item.get("tool_calls"):
+            content = ""  # an answer that only called tools
         if isinstance(content, list):  # content parts: only text is understood
             texts = []
             for j, part in enumerate(content):
@@ -241,7 +252,8 @@ def messages_from(data: dict[str, Any]) -> list[Message]:
         if not isinstance(content, str):
             raise bad(f"messages[{i}].content must be a string or text parts", "messages")
         role = "system" if item["role"] == "developer" else item["role"]
-        out.append({"role": role, "content": checked_text(content, f"messages[{i}].content")})
+        message = Message(role=role, content=checked_text(content, f"messages[{i}].content"))
+        out.append(history(i, item, message) if history is not None else message)
     return out
 
 

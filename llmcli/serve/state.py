@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.scheduler import Scheduler
+    from llmcli.engine.tool_calls import CallFormat
     from llmcli.engine.types import Sampling
     from llmcli.remember import AnswerLog
 
@@ -48,6 +49,8 @@ class ServerState:
     max_token_bytes: int | None = None
     # Where answers are logged (`serve --log`); None: they are not.
     answer_log: AnswerLog | None = None
+    # Whether the log has said that the model's template cannot render tools.
+    tools_prompt_noted: bool = False
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
 
@@ -88,3 +91,18 @@ class ServerState:
         gbnf = schema_to_gbnf(schema)
         check_grammar(self.model_path, gbnf)
         return gbnf
+
+    def call_format(self) -> CallFormat:
+        """How the model writes tool calls (engine.tool_calls); the first time its template
+        proves unable to render tools, the log says that they go in a system prompt."""
+        from llmcli.engine.tool_calls import call_format
+        from llmcli.serve.log import line
+
+        fmt = call_format(self.model.tokenizer.chat_template)
+        if not fmt.native and not self.tools_prompt_noted:
+            self.tools_prompt_noted = True
+            line(
+                "tools: the model's chat template does not render tools in the <tool_call> "
+                "format; they are described in a system message"
+            )
+        return fmt
