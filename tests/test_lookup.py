@@ -1,10 +1,11 @@
-"""Prompt-lookup decoding: on by default at temperature 0, same answers, fewer steps.
+"""Prompt-lookup decoding: on by default at temperature 0, the plain answer up to
+near-ties, fewer steps.
 
-With two or more threads llama.cpp's single-token attention adds up 256+ cached
-positions in per-thread slices, in another order than a batch does, so from there a
-near-tie can go the other way (benchmarks/lookup_agreement.py measures how often). Below
-that, and with one thread at any length, the batched check is bit-for-bit the plain
-computation, and the answers must be identical.
+llama.cpp's CPU kernels do not compute a position alike in a batch and alone (the logits
+of one position differ by up to about 1.4 on the test model, at any thread count), so
+where plain decoding's two likeliest tokens lie close, lookup's batched check can pick
+the other one (benchmarks/lookup_agreement.py measures how often). What is guaranteed,
+and tested: the answers agree up to the first such near-tie.
 """
 
 from __future__ import annotations
@@ -41,6 +42,37 @@ PROMPTS = [
 ]
 
 
+# Twice the largest difference seen between a position's logits in a batch and alone,
+# with room to spare: a gap wider than this cannot flip.
+NEAR_TIE_NATS = 4.0
+
+
+def assert_same_up_to_a_near_tie(steps: list[tuple[bytes, float]], fast: bytes) -> None:
+    """`steps`: plain decoding's tokens (bytes, gap between its two likeliest choices).
+    The other answer may leave it only where that gap was small. The token before the
+    first byte that differs is checked too: a differing token can begin with the plain
+    one's bytes."""
+    offset = 0
+    for index, (piece, _) in enumerate(steps):
+        if fast[offset : offset + len(piece)] != piece:
+            gap = min(g for _, g in steps[max(0, index - 1) : index + 1])
+            assert gap < NEAR_TIE_NATS, (index, gap, fast[offset : offset + 40])
+            return
+        offset += len(piece)
+    assert fast == b"".join(piece for piece, _ in steps)
+
+
+def plain_steps(model: Path, prompt: str, *flags: str, tokens: int) -> list[tuple[bytes, float]]:
+    """Plain greedy decoding's tokens and, for each, the gap between its two likeliest
+    choices (asking for log-probabilities turns lookup off)."""
+    answer = generate(model, prompt, "--probs", "--top-logprobs", "2", *flags, tokens=tokens)
+    content = answer["logprobs"]["content"]  # type: ignore[index]
+    return [
+        (bytes(t["bytes"]), t["top_logprobs"][0]["logprob"] - t["top_logprobs"][1]["logprob"])
+        for t in content
+    ]
+
+
 def generate(model: Path, prompt: str, *flags: str, tokens: int = 100) -> dict[str, object]:
     proc = run_cli(
         "run", "-m", str(model), "--json", "--temperature", "0", "-n", str(tokens), *flags, prompt
@@ -52,9 +84,10 @@ def generate(model: Path, prompt: str, *flags: str, tokens: int = 100) -> dict[s
 @pytest.mark.parametrize("prompt", PROMPTS)
 def test_lookup_is_on_by_default_and_gives_the_plain_answer(model_file: Path, prompt: str) -> None:
     plain, fast = generate(model_file, prompt, "--no-lookup"), generate(model_file, prompt)
-    assert fast["text"] == plain["text"]
-    assert fast["usage"]["prompt_tokens"] + 100 < 256  # type: ignore[index]
     assert plain["lookup"] == {"drafted_tokens": 0, "accepted_tokens": 0}
+    steps = plain_steps(model_file, prompt, tokens=100)
+    assert b"".join(piece for piece, _ in steps) == plain["text"].encode()  # type: ignore[attr-defined]
+    assert_same_up_to_a_near_tie(steps, fast["text"].encode())  # type: ignore[attr-defined]
     if prompt == QUOTE:  # the answer quotes the prompt: much of it came from drafts
         lookup = fast["lookup"]
         assert fast["text"].startswith("The lighthouse at Cape Verity was built in 1871")  # type: ignore[attr-defined]
@@ -66,14 +99,26 @@ def test_lookup_is_on_by_default_and_gives_the_plain_answer(model_file: Path, pr
         assert lookup["accepted_tokens"] >= 0.7 * lookup["drafted_tokens"]  # type: ignore[index]
 
 
-def test_one_thread_gives_the_plain_answer_past_256_positions(model_file: Path) -> None:
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_long_copy_gives_the_plain_answer_up_to_a_near_tie(
+    model_file: Path, threads: str
+) -> None:
     prompt = "Repeat this text exactly.\n\n" + " ".join([PASSAGE] * 4)
-    flags = ("--threads", "1")
-    plain = generate(model_file, prompt, "--no-lookup", *flags, tokens=200)
+    flags = ("--threads", threads)
     fast = generate(model_file, prompt, *flags, tokens=200)
     assert fast["usage"]["prompt_tokens"] + fast["usage"]["completion_tokens"] > 400  # type: ignore[index]
-    assert fast["text"] == plain["text"]
     assert fast["lookup"]["accepted_tokens"] > 50  # type: ignore[index]
+    steps = plain_steps(model_file, prompt, *flags, tokens=200)
+    assert_same_up_to_a_near_tie(steps, fast["text"].encode())  # type: ignore[attr-defined]
+
+
+def test_the_near_tie_check_catches_a_confident_token_changed() -> None:
+    steps = [(b"The", 9.0), (b" cat", 6.0), (b" sat", 0.3), (b" on", 8.0), (b" the", 7.0)]
+    assert_same_up_to_a_near_tie(steps, b"The cat sat on the")
+    assert_same_up_to_a_near_tie(steps, b"The cat lay down")  # a near-tie went the other way
+    for changed in (b"The dog sat on the", b"The cat sat on a", b"The cat sat on the mat"):
+        with pytest.raises(AssertionError):
+            assert_same_up_to_a_near_tie(steps, changed)
 
 
 def test_lookup_fills_the_context_exactly_as_plain_decoding_does(model_file: Path) -> None:
@@ -91,12 +136,16 @@ def test_lookup_fills_the_context_exactly_as_plain_decoding_does(model_file: Pat
         results = {}
         for lookup in (False, True):
             llm.llama.reset()
-            generation = llm.generate(prompt, Sampling(temperature=0), Decoding(lookup=lookup))
+            logprobs = None if lookup else 2  # asking for log-probabilities turns lookup off
+            generation = llm.generate(
+                prompt, Sampling(temperature=0), Decoding(lookup=lookup), logprobs=logprobs
+            )
             results[lookup] = generation.complete()
     plain, fast = results[False], results[True]
     assert fast.finish_reason == plain.finish_reason == "length"
     assert len(prompt) + fast.completion_tokens == 256
-    assert fast.text == plain.text
+    steps = [(t.chosen.data, t.top[0].logprob - t.top[1].logprob) for t in plain.logprobs]
+    assert_same_up_to_a_near_tie(steps, fast.text.encode())
     assert fast.accepted_tokens > 0
 
 

@@ -97,8 +97,9 @@ class Sampling:
 
 @dataclass(frozen=True)
 class Decoding:
-    """Speed-ups that leave the answer as it is: prompt-lookup decoding (used only for
-    greedy choice, where it gives plain decoding's answer) and the on-disk prompt cache."""
+    """Speed-ups: prompt-lookup decoding (used only for greedy choice, where it gives
+    plain decoding's answer up to near-ties: README, Speed-ups) and the on-disk prompt cache
+    (the exact answer: it reuses only whole batches)."""
 
     lookup: bool = True
     # The folder of the on-disk prompt cache (the engine keeps the live cache); None: off.
