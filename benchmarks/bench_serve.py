@@ -1,15 +1,17 @@
 """`llmcli serve` under load, side by side in one run, same model and threads:
 
-1. 8 clients at once, each streaming a 128-token answer (`/v1/chat/completions`): total
-   generated tokens/s of `serve --parallel 8` over `serve --parallel 1` (bar: 1.6 or more)
-   and over llama-cpp-python's own server, `python -m llama_cpp.server` (bar: 2.0 or more;
-   needs `pip install 'llama-cpp-python[server]'`, skipped with a note otherwise); time to
-   first token p50 and p95 for each.
+1. 1, 4 and 8 clients at once, each streaming a 128-token answer (`/v1/chat/completions`):
+   total generated tokens/s of `serve --parallel 8`, of `serve --parallel 1`, and of
+   llama.cpp's own `llama-server -np 8` (built once from the llama.cpp sources that
+   llama-cpp-python vendors, kept in ~/.cache/llmcli-bench; `--llama-server PATH` names
+   another build, `--no-llama-server` skips it). All servers are started first and the
+   rounds alternate between them, so a busy spell of the machine falls on each alike.
+   Prints each one's tokens/s and time to first token, and llmcli's ratios.
 2. 100 prompts: `run --batch --parallel 8` over `run --batch`, wall time.
 3. How often a greedy answer differs when other sequences share its batches.
 
 Everything listens on 127.0.0.1 and stops by itself.
-Usage: python benchmarks/bench_serve.py [--threads N] [--rounds 2]
+Usage: python benchmarks/bench_serve.py [--threads N] [--rounds 2] [--llama-server PATH]
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from testmodel import model_path
 
 CLIENTS = 8
+CLIENT_COUNTS = (1, 4, 8)
 TOKENS = 128
 PROMPTS = [
     f"Write a long story about a {w}."
@@ -70,6 +73,37 @@ def start(cmd: list[str], port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"{cmd[:4]} did not start")
 
 
+LLAMA_CPP_PYTHON = "0.3.36"
+BENCH_CACHE = Path.home() / ".cache" / "llmcli-bench"
+
+
+def llama_server_binary() -> Path:
+    """llama.cpp's server, built from the sources of the llama-cpp-python release llmcli
+    uses (the same engine code); built once, then reused."""
+    source = BENCH_CACHE / f"llama_cpp_python-{LLAMA_CPP_PYTHON}" / "vendor" / "llama.cpp"
+    binary = source / "build" / "bin" / "llama-server"
+    if binary.exists():
+        return binary
+    BENCH_CACHE.mkdir(parents=True, exist_ok=True)
+    if not source.exists():
+        print("  building llama-server: fetching the llama-cpp-python sources ...", flush=True)
+        pip = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:"]
+        subprocess.run(
+            [*pip, f"llama-cpp-python=={LLAMA_CPP_PYTHON}", "-d", str(BENCH_CACHE)], check=True
+        )
+        archive = BENCH_CACHE / f"llama_cpp_python-{LLAMA_CPP_PYTHON}.tar.gz"
+        subprocess.run(["tar", "xzf", str(archive), "-C", str(BENCH_CACHE)], check=True)
+    print("  building llama-server (several minutes, once) ...", flush=True)
+    flags = ["-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_OPENSSL=OFF"]
+    subprocess.run(["cmake", "-S", str(source), "-B", str(source / "build"), *flags], check=True)
+    jobs = str(os.cpu_count() or 1)
+    subprocess.run(
+        ["cmake", "--build", str(source / "build"), "--target", "llama-server", "-j", jobs],
+        check=True,
+    )
+    return binary
+
+
 def one_client(port: int, prompt: str, out: list[tuple[float, int, float]]) -> None:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
     body = {
@@ -98,13 +132,13 @@ def one_client(port: int, prompt: str, out: list[tuple[float, int, float]]) -> N
     out.append((first, pieces, time.perf_counter() - start))
 
 
-def load(port: int, count_tokens: bool = True) -> tuple[float, list[float]]:
+def load(port: int, clients: int) -> tuple[float, list[float]]:
     """Total tokens per second over all clients, and each client's time to first token.
     Stream chunks are counted as tokens: both servers send one token per chunk here."""
     results: list[tuple[float, int, float]] = []
     threads = [
         threading.Thread(target=one_client, args=(port, PROMPTS[i % len(PROMPTS)], results))
-        for i in range(CLIENTS)
+        for i in range(clients)
     ]
     start = time.perf_counter()
     for t in threads:
@@ -120,24 +154,37 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_server(name: str, cmd: list[str], port: int, rounds: int) -> tuple[float, list[float]]:
-    proc = start(cmd, port)
+def bench_servers(servers: dict[str, list[str]], rounds: int) -> dict[tuple[str, int], float]:
+    """Every server started, then for each client count the rounds alternate between
+    them. Median tokens/s per (server, clients)."""
+    ports = {name: free_port() for name in servers}
+    procs = {}
     try:
-        load(port)  # warm-up
-        speeds, ttfts = [], []
-        for _ in range(rounds):
-            tps, firsts = load(port)
-            speeds.append(tps)
-            ttfts += firsts
+        for name, cmd in servers.items():
+            procs[name] = start([*cmd, "--port", str(ports[name])], ports[name])
+            load(ports[name], CLIENTS)  # warm-up
+        out = {}
+        for clients in CLIENT_COUNTS:
+            speeds: dict[str, list[float]] = {name: [] for name in servers}
+            firsts: dict[str, list[float]] = {name: [] for name in servers}
+            for _ in range(rounds):
+                for name in servers:
+                    tps, ttft = load(ports[name], clients)
+                    speeds[name].append(tps)
+                    firsts[name] += ttft
+            print(f"  {clients} client(s):")
+            for name in servers:
+                out[name, clients] = statistics.median(speeds[name])
+                print(
+                    f"    {name:<26} {out[name, clients]:7.1f} tok/s   TTFT p50 "
+                    f"{pct(firsts[name], 0.5):.2f} s, p95 {pct(firsts[name], 0.95):.2f} s"
+                )
+        return out
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-    tps = statistics.median(speeds)
-    print(
-        f"  {name:<28} {tps:7.1f} tok/s   TTFT p50 {pct(ttfts, 0.5):.2f} s, "
-        f"p95 {pct(ttfts, 0.95):.2f} s"
-    )
-    return tps, ttfts
+        for proc in procs.values():
+            proc.terminate()
+        for proc in procs.values():
+            proc.wait(timeout=60)
 
 
 def batch_files(tmp: Path) -> Path:
@@ -163,66 +210,36 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--llama-server", help="a llama-server binary to compare with")
+    parser.add_argument("--no-llama-server", action="store_true")
     args = parser.parse_args()
     model = model_path()
     t = str(args.threads)
     llmcli = [sys.executable, "-m", "llmcli"]
     print(f"model {model.name}, {args.threads} threads, {CLIENTS} clients x {TOKENS} tokens")
 
-    results = {}
-    for par in (8, 1):
-        port = free_port()
-        cmd = [
-            *llmcli,
-            "serve",
-            "-m",
-            str(model),
-            "--port",
-            str(port),
-            "--threads",
-            t,
-            "--parallel",
-            str(par),
-            "--ctx",
-            "1024",
-            "--queue",
-            "16",
+    servers = {
+        f"llmcli serve --parallel {par}": [
+            *llmcli, "serve", "-m", str(model), "--threads", t, "--parallel", str(par),
+            "--ctx", "1024", "--queue", "16",
         ]
-        results[par], _ = bench_server(f"llmcli serve --parallel {par}", cmd, port, args.rounds)
-    try:
-        import llama_cpp.server  # noqa: F401
-
-        port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(model),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_threads",
-            t,
-            "--n_threads_batch",
-            t,
-            "--n_ctx",
-            "2048",
-            "--flash_attn",
-            "true",
-            # By default a new request cuts the one streaming (its client gets an empty
-            # answer): queue them instead, so every client gets its whole answer.
-            "--interrupt_requests",
-            "false",
-        ]
-        theirs, _ = bench_server("llama_cpp.server", cmd, port, args.rounds)
-    except ImportError:
-        theirs = 0.0
-        print("  llama_cpp.server: not installed (pip install 'llama-cpp-python[server]')")
-    print(f"  parallel 8 over parallel 1: {results[8] / results[1]:.2f} (bar: >= 1.6)")
-    if theirs:
-        print(f"  parallel 8 over llama_cpp.server: {results[8] / theirs:.2f} (bar: >= 2.0)")
+        for par in (8, 1)
+    }  # fmt: skip
+    if not args.no_llama_server:
+        binary = Path(args.llama_server) if args.llama_server else llama_server_binary()
+        servers["llama-server -np 8"] = [
+            str(binary), "-m", str(model), "--host", "127.0.0.1", "-t", t, "-tb", t,
+            "-np", "8", "-c", str(1024 * 8), "-fa", "on", "--no-webui",
+        ]  # fmt: skip
+    speeds = bench_servers(servers, args.rounds)
+    ours, alone = "llmcli serve --parallel 8", "llmcli serve --parallel 1"
+    for clients in CLIENT_COUNTS:
+        line = f"  {clients} client(s): parallel 8 over parallel 1 "
+        line += f"{speeds[ours, clients] / speeds[alone, clients]:.2f}"
+        if ("llama-server -np 8", clients) in speeds:
+            theirs = speeds["llama-server -np 8", clients]
+            line += f", llmcli over llama-server {speeds[ours, clients] / theirs:.2f} (bar: >= 1.0)"
+        print(line)
 
     with tempfile.TemporaryDirectory() as tmp:
         prompts = batch_files(Path(tmp))
