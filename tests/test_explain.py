@@ -216,3 +216,18 @@ def test_one_rule_for_the_inside_commands(model_file: Path) -> None:
     for command in ("next", "lens", "attention", "explain"):
         help_text = " ".join(run_cli(command, "--help").stdout.split())
         assert "The text is read as is" in help_text and "--chat" in help_text, command
+
+
+def test_a_longer_text_keeps_one_layer_whole(model_file: Path) -> None:
+    """Past 64 tokens every layer's maps are no longer kept: the map shown is a head of
+    the middle layer, as `attention` maps by default, and the lens keeps its last columns."""
+    text = "One, two, three, four, five, six, seven, eight, nine, ten. " * 4
+    args = ("explain", "-m", str(model_file), *ONE_THREAD, "--json", "--steps", "1")
+    data = cli_json(*args, text)
+    n = data["tokens"]["count"]
+    a = data["attention"]
+    assert n > 64
+    assert a["layer_means"] is None and a["layer"] == a["layers"] // 2
+    assert len(a["map"]) == n and len(a["map"][-1]) == n
+    assert len(data["lens"]["layers"][0]["positions"]) == 12
+    assert data["lens"]["first"] == n - 12

@@ -40,9 +40,10 @@ SETTINGS: tuple[tuple[float, float], ...] = ((0.5, 1.0), (1.5, 0.9))
 # The distinct tokens whose neighbours are looked up: a page has room for no more.
 MAX_NEIGHBOUR_TOKENS = 32
 # Texts up to this many tokens keep every head's map of every layer, for the page to
-# browse and to pick the clearest head from: layers x heads x tokens^2 floats, 18 MB at
-# this length for SmolLM2 (30 x 9).
-MAX_ALL_LAYERS = 128
+# browse and to pick the clearest head from: layers x heads x tokens^2 floats, 4.4 MB at
+# this length for SmolLM2 (30 x 9), and every layer's mean map in the JSON and the page,
+# about 0.5 MB there.
+MAX_ALL_LAYERS = 64
 _SOFT_MAX = re.compile(r"kq_soft_max-(\d+)$")
 
 

@@ -17,11 +17,11 @@ def _token(t: Token) -> dict[str, Any]:
     return {"id": t.id, "text": t.text, "bytes": list(t.data)}
 
 
-def _rounded(rows: Any) -> Any:
+def _rounded(rows: Any, decimals: int = 6) -> Any:
     """Weights to 6 decimals: the page and the JSON stay small, nothing shown changes."""
     import numpy as np
 
-    return np.round(np.asarray(rows, dtype=np.float64), 6).tolist()
+    return np.round(np.asarray(rows, dtype=np.float64), decimals).tolist()
 
 
 def build(found: Inside, card: ModelCard, *, text: str, chat: bool) -> dict[str, Any]:
@@ -107,7 +107,8 @@ def _attention(found: Inside) -> dict[str, Any]:
         "map": _rounded(chosen),
         "last_token": _rounded(found.last_row),
         # Every layer's map, heads averaged, for texts short enough (else null).
-        "layer_means": None if full is None else _rounded(full.mean(axis=1)),
+        # (4 decimals: shades on the page, layers x tokens^2 numbers.)
+        "layer_means": None if full is None else _rounded(full.mean(axis=1), 4),
         "overview": [
             {
                 "layer": s.layer,
