@@ -193,7 +193,7 @@ def test_next_token_probabilities(model_file: Path) -> None:
 
 
 def test_top_token_is_what_greedy_run_says(model_file: Path) -> None:
-    top = cli_json("next", "-m", str(model_file), *ONE_THREAD, "--json", QUESTION)
+    top = cli_json("next", "-m", str(model_file), *ONE_THREAD, "--json", "--chat", QUESTION)
     run = cli_json(
         "run",
         "-m",

@@ -49,7 +49,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "attention",
         help="Show which tokens each token attends to, from a real forward pass.\n\n"
-        "The text is read as is (no chat template); it is the argument, stdin, or both.",
+        f"{_inside.RULE} The text is the argument, stdin, or both.",
         epilog=EPILOG,
     )(attention)
 
@@ -58,6 +58,7 @@ def attention(
     context: typer.Context,
     text: _inside.TextArg = None,
     model: opt.ModelOpt = None,
+    chat: _inside.ChatOpt = False,
     layer: Annotated[
         int | None,
         typer.Option(
@@ -109,7 +110,9 @@ def attention(
 
     with _inside.load(Invocation.from_context(context), path) as llm:
         core.check_choice(core.model_shape(llm), layer, head)
-        found = core.attention(llm, llm.completion_tokens(words), layer=layer, head=head, limit=ctx)
+        found = core.attention(
+            llm, _inside.prompt_tokens(llm, words, chat=chat), layer=layer, head=head, limit=ctx
+        )
 
     maps = _maps(found, head, heads or Heads.mean)
     if save is not None:

@@ -32,8 +32,8 @@ def register(app: typer.Typer) -> None:
     app.command(
         "lens",
         help="Show what the model would predict after each layer (the logit lens).\n\n"
-        "Each layer's output goes through the model's final norm and output head. The text "
-        "is read as is (no chat template); it is the argument, stdin, or both.",
+        "Each layer's output goes through the model's final norm and output head. "
+        f" {_inside.RULE} The text is the argument, stdin, or both.",
         epilog=EPILOG,
     )(lens)
 
@@ -42,6 +42,7 @@ def lens(
     context: typer.Context,
     text: _inside.TextArg = None,
     model: opt.ModelOpt = None,
+    chat: _inside.ChatOpt = False,
     top_k: Annotated[
         int,
         typer.Option(
@@ -64,7 +65,7 @@ def lens(
 
     table = not json_out and terminal.current().stdout_rich
     with _inside.load(Invocation.from_context(context), path) as llm:
-        tokens = llm.completion_tokens(words)
+        tokens = _inside.prompt_tokens(llm, words, chat=chat)
         # The output head is most of the cost: a table computes only what it shows, the
         # likeliest token in the columns that fit.
         shown = view.table_positions(len(tokens)) if table else None

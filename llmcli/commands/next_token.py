@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmcli import terminal
+from llmcli.commands import _inside
 from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
 from llmcli.commands.prompt_input import combine, read_stdin
-from llmcli.engine.types import START_CTX, Message
+from llmcli.engine.types import START_CTX
 from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
@@ -21,13 +22,13 @@ if TYPE_CHECKING:
 EPILOG = """\
 Examples:
 
-  llmcli next "What is the capital of France?"
+  llmcli next "The cat sat on the" --top-k 5
 
-  llmcli next --raw "The cat sat on the" --top-k 5
+  llmcli next --steps 6 "Once upon a time"
 
-  llmcli next --raw --steps 6 "Once upon a time"
+  llmcli next --chat "What is the capital of France?"
 
-  llmcli next --json "Say yes or no." | jq '.steps[0].candidates[0]'
+  llmcli next --json --chat "Say yes or no." | jq '.steps[0].candidates[0]'
 
 Output: on a terminal, a bar chart per step; piped, tab-separated lines
 (step, rank, id, probability, token text with \\n, \\t, \\r and \\\\ escaped).
@@ -40,8 +41,7 @@ def register(app: typer.Typer) -> None:
     app.command(
         "next",
         help="Show the likeliest next tokens for a prompt, with their probabilities.\n\n"
-        "Like `run`, the prompt is wrapped in the model's chat template unless --raw; "
-        "it is the argument, stdin, or both.",
+        f"{_inside.RULE} The prompt is the argument, stdin, or both.",
         epilog=EPILOG,
     )(next_token)
 
@@ -65,9 +65,10 @@ def next_token(
             "--steps", min=1, max=1000, help="Follow the likeliest token for this many steps."
         ),
     ] = 1,
-    raw: Annotated[
-        bool, typer.Option("--raw", help="Plain text completion: no chat template.")
-    ] = False,
+    chat: _inside.ChatOpt = False,
+    # The default now; kept so that scripts written when the chat template was the
+    # default still run.
+    _raw: Annotated[bool, typer.Option("--raw", hidden=True)] = False,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with every step.")
     ] = False,
@@ -84,14 +85,7 @@ def next_token(
     from llmcli.engine import distribution
 
     with distribution.load_model(load, notify=console.notice) as llm:
-        if raw or not llm.has_chat_template:
-            if not raw:
-                console.notice("this model has no chat template; using the plain text")
-            tokens = llm.completion_tokens(f"{system}\n\n{text}" if system else text)
-        else:
-            messages = [Message(role="system", content=system)] if system else []
-            messages.append(Message(role="user", content=text))
-            tokens = llm.chat_tokens(messages)
+        tokens = _inside.prompt_tokens(llm, text, chat=chat, system=system)
         found = distribution.next_tokens(llm, tokens, k=top_k, steps=steps)
 
     from llmcli.ui import inspect_views as view

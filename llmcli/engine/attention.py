@@ -101,7 +101,9 @@ def check_choice(shape: Shape, layer: int | None, head: int | None) -> int:
     return layer
 
 
-class _AttentionSink:
+class AttentionSink:
+    """Keeps `layer`'s maps whole and reduces every layer to the overview's three numbers."""
+
     def __init__(self, n_tokens: int, layer: int, shape: Shape) -> None:
         import numpy as np
 
@@ -166,12 +168,19 @@ def attention(
     head of every layer."""
     shape = model_shape(model)
     chosen = check_choice(shape, layer, head)
-    sink = _AttentionSink(len(tokens), chosen, shape)
+    sink = AttentionSink(len(tokens), chosen, shape)
     capture.forward(model, tokens, sink, limit=limit)
+    return maps_from(model, tokens, sink, shape)
+
+
+def maps_from(
+    model: Model, tokens: Sequence[int], sink: AttentionSink, shape: Shape
+) -> AttentionMaps:
+    """The maps a forward pass left in `sink`."""
     return AttentionMaps(
         tokens=tuple(describe(model, tokens)),
         shape=shape,
-        layer=chosen,
+        layer=sink.layer,
         weights=sink.weights,
         overview=sink.overview(),
     )

@@ -77,8 +77,16 @@ def _last_logits(model: Model) -> npt.NDArray[np.float32]:
     return logits
 
 
-def next_tokens(model: Model, prompt: Sequence[int], *, k: int = 10, steps: int = 1) -> list[Step]:
+def next_tokens(
+    model: Model,
+    prompt: Sequence[int],
+    *,
+    k: int = 10,
+    steps: int = 1,
+    on_logits: Callable[[npt.NDArray[np.float32]], None] | None = None,
+) -> list[Step]:
     """The k likeliest next tokens after `prompt`, then after each greedy choice.
+    `on_logits` sees every step's whole row of logits (for views of the full distribution).
 
     Stops early after an end-of-generation token or when the context is full.
     """
@@ -93,6 +101,8 @@ def next_tokens(model: Model, prompt: Sequence[int], *, k: int = 10, steps: int 
     out: list[Step] = []
     for step in range(steps):
         logits = _last_logits(model)
+        if on_logits is not None:
+            on_logits(logits)
         probs = softmax(logits)
         ids = top_k(probs, k)
         tokens = describe(model, ids)
