@@ -105,7 +105,7 @@ def llama_server_binary() -> Path:
 
 
 def one_client(port: int, prompt: str, out: list[tuple[float, int, float]]) -> None:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=900)
     body = {
         "messages": [{"role": "user", "content": prompt}],
         "max_tokens": TOKENS,
