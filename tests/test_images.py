@@ -186,3 +186,36 @@ def test_serve_without_a_projector_refuses_image_parts(model_file: Path, media: 
         assert stop(server) == 0
     assert status == 400
     assert "no projector" in error["error"]["message"]
+
+
+def test_chat_attach_sends_the_image_and_the_chat_file_keeps_it(
+    model_file: Path, media: Path, tmp_path: Path
+) -> None:
+    saved = tmp_path / "chat.json"
+    image = media / "one.png"
+    chat = ("chat", "-m", str(model_file), "--mmproj", str(media / "mmproj-test.gguf"))
+    lines = f"/attach {image}\n{QUESTION}\nAnd its colours?\n/save {saved}\n"
+    proc = run_cli(*chat, *GREEDY, "--no-log", input=lines, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert f"attached {image.name}" in proc.stderr
+    messages = json.loads(saved.read_text())["messages"]
+    assert messages[0]["attachments"] == [str(image)]
+    assert messages[0]["content"].endswith(QUESTION)
+    assert "attachments" not in messages[2]
+    # A run with the image answers the first question as the chat did.
+    run = run_cli(
+        "run", "-m", str(model_file), "--mmproj", str(media / "mmproj-test.gguf"),
+        "-a", str(image), *GREEDY, QUESTION,
+    )  # fmt: skip
+    assert messages[1]["content"] == run.stdout.removesuffix("\n")
+    # The chat file brings the image back: a later turn reads it again.
+    more = run_cli(*chat, *GREEDY, "--no-log", "--load", str(saved), input="Thanks!\n", timeout=600)
+    assert more.returncode == 0, more.stderr
+    assert more.stdout.strip()
+
+
+def test_chat_attach_without_a_projector_says_so(model_file: Path, media: Path) -> None:
+    lines = f"/attach {media / 'one.png'}\nHi\n"
+    proc = run_cli("chat", "-m", str(model_file), *GREEDY, "--no-log", input=lines, timeout=600)
+    assert proc.returncode == 0
+    assert "no projector" in proc.stderr

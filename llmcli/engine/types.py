@@ -38,6 +38,8 @@ class Message(_Turn, total=False):
     # chat templates read them), and the call a "tool" message answers.
     tool_calls: list[dict[str, Any]]
     tool_call_id: str
+    # Files attached to a chat message (paths), one MEDIA_MARKER each in its content.
+    attachments: list[str]
 
 
 # Where an attachment goes in a prompt's text (llama.cpp's own media marker), and what
