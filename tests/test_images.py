@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from clihelpers import run_cli
+from hubserver import FakeFile, FakeRepo, HubServer
 from projector import IMAGE_TOKENS, write_png, write_projector
 from test_serve import THREADS, Server, start_server, stop
 
@@ -219,3 +220,26 @@ def test_chat_attach_without_a_projector_says_so(model_file: Path, media: Path) 
     proc = run_cli("chat", "-m", str(model_file), *GREEDY, "--no-log", input=lines, timeout=600)
     assert proc.returncode == 0
     assert "no projector" in proc.stderr
+
+
+def test_pull_brings_the_projector_and_run_finds_it(
+    hub: HubServer, model_file: Path, media: Path
+) -> None:
+    projector = (media / "mmproj-test.gguf").read_bytes()
+    files = {
+        "README.md": FakeFile(b"# vision\n", lfs=False),
+        "SmolLM2-135M-Instruct-Q4_K_M.gguf": FakeFile(model_file.read_bytes()),
+        "mmproj-SmolLM2-F16.gguf": FakeFile(projector),
+        "mmproj-SmolLM2-F32.gguf": FakeFile(projector + b"\0" * 64),
+        "other/mmproj-other-F16.gguf": FakeFile(b"GGUF not this one"),
+    }
+    hub.add(FakeRepo("test/vision-GGUF", files))
+    pulled = run_cli("pull", "test/vision-GGUF")
+    assert pulled.returncode == 0, pulled.stderr
+    got = [path for method, path in hub.requests if method == "GET" and "mmproj" in path]
+    assert [p.rsplit("/", 1)[-1] for p in got] == ["mmproj-SmolLM2-F16.gguf"]
+    shown = run_cli("show", "test/vision-GGUF")
+    assert "mmproj-SmolLM2-F16.gguf (vision)" in shown.stdout
+    proc = run_cli("run", "-m", "test/vision-GGUF", "-a", str(media / "one.png"), *GREEDY, "Hi")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip()
