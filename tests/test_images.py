@@ -240,6 +240,8 @@ def test_pull_brings_the_projector_and_run_finds_it(
     assert [p.rsplit("/", 1)[-1] for p in got] == ["mmproj-SmolLM2-F16.gguf"]
     shown = run_cli("show", "test/vision-GGUF")
     assert "mmproj-SmolLM2-F16.gguf (vision)" in shown.stdout
+    listed = json.loads(run_cli("list", "--json").stdout)
+    assert [m["inputs"] for m in listed if m["repo"] == "test/vision-GGUF"] == [["vision"]]
     proc = run_cli("run", "-m", "test/vision-GGUF", "-a", str(media / "one.png"), *GREEDY, "Hi")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip()
