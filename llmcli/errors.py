@@ -25,6 +25,8 @@ class ExitCode(IntEnum):
     ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
     WORKER_LOST = 11  # an RPC worker (--rpc) cannot be reached or was lost mid-answer
     DOES_NOT_FIT = 12  # `fit`: the model does not fit in the memory available now
+    MEDIA_UNSUPPORTED = 13  # an attachment the model cannot read: no projector for it
+    MEDIA_INVALID = 14  # an attachment that cannot be read or decoded
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -49,6 +51,10 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.WORKER_LOST: "an RPC worker (`--rpc`) cannot be reached or was lost mid-answer",
     ExitCode.DOES_NOT_FIT: "`fit`: the model at this context does not fit in the memory "
     "available now (the plan is still printed)",
+    ExitCode.MEDIA_UNSUPPORTED: "an image or audio file was attached, but the model has no "
+    "projector for it (`--mmproj`)",
+    ExitCode.MEDIA_INVALID: "an attached file cannot be read, or is not an image or audio "
+    "file the projector can decode",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -120,6 +126,14 @@ class WorkerLostError(LlmcliError):
 
 class DoesNotFitError(LlmcliError):
     exit_code = ExitCode.DOES_NOT_FIT
+
+
+class MediaUnsupportedError(LlmcliError):
+    exit_code = ExitCode.MEDIA_UNSUPPORTED
+
+
+class MediaInvalidError(LlmcliError):
+    exit_code = ExitCode.MEDIA_INVALID
 
 
 class BatchItemsFailedError(LlmcliError):

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from llmcli.engine.reasoning import Thinking
-from llmcli.engine.types import GenerationResult, Message
+from llmcli.engine.types import MEDIA_MARKER, GenerationResult, Message
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -44,24 +44,38 @@ class PromptBuilder:
         return self.prompt(text, system)[0]
 
     def prompt(
-        self, text: str | None, system: str | None, history: Sequence[Message] = ()
+        self,
+        text: str | None,
+        system: str | None,
+        history: Sequence[Message] = (),
+        *,
+        media: int = 0,
     ) -> tuple[list[int], int]:
         """The prompt's tokens, and how many of them are the chat template's preamble
         (system prompt included), which prompts that differ only in `text` share; 0 for
         a plain completion, whose text is tokenized as one. `history`: earlier turns of
-        the conversation, before `text`."""
+        the conversation, before `text`. `media`: attachments, each a MEDIA_SLOT before
+        the text, as a chat request's image parts before its text part give (the
+        projector adds what its model wants around each)."""
         if self.template is not None:
             own_system, text = self.template.render(text, self.variables)
             system = system if system is not None else own_system
         text = text or ""
         system = "\n\n".join(s for s in (system, self.instruction) if s) or None
+        if media:
+            text = MEDIA_MARKER * media + text
         if self.completion:
             prompt = f"{system}\n\n{text}" if system else text
+            if media:
+                tokenizer = self.llm.tokenizer
+                return tokenizer.media_tokens(prompt, add_bos=True, special=self.special), 0
             return self.llm.completion_tokens(prompt, special=self.special), 0
         messages = [Message(role="system", content=system)] if system else []
         messages += history
         messages.append(Message(role="user", content=text))
-        return self.llm.chat_prompt(messages, special=self.special, thinking=self.thinking)
+        return self.llm.chat_prompt(
+            messages, special=self.special, thinking=self.thinking, media=bool(media)
+        )
 
 
 def thinking_budget_note(result: GenerationResult, max_tokens: int | None) -> str | None:

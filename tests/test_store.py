@@ -80,9 +80,13 @@ def test_pull_picks_q4_k_m_and_verifies_it(hub: HubServer) -> None:
     expected = hub.repos["test/tiny-GGUF"].files["tiny-Q4_K_M.gguf"].sha256
     assert sha256(pulled.path) == expected
     assert pulled.path.is_relative_to(cache_dir())
-    # Only the chosen file was fetched: not the other quants, not the projector.
+    # Only the chosen file was fetched, not the other quants; and the projector beside
+    # it, so that the model can read images.
     fetched = [p for m, p in hub.requests if m == "GET" and "/resolve/" in p]
-    assert fetched == ["/test/tiny-GGUF/resolve/main/tiny-Q4_K_M.gguf"]
+    assert fetched == [
+        "/test/tiny-GGUF/resolve/main/tiny-Q4_K_M.gguf",
+        "/test/tiny-GGUF/resolve/main/mmproj-tiny-F16.gguf",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -163,7 +167,10 @@ def test_progress_sees_every_byte(hub: HubServer) -> None:
     recorder = Recorder()
     resolver.ensure_model("test/tiny-GGUF:Q8_0", progress=recorder)
     assert recorder.notices == ["pulling test/tiny-GGUF:Q8_0..."]
-    assert recorder.files == {"tiny-Q8_0.gguf": [8192, 8192, 1]}
+    assert recorder.files == {
+        "tiny-Q8_0.gguf": [8192, 8192, 1],
+        "mmproj-tiny-F16.gguf": [4096, 4096, 1],
+    }
 
 
 def test_dropped_connection_is_resumed_and_verified(hub: HubServer) -> None:
@@ -332,14 +339,15 @@ def test_remove_one_quant_keeps_the_others(hub: HubServer) -> None:
     assert [m.name for m in store.list_models()] == ["test/tiny-GGUF:Q4_K_M", "test/tiny-GGUF:Q8_0"]
     assert plan.execute() == 8192
     assert [m.name for m in store.list_models()] == ["test/tiny-GGUF:Q4_K_M"]
-    assert len(blobs("test/tiny-GGUF")) == 1
+    # The Q4_K_M model and the projector pulled with it.
+    assert len(blobs("test/tiny-GGUF")) == 2
 
 
 def test_remove_a_whole_repo(hub: HubServer) -> None:
     store.pull(ref("test/tiny-GGUF"))
     store.pull(ref("test/tiny-GGUF:Q8_0"))
     plan = store.plan_removal(["test/tiny-GGUF"])
-    assert plan.freed_bytes == 4096 + 8192
+    assert plan.freed_bytes == 4096 + 8192 + 4096  # the projector goes with the repo
     plan.execute()
     assert store.list_models() == []
     assert not (cache_dir() / "models--test--tiny-GGUF").exists()
@@ -393,7 +401,7 @@ def test_remove_takes_the_repos_leftovers_along(hub: HubServer) -> None:
     partial = leftover("test/tiny-GGUF", "a" * 64, age_s=3600, size=5000)
     plan = store.plan_removal(["test/tiny-GGUF"])
     assert [p.path for p in plan.leftovers] == [partial]
-    assert plan.freed_bytes == 4096 + 5000
+    assert plan.freed_bytes == 4096 + 4096 + 5000  # the model, its projector, the partial
     plan.execute()
     assert not partial.exists() and store.list_models() == []
 

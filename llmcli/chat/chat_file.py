@@ -71,6 +71,11 @@ def from_json(data: object, source: str = "the file") -> Conversation:
             system = item["content"]
         elif role in ("user", "assistant"):
             turns.append(Message(role=role, content=item["content"]))
+            attached = item.get("attachments")
+            if attached is not None:
+                if not isinstance(attached, list) or not all(isinstance(a, str) for a in attached):
+                    raise fail(f'message {i + 1}: "attachments" must be a list of file paths')
+                turns[-1]["attachments"] = attached
         else:
             raise fail(f"message {i + 1} has an unexpected role {role!r}")
     return Conversation(model=model or None, system=system, turns=turns, sampling=sampling)

@@ -28,7 +28,7 @@ from llmcli.chat.settings import (
 from llmcli.chat.suggest import did_you_mean
 from llmcli.engine.reasoning import EFFORT_LEVELS, Thinking
 
-Action = Literal["exit", "retry", "model", "save", "load", "show", "stats"]
+Action = Literal["exit", "retry", "model", "save", "load", "show", "stats", "attach"]
 
 
 @dataclass(frozen=True)
@@ -156,6 +156,12 @@ COMMANDS: tuple[Command, ...] = (
         "/model REF",
         "switch to another model, keeping the conversation",
         _asks("model", needs_argument=True),
+    ),
+    Command(
+        "attach",
+        "/attach FILE",
+        "send an image (or audio) with the next message; needs a projector (--mmproj)",
+        _asks("attach", needs_argument=True),
     ),
     Command("save", "/save [FILE]", "save the conversation as JSON", _asks("save")),
     Command(

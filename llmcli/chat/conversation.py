@@ -29,10 +29,13 @@ class Conversation:
 
     def messages(self) -> list[Message]:
         head = [Message(role="system", content=self.system)] if self.system else []
-        return head + [Message(role=m["role"], content=m["content"]) for m in self.turns]
+        return head + [_plain(m) for m in self.turns]
 
-    def ask(self, text: str) -> None:
-        self.turns.append(Message(role="user", content=text))
+    def ask(self, text: str, attachments: list[str] | None = None) -> None:
+        message = Message(role="user", content=text)
+        if attachments:
+            message["attachments"] = attachments
+        self.turns.append(message)
         self.dirty = True
 
     def answer(self, text: str) -> None:
@@ -67,3 +70,12 @@ class Conversation:
     def set_sampling(self, sampling: Sampling) -> None:
         self.sampling = sampling
         self.dirty = True
+
+
+def _plain(message: Message) -> Message:
+    """A turn as the template and the chat file see it: its role, its text and its
+    attachments."""
+    out = Message(role=message["role"], content=message["content"])
+    if message.get("attachments"):
+        out["attachments"] = list(message["attachments"])
+    return out

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from llmcli.chat import chat_file, show
+from llmcli.chat.attach import ChatMedia
 from llmcli.chat.commands import Action, Outcome, dispatch
 from llmcli.chat.conversation import Conversation
 from llmcli.chat.ctrl_c import StopOnCtrlC
@@ -20,6 +21,7 @@ from llmcli.chat.trimming import MessageTooLong, fit_context
 from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError
+from llmcli.projector_files import projector_beside
 from llmcli.prompting import thinking_budget_note
 from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
@@ -48,8 +50,10 @@ class ChatSession:
         show_thinking: bool = False,
         wrap: Callable[[str], str] | None = None,
         answer_log: AnswerLog | None = None,
+        projector: Path | None = None,
     ) -> None:
         self.conv = conv
+        self.media = ChatMedia(projector)
         self.answer_log = answer_log
         conv.model_thinks = llm.reasoning is not None
         self.show_thinking = show_thinking
@@ -65,6 +69,7 @@ class ChatSession:
         self.last: GenerationResult | None = None
 
     def close(self) -> None:
+        self.media.release()
         self.llm.close()
         failure = self.answer_log.close() if self.answer_log is not None else None
         if failure:
@@ -82,7 +87,7 @@ class ChatSession:
         try:
             outcome = dispatch(self.conv, text)
             if outcome is None:
-                self.conv.ask(self.wrap(text) if self.wrap else text)
+                self.conv.ask(*self.media.take(self.wrap(text) if self.wrap else text))
                 self.reply()
             elif not self._command(outcome):
                 return False
@@ -118,7 +123,18 @@ class ChatSession:
                 "(the system prompt is kept)"
             )
         started = time.perf_counter()
-        generation = llm.generate(fit.tokens, self.conv.sampling, self.decoding)
+        try:
+            result = self._answer(fit.tokens)
+        finally:
+            self.media.release()
+        self.last = result
+        if self._keep(result):
+            self._log(result, started)
+        return result
+
+    def _answer(self, tokens: list[int]) -> GenerationResult:
+        media = self.media.prompt  # that of the prompt rendered last: this one
+        generation = self.llm.generate(tokens, self.conv.sampling, self.decoding, media=media)
         result = generation.result
         # Piped input: Ctrl-C ends the program, as it would any other pipeline.
         stopper = StopOnCtrlC() if self.interactive else None
@@ -129,9 +145,6 @@ class ChatSession:
             if stopper is None:
                 raise
             result.finish_reason = "interrupted"
-        self.last = result
-        if self._keep(result):
-            self._log(result, started)
         return result
 
     def _log(self, result: GenerationResult, started: float) -> None:
@@ -153,7 +166,7 @@ class ChatSession:
         )
 
     def _render(self, messages: Sequence[Message]) -> list[int]:
-        return self.llm.chat_tokens(messages, thinking=self.conv.thinking)
+        return self.media.render(self.llm, messages, self.conv.thinking)
 
     def _stream(self, generation: Generation, stopper: StopOnCtrlC | None) -> None:
         result = generation.result
@@ -235,6 +248,7 @@ class ChatSession:
             "save": self.save,
             "load": lambda argument: self.load_file(Path(argument).expanduser()),
             "model": self.switch_model,
+            "attach": lambda argument: console.info(self.media.attach(argument)),
         }
 
     def retry(self) -> None:
@@ -299,6 +313,7 @@ class ChatSession:
                 return
             raise
         self.load = new_load
+        self.media.projector = projector_beside(path)
         self.conv.model = model_label(ref, path)
         self.conv.model_thinks = self.llm.reasoning is not None
         self.conv.dirty = True

@@ -125,6 +125,25 @@ TensorSplitOpt = Annotated[
         show_default=False,
     ),
 ]
+AttachOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--attach",
+        "-a",
+        help="Attach an image (PNG, JPEG, WebP) or, where the projector takes audio, a WAV "
+        "or MP3 file (repeatable). Needs a model with a projector (see --mmproj).",
+        show_default=False,
+    ),
+]
+MmprojOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--mmproj",
+        help="The projector (mmproj GGUF) that lets the model read attachments. Default: "
+        "an mmproj-*.gguf file in the model file's folder.",
+        show_default=False,
+    ),
+]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", help="Show llama.cpp's own log on stderr.")]
 PlainOpt = Annotated[
     bool, typer.Option("--plain", help="Print raw text, not rendered Markdown, on a terminal.")

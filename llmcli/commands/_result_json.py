@@ -15,6 +15,8 @@ def result_json(result: GenerationResult) -> dict[str, Any]:
         "finish_reason": result.finish_reason,
         "seed": result.seed,
         "usage": result.usage(),
+        # Prompt positions of attached images' (or audio's) embeddings, within prompt_tokens.
+        "image_tokens": result.image_tokens,
         "timings": result.timings(),
         "prompt_cache": {
             "reused_tokens": result.prompt_cache_tokens,

@@ -117,6 +117,7 @@ def chat(
         ),
     ] = None,
     log: opt.LogOpt = True,
+    mmproj: opt.MmprojOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     from_log = continue_ or cid is not None
@@ -145,6 +146,9 @@ def chat(
     ref = model if model is not None else conv.model
     path = model_file(ref)
     conv.model = model_label(ref, path)
+    from llmcli.projector_files import projector_for
+
+    projector = projector_for(path, mmproj)
 
     term = terminal.current()
     load_options = invocation.load_options(path, start_ctx=START_CTX)
@@ -162,6 +166,7 @@ def chat(
         show_thinking=show_thinking,
         wrap=(lambda text: ptemplate.render(text, variables)[1]) if ptemplate else None,
         answer_log=_answer_log(invocation, log, ref, path, earlier),
+        projector=projector,
     )
     if earlier is not None:
         console.notice(

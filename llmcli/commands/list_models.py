@@ -85,7 +85,9 @@ def _print_table(found: list[store.CachedModel]) -> None:
             format_bytes(m.size),
             format_age(m.modified),
             m.repo_id,
-            m.files[0] + (f" (+{len(m.files) - 1} parts)" if len(m.files) > 1 else ""),
+            m.files[0]
+            + (f" (+{len(m.files) - 1} parts)" if len(m.files) > 1 else "")
+            + "".join(f" +{kind}" for kind in _inputs(m)),
         ]
         for m in found
     ]
@@ -118,4 +120,13 @@ def _as_json(model: store.CachedModel) -> dict[str, Any]:
         "size": model.size,
         "modified": dt.datetime.fromtimestamp(model.modified, dt.timezone.utc).isoformat(),
         "path": str(model.path),
+        # What its projector, pulled beside it, lets it read ("vision", "audio").
+        "inputs": _inputs(model),
     }
+
+
+def _inputs(model: store.CachedModel) -> list[str]:
+    from llmcli.projector_files import projector_beside, projector_inputs
+
+    projector = projector_beside(model.path)
+    return projector_inputs(projector) if projector is not None else []

@@ -13,6 +13,7 @@ from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
 from llmcli.commands._defaults import loaded_template
 from llmcli.commands._invocation import Invocation
+from llmcli.commands.attachments import media_prompt, needed_projector, read_attachments
 from llmcli.commands.prompt_input import combine, read_stdin
 from llmcli.commands.structured import output_format, schema_format
 from llmcli.engine.types import START_CTX, Decoding, GenerationResult
@@ -48,6 +49,8 @@ Examples:
   cat notes.md | llmcli run -t translate --var lang=French
 
   llmcli run --show-prompt -s "Be brief." "Hi"
+
+  llmcli run -m ./SmolVLM-256M-Instruct-Q8_0.gguf -a photo.jpg "What is in this picture?"
 """
 
 
@@ -182,6 +185,8 @@ def run(
     json_out: Annotated[
         bool, typer.Option("--json", help="Print one JSON object with text, usage and timings.")
     ] = False,
+    attach: opt.AttachOpt = None,
+    mmproj: opt.MmprojOpt = None,
     log: opt.LogOpt = True,
     continue_: Annotated[
         bool,
@@ -207,6 +212,9 @@ def run(
     term = terminal.current()
     if probs and batch is not None:
         raise UsageError("--probs works on one prompt, not with --batch")
+    if attach and (batch is not None or show_prompt):
+        raise UsageError("--attach works on one answered prompt: not with --batch or --show-prompt")
+    attachments = read_attachments(attach or [])
     earlier = None
     if continue_ or cid is not None:
         if batch is not None or raw:
@@ -231,6 +239,7 @@ def run(
     if model is None and ptemplate is not None:
         model = ptemplate.model
     path = model_file(model)
+    projector = needed_projector(path, mmproj, attached=bool(attachments), name=model or path.name)
     if fmt is not None and not show_prompt:
         from llmcli.engine.grammar import check_grammar
 
@@ -303,7 +312,13 @@ def run(
                 return
             if earlier is not None and builder.completion:
                 raise UsageError("this model has no chat template: it cannot continue a chat")
-            tokens, preamble = builder.prompt(text, system, earlier.messages if earlier else ())
+            tokens, preamble = builder.prompt(
+                text, system, earlier.messages if earlier else (), media=len(attachments)
+            )
+            media = None
+            if projector is not None:
+                media = media_prompt(llm, tokens, attachments, projector)
+                tokens = media.tokens
             started = time.perf_counter()
 
             def remember(result: GenerationResult) -> None:
@@ -332,8 +347,11 @@ def run(
                     top_logprobs=top_logprobs,
                     stats=stats,
                     remember=remember,
+                    media=media,
                 )
             finally:
+                if media is not None:
+                    media.close()
                 _close(answer_log)
 
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.sequence import Part
     from llmcli.engine.split import SplitReport
+    from llmcli.engine.vision import MediaPrompt
 
 
 def answer_one(
@@ -39,10 +40,14 @@ def answer_one(
     top_logprobs: int,
     stats: bool,
     remember: Callable[[GenerationResult], None] | None = None,
+    media: MediaPrompt | None = None,
 ) -> None:
     """Answers the prompt, then reports it (--json, --stats), hands it to `remember`
-    (the answer log), and checks its format."""
-    generation = llm.generate(tokens, sampling, decoding, logprobs=top_logprobs if probs else None)
+    (the answer log), and checks its format. `media`: the prompt's attachments, whose
+    `tokens` are `tokens`."""
+    generation = llm.generate(
+        tokens, sampling, decoding, logprobs=top_logprobs if probs else None, media=media
+    )
     result = generation.result
     try:
         _answer(
@@ -196,9 +201,10 @@ def stats_line(result: GenerationResult) -> str:
         else ""
     )
     thought = f" ({result.reasoning_tokens} thinking)" if result.reasoning_tokens else ""
+    images = f" ({result.image_tokens} of attachments)" if result.image_tokens else ""
     return (
         f"load {result.load_s:.2f} s · first token {result.ttft_s:.3f} s · "
-        f"prompt {result.prompt_tokens} tokens{reuse} at {result.prompt_tps:.1f} tok/s · "
+        f"prompt {result.prompt_tokens} tokens{images}{reuse} at {result.prompt_tps:.1f} tok/s · "
         f"answer {result.completion_tokens} tokens{thought} at {result.generation_tps:.1f} tok/s"
         f"{lookup} · {result.finish_reason}"
     )

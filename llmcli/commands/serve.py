@@ -14,6 +14,7 @@ from llmcli.commands import _options as opt
 from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
+from llmcli.projector_files import projector_for
 from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
@@ -125,6 +126,7 @@ def serve(
             "server's clients are other people.",
         ),
     ] = False,
+    mmproj: opt.MmprojOpt = None,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     settings = config.load()
@@ -141,6 +143,7 @@ def serve(
 
     check_port(host, port)
     path = model_file(model)
+    projector = projector_for(path, mmproj)
     ref = served = model or default_ref()
     if Path(served).expanduser().is_file():
         served = Path(served).name  # requests name it by file name, not by full path
@@ -154,6 +157,10 @@ def serve(
     llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
     if llm.split is not None:
         console.notice(llm.split.line())
+    if projector is not None:
+        # Chat messages may then hold images (data URLs) or audio, per the projector.
+        kinds = llm.use_projector(projector).kinds
+        console.notice(f"projector {projector.name}: {kinds}")
     scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
     state = ServerState(
         model=llm,

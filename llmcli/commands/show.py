@@ -8,6 +8,7 @@ import typer
 
 from llmcli.commands._options import ModelArg
 from llmcli.errors import LlmcliError
+from llmcli.projector_files import projector_beside, projector_inputs
 from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
@@ -44,12 +45,20 @@ def show(
     from llmcli.gguf_file.info import model_card
     from llmcli.ui.model_card import render_card, render_template
 
-    card = model_card(model_file(ref))
+    path = model_file(ref)
+    card = model_card(path)
+    # A projector beside the model lets it read images or audio (run -a, serve).
+    projector = projector_beside(path)
+    inputs = projector_inputs(projector) if projector is not None else []
     if template:
         if not card.has_chat_template:
             raise LlmcliError(f"{card.name or card.path} has no chat template")
         render_template(card)
     elif json_out:
-        console.emit_json(card.as_dict())
+        found = {"path": str(projector), "inputs": inputs} if projector is not None else None
+        console.emit_json({**card.as_dict(), "projector": found})
     else:
-        render_card(card)
+        extra = []
+        if projector is not None:
+            extra.append(("projector", f"{projector.name} ({', '.join(inputs) or 'unreadable'})"))
+        render_card(card, extra)

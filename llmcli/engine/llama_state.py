@@ -125,6 +125,15 @@ class KvState:
         self.rewind(reuse)
         self.evaluate(prompt[reuse:])
 
+    def record_outside(self, token: int, count: int) -> None:
+        """Record `count` positions that were evaluated outside the Llama (an image's
+        embeddings, by mtmd) as holding `token`; the latest logits are not theirs."""
+        llama = self._llama
+        n_past = llama.n_tokens
+        llama.input_ids[n_past : n_past + count] = token
+        llama.n_tokens = n_past + count
+        llama._requires_eval = True
+
     # -- a batch evaluated outside the record (drafts) ---------------------------------
 
     def stage(self, tokens: Sequence[int]) -> None:

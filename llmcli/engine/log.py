@@ -52,3 +52,13 @@ def quiet_engine_log(verbose: bool) -> None:
     global _verbose
     _verbose = verbose
     llama_cpp.llama_log_set(_forward, ctypes.c_void_p(0))
+
+
+def quiet_media_log(verbose: bool) -> None:
+    """The same filter for llama.cpp's mtmd library (projectors), which logs on its own:
+    every image it encodes otherwise prints several lines."""
+    from llama_cpp import mtmd_cpp
+
+    quiet_engine_log(verbose)
+    mtmd_cpp.mtmd_log_set(_forward, ctypes.c_void_p(0))
+    mtmd_cpp.mtmd_helper_log_set(_forward, ctypes.c_void_p(0))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
@@ -40,6 +40,9 @@ from llmcli.gguf_file.header import check_gguf_file
 from llmcli.tuning.identity import model_key
 from llmcli.tuning.setups import EngineSetup
 from llmcli.tuning.threads import choose_threads
+
+if TYPE_CHECKING:
+    from llmcli.engine.vision import Attachment, MediaPrompt, Projector
 
 
 class Model:
@@ -90,11 +93,15 @@ class Model:
         self._preamble_held: list[int] = []
         # Started with a smaller KV cache (LoadOptions.start_ctx): n_ctx is still to come.
         self._growing = int(self.llama.n_ctx()) < options.n_ctx
+        # Loaded by use_projector: what turns attachments into embeddings.
+        self.projector: Projector | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def close(self) -> None:
         self.finish_saving()
+        if self.projector is not None:
+            self.projector.close()  # it refers to the model's weights
         self.kv.close()
         self.llama.close()
 
@@ -172,9 +179,10 @@ class Model:
         *,
         special: bool = False,
         thinking: Thinking | None = None,
+        media: bool = False,
     ) -> tuple[list[int], int]:
         """The chat prompt's tokens and the length of its preamble (see Tokenizer)."""
-        return self.tokenizer.chat_prompt(messages, special=special, thinking=thinking)
+        return self.tokenizer.chat_prompt(messages, special=special, thinking=thinking, media=media)
 
     def completion_tokens(self, text: str, *, special: bool = False) -> list[int]:
         return self.tokenize(text, add_bos=True, special=special)
@@ -184,6 +192,31 @@ class Model:
 
     def splitter(self, prompt_tokens: Sequence[int]) -> Splitter | None:
         return self.tokenizer.splitter(prompt_tokens)
+
+    # -- attachments (see engine.vision) -----------------------------------------------
+
+    def use_projector(self, path: Path) -> Projector:
+        """Load the projector (mmproj) file that lets this model read attachments."""
+        from llmcli.engine.vision import Projector
+
+        if self.projector is None:
+            self.projector = Projector(
+                self.llama,
+                path,
+                threads=self.threads,
+                gpu=self.gpu_layers != 0,
+                verbose=self.options.verbose,
+            )
+        return self.projector
+
+    def media_prompt(
+        self, prompt_tokens: Sequence[int], attachments: Sequence[Attachment]
+    ) -> MediaPrompt:
+        """The prompt with each MEDIA_SLOT replaced by its attachment's chunks (see
+        engine.vision); pass it to `generate` as `media`, with its `tokens`."""
+        if self.projector is None:
+            raise LlmcliError("no projector is loaded for this model")
+        return self.projector.prompt(prompt_tokens, attachments)
 
     # -- generation --------------------------------------------------------------------
 
@@ -219,6 +252,7 @@ class Model:
         decoding: Decoding | None = None,
         *,
         logprobs: int | None = None,
+        media: MediaPrompt | None = None,
     ) -> Generation:
         """The answer to a prompt, generated as the returned Generation is iterated (a
         reasoning model's thinking comes apart from the answer).
@@ -228,12 +262,19 @@ class Model:
         is loaded from and saved to.
         `logprobs` (a number of alternatives) records each token's log-probability in
         `result.logprobs`; sampling is unchanged.
+        `media`: the prompt's attachments (`prompt_tokens` is its `tokens`); the prompt
+        caches and lookup decoding are then left out.
         """
         if sampling.grammar_trigger is not None:
             raise ValueError("a lazy grammar (grammar_trigger) needs the Scheduler")
         self.check_fits(prompt_tokens)
         result = GenerationResult()
-        parts = self._parts(prompt_tokens, sampling, result, decoding or Decoding(), logprobs)
+        if media is not None:
+            result.image_tokens = media.media_tokens
+            decoding = Decoding(lookup=False)
+        parts = self._parts(
+            prompt_tokens, sampling, result, decoding or Decoding(), logprobs, media
+        )
         return Generation(parts, result)
 
     def _parts(
@@ -243,6 +284,7 @@ class Model:
         result: GenerationResult,
         decoding: Decoding,
         logprobs: int | None,
+        media: MediaPrompt | None,
     ) -> Generator[Part, None, None]:
         self.make_room(len(prompt_tokens) + _ROOM_AHEAD)
         sequence = SequenceDecoder(
@@ -258,7 +300,11 @@ class Model:
         result.prompt_tokens = len(prompt_tokens)
         llama_cpp.llama_perf_context_reset(self.llama.ctx)
         start = time.perf_counter()
-        self._prepare(prompt_tokens, result, decoding)
+        if media is None:
+            self._prepare(prompt_tokens, result, decoding)
+        else:
+            self._preamble_held = []  # the cache now holds the attachments' positions
+            result.prompt_tokens_evaluated = media.evaluate(self.kv, self.llama)
 
         first = last = start
         # Lookup checks several tokens per step and keeps no logits for the ones it

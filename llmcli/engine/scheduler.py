@@ -21,6 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import llama_cpp
 import numpy as np
@@ -32,8 +33,11 @@ from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.logprobs import TokenLogprob
 from llmcli.engine.model import Model
 from llmcli.engine.sequence import Part, SequenceDecoder
-from llmcli.engine.types import FinishReason, Sampling
+from llmcli.engine.types import MEDIA_SLOT, FinishReason, Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
+
+if TYPE_CHECKING:
+    from llmcli.engine.vision import MediaPrompt
 
 
 class QueueFullError(LlmcliError):
@@ -75,6 +79,12 @@ class Job:
     cancelled: bool = False
     submitted_at: float = field(default_factory=time.perf_counter)
     first_token_at: float | None = None
+    # The prompt's attachments (`prompt` is its `tokens`), freed once the job is over.
+    media: MediaPrompt | None = None
+
+    def drop_media(self) -> None:
+        if self.media is not None:
+            self.media.close()
 
 
 @dataclass
@@ -160,6 +170,7 @@ class Scheduler:
             job.cancelled = True
             if job in self._waiting:
                 self._waiting.remove(job)
+                job.drop_media()
             self._lock.notify()
 
     def stop_accepting(self) -> None:
@@ -185,6 +196,7 @@ class Scheduler:
             self._running = False
             for job in self._waiting:
                 job.cancelled = True
+                job.drop_media()
             self._lock.notify()
         self._thread.join()
         for slot in self._slots:
@@ -203,6 +215,7 @@ class Scheduler:
                 if not self._running or self._interrupt:
                     for job in self._waiting:
                         self._emit(job, Chunk(finish_reason="interrupted"))
+                        job.drop_media()
                     self._waiting.clear()
                     for slot in self._slots:
                         if slot.job is not None:
@@ -230,13 +243,17 @@ class Scheduler:
                 return
             job = self._waiting.popleft()
             if job.cancelled:
+                job.drop_media()
                 continue
             slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.seq))
             self._start(slot, job)
 
     def _start(self, slot: _Slot, job: Job) -> None:
-        # The last prompt token is always evaluated again: its logits are needed.
+        # The last prompt token is always evaluated again: its logits are needed. An
+        # attachment's positions hold MEDIA_SLOT whatever the image: none is kept.
         keep = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        if job.media is not None:
+            keep = min(keep, job.media.first_media)
         self._ctx.kv_cache_seq_rm(slot.seq, keep, -1)
         slot.cached = slot.cached[:keep]
         slot.job = job
@@ -275,6 +292,10 @@ class Scheduler:
             if slot.job is None or not slot.pending or n >= self._n_batch:
                 continue
             take = slot.pending[: self._n_batch - n]
+            if slot.job.media is not None:
+                take = self._media_first(slot, take)
+                if not take:
+                    continue
             for i, token in enumerate(take):
                 last = i == len(take) - 1 and len(take) == len(slot.pending)
                 n = _add(batch, n, token, len(slot.cached), slot.seq, last)
@@ -290,6 +311,21 @@ class Scheduler:
             for slot in self._slots:
                 if slot.logits_row >= 0 and slot.job is not None:
                     self._next_token(slot)
+
+    def _media_first(self, slot: _Slot, take: list[int]) -> list[int]:
+        """Evaluate the attachment the slot's prompt goes on with, if any (mtmd decodes
+        its embeddings in a batch of their own); the text to take up to the next one."""
+        media = slot.job.media if slot.job is not None else None
+        assert media is not None
+        positions = media.media_at(len(slot.cached))
+        if positions:
+            media.evaluate_media(self._ctx.ctx, len(slot.cached), slot.seq, self._n_batch)
+            slot.cached += [MEDIA_SLOT] * positions
+            del slot.pending[:positions]
+            take = slot.pending[: len(take)]
+        if MEDIA_SLOT in take:
+            take = take[: take.index(MEDIA_SLOT)]
+        return take
 
     def _next_token(self, slot: _Slot) -> None:
         job, answer = slot.job, slot.answer
@@ -326,6 +362,8 @@ class Scheduler:
 
     def _release(self, slot: _Slot) -> None:
         """Free the job's sequence; what it cached is kept for reuse."""
+        if slot.job is not None:
+            slot.job.drop_media()
         slot.job = None
         slot.pending = []
         # The cache holds only tokens that were evaluated: a half-read prompt's tail

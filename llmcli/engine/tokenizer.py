@@ -14,7 +14,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llmcli.engine import reasoning
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.reasoning import ReasoningFormat, Splitter, Thinking
-from llmcli.engine.types import LoadOptions, Message
+from llmcli.engine.types import MEDIA_MARKER, MEDIA_SLOT, LoadOptions, Message
 from llmcli.errors import ChatTemplateError, LlmcliError
 
 
@@ -132,10 +132,12 @@ class Tokenizer:
         special: bool = False,
         thinking: Thinking | None = None,
         tools: Sequence[dict[str, Any]] | None = None,
+        media: bool = False,
     ) -> tuple[list[int], int]:
         """`chat_tokens`, and how many of them come before the last message's content:
         the template's preamble, system prompt included, which every prompt that differs
-        only in that message shares (0 when the template gives no such boundary)."""
+        only in that message shares (0 when the template gives no such boundary).
+        With `media`, each MEDIA_MARKER in the messages' content becomes a MEDIA_SLOT."""
         if self._formatter is None:
             if self._template_error is not None:
                 raise self._template_failed(self._template_error)
@@ -160,7 +162,17 @@ class Tokenizer:
                 parts = segments(render, merge_system(messages), untrusted)
         except Exception as exc:  # any failure inside a template: Jinja, types, raise_exception
             raise self._template_failed(f"{type(exc).__name__}: {exc}") from exc
-        return self._tokenize_segments(parts, special=special)
+        return self._tokenize_segments(parts, special=special, media=media)
+
+    def media_tokens(self, text: str, *, add_bos: bool, special: bool) -> list[int]:
+        """`text` tokenized with a MEDIA_SLOT for each MEDIA_MARKER in it: the text on
+        either side of a marker is tokenized alone, as llama.cpp's mtmd does."""
+        pieces = text.split(MEDIA_MARKER)
+        tokens = self.tokenize(pieces[0], add_bos=add_bos, special=special)
+        for piece in pieces[1:]:
+            tokens.append(MEDIA_SLOT)
+            tokens += self.tokenize(piece, add_bos=False, special=special)
+        return tokens
 
     def _forging(self, texts: Sequence[str]) -> list[str]:
         """Those of `texts` that would read as control tokens in the template's text."""
@@ -172,7 +184,7 @@ class Tokenizer:
         ]
 
     def _tokenize_segments(
-        self, parts: Sequence[Segment], *, special: bool
+        self, parts: Sequence[Segment], *, special: bool, media: bool = False
     ) -> tuple[list[int], int]:
         """As llama.cpp does: a template that writes the BOS text itself does not get a
         second one; BOS is added only where the vocabulary says the model wants it.
@@ -191,7 +203,10 @@ class Tokenizer:
         for i, part in enumerate(parts):
             if i == last_content:
                 preamble = len(tokens)
-            tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
+            if media and not part.special:
+                tokens += self.media_tokens(part.text, add_bos=False, special=special)
+            else:
+                tokens += self.tokenize(part.text, add_bos=False, special=part.special or special)
         return tokens, preamble
 
     # -- thinking ----------------------------------------------------------------------

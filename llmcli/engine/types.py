@@ -38,7 +38,15 @@ class Message(_Turn, total=False):
     # chat templates read them), and the call a "tool" message answers.
     tool_calls: list[dict[str, Any]]
     tool_call_id: str
+    # Files attached to a chat message (paths), one MEDIA_MARKER each in its content.
+    attachments: list[str]
 
+
+# Where an attachment goes in a prompt's text (llama.cpp's own media marker), and what
+# stands for it among the prompt's tokens until the projector expands it; the positions of
+# an image's embeddings hold it too, since no token of any vocabulary is negative.
+MEDIA_MARKER = "<__media__>"
+MEDIA_SLOT = -1
 
 # KV cache positions allocated first where a context may grow (LoadOptions.start_ctx):
 # most prompts and answers fit, and allocating 4,096 takes several times as long.
@@ -141,6 +149,8 @@ class GenerationResult:
     # Prompt-lookup decoding: tokens guessed from earlier text, and how many the model kept.
     draft_tokens: int = 0
     accepted_tokens: int = 0
+    # Prompt positions taken by the embeddings of attached images (counted in prompt_tokens).
+    image_tokens: int = 0
     # Filled only when asked for (Model.generate's `logprobs`): one entry per answer token.
     logprobs: list[TokenLogprob] = field(default_factory=list)
 

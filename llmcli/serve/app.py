@@ -9,7 +9,7 @@ they raise is answered at one place, by the table in errors.py.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -28,6 +28,9 @@ from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
 from llmcli.serve.state import ServerState
+
+if TYPE_CHECKING:
+    from llmcli.engine.vision import MediaPrompt
 
 
 def build_app(state: ServerState) -> ASGIApp:
@@ -51,7 +54,8 @@ def build_app(state: ServerState) -> ASGIApp:
         p.refuse_unsupported(data, tools=True)
         _check_model(state, data)
         plan = tools.plan_from(data, state.call_format())
-        messages = p.messages_from(data, tools.history_fields)
+        attached: list[tuple[str, bytes]] = []
+        messages = p.messages_from(data, tools.history_fields, attached)
         thinking = p.thinking_from(data)
         if plan is not None and plan.forced:
             # The grammar holds the answer to calls from its first token: no thinking.
@@ -63,6 +67,13 @@ def build_app(state: ServerState) -> ASGIApp:
         template_tools = None
         if plan is not None:
             messages, template_tools = tools.prompt_inputs(plan, messages)
+        if attached:
+            media = await run_in_threadpool(
+                media_prompt, state.model, messages, thinking, template_tools, attached
+            )
+            return await completions.answer(
+                request, state, data, media.tokens, chat=True, plan=plan, media=media
+            )
         job_prompt = await run_in_threadpool(
             _chat_tokens, state.model, messages, thinking, template_tools
         )
@@ -216,6 +227,31 @@ def _check_model(state: ServerState, data: dict[str, Any]) -> None:
             code="model_not_found",
         )
     raise p.ApiError(404, f"model '{name}' not found", param="model", code="model_not_found")
+
+
+def media_prompt(
+    model: Model,
+    messages: list[Any],
+    thinking: Thinking,
+    tools: list[dict[str, Any]] | None,
+    attached: list[tuple[str, bytes]],
+) -> MediaPrompt:
+    """The prompt of a chat request with images or audio, expanded by the projector."""
+    from llmcli.engine.vision import Attachment
+
+    if model.projector is None:
+        raise p.bad(
+            "this model has no projector (mmproj): it cannot read images or audio",
+            attached[0][0],
+            code="model_not_multimodal",
+        )
+    try:
+        tokens, _ = model.tokenizer.chat_prompt(
+            messages, thinking=thinking, tools=tools, media=True
+        )
+        return model.media_prompt(tokens, [Attachment(name, data) for name, data in attached])
+    except LlmcliError as exc:
+        raise p.bad(str(exc), "messages") from None
 
 
 def _chat_tokens(

@@ -26,6 +26,7 @@ from llmcli.serve import tools
 from llmcli.serve.tools import ToolPlan
 
 if TYPE_CHECKING:
+    from llmcli.engine.vision import MediaPrompt
     from llmcli.serve.state import ServerState
 
 FINGERPRINT = f"llmcli_{__version__}"
@@ -41,32 +42,18 @@ async def answer(
     *,
     chat: bool,
     plan: ToolPlan | None = None,
+    media: MediaPrompt | None = None,
 ) -> Response:
-    sampling = p.sampling_from(data, state.defaults, tools=chat)
-    schema = p.response_schema(data)
-    calls = None
-    if plan is not None:
-        calls = await run_in_threadpool(tools.sampling_grammar, state, plan, prompt)
-    if calls is not None:
-        if schema is not None:
-            raise p.bad(
-                "'response_format' cannot be combined with tools unless 'tool_choice' is 'none'",
-                "response_format",
-            )
-        sampling = dataclasses.replace(sampling, grammar=calls[0], grammar_trigger=calls[1])
-    if schema is not None:
-        try:
-            grammar = await run_in_threadpool(state.grammar_for, schema)
-        except LlmcliError as exc:
-            raise p.bad(str(exc), "response_format") from None
-        sampling = Sampling(**{**sampling.__dict__, "grammar": grammar})
-    top = p.logprobs_from(data, chat=chat)
+    """`media`: the prompt's attachments (`prompt` is its tokens); the job frees them."""
+    try:
+        job, queue = await _submitted(state, data, prompt, chat=chat, plan=plan, media=media)
+    except BaseException:
+        if media is not None:
+            media.close()
+        raise
     stream = data.get("stream") is True
     options = data.get("stream_options")
     include_usage = stream and isinstance(options, dict) and options.get("include_usage") is True
-
-    # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
-    job, queue = submit(state, prompt, sampling, top, reasoning=chat)
     ident = p.new_id("chatcmpl" if chat else "cmpl")
     if stream:
         events = _stream(
@@ -86,6 +73,39 @@ async def answer(
     return await _whole(state, request, data, job, queue, ident, chat=chat, plan=plan)
 
 
+async def _submitted(
+    state: ServerState,
+    data: dict[str, Any],
+    prompt: list[int],
+    *,
+    chat: bool,
+    plan: ToolPlan | None,
+    media: MediaPrompt | None,
+) -> tuple[Job, asyncio.Queue[Chunk]]:
+    """The request's sampling, grammar and logprobs, handed to the scheduler."""
+    sampling = p.sampling_from(data, state.defaults, tools=chat)
+    schema = p.response_schema(data)
+    calls = None
+    if plan is not None:
+        calls = await run_in_threadpool(tools.sampling_grammar, state, plan, prompt)
+    if calls is not None:
+        if schema is not None:
+            raise p.bad(
+                "'response_format' cannot be combined with tools unless 'tool_choice' is 'none'",
+                "response_format",
+            )
+        sampling = dataclasses.replace(sampling, grammar=calls[0], grammar_trigger=calls[1])
+    if schema is not None:
+        try:
+            grammar = await run_in_threadpool(state.grammar_for, schema)
+        except LlmcliError as exc:
+            raise p.bad(str(exc), "response_format") from None
+        sampling = Sampling(**{**sampling.__dict__, "grammar": grammar})
+    top = p.logprobs_from(data, chat=chat)
+    # A reasoning model's thinking goes to `reasoning_content`, apart from the answer.
+    return submit(state, prompt, sampling, top, reasoning=chat, media=media)
+
+
 def submit(
     state: ServerState,
     prompt: list[int],
@@ -93,6 +113,7 @@ def submit(
     top: int | None = None,
     *,
     reasoning: bool = True,
+    media: MediaPrompt | None = None,
 ) -> tuple[Job, asyncio.Queue[Chunk]]:
     """Hand a job to the scheduler; its chunks arrive in the queue returned. Its refusals
     (too long, empty, busy, shutting down) are answered by errors.TABLE."""
@@ -102,7 +123,7 @@ def submit(
     def emit(chunk: Chunk) -> None:
         loop.call_soon_threadsafe(queue.put_nowait, chunk)
 
-    job = Job(list(prompt), sampling, emit, top, reasoning=reasoning)
+    job = Job(list(prompt), sampling, emit, top, reasoning=reasoning, media=media)
     state.scheduler.submit(job)
     return job, queue
 

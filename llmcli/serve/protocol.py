@@ -216,9 +216,13 @@ def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
 
 
 def messages_from(
-    data: dict[str, Any], history: Callable[[int, dict[str, Any], Message], Message] | None = None
+    data: dict[str, Any],
+    history: Callable[[int, dict[str, Any], Message], Message] | None = None,
+    media: list[tuple[str, bytes]] | None = None,
 ) -> list[Message]:
-    """The chat messages; `history` adds what a message says of tool calls (tools.py)."""
+    """The chat messages; `history` adds what a message says of tool calls (tools.py).
+    With `media`, image and audio parts are taken too: each leaves a marker in the text
+    and its bytes in `media` (see serve.media)."""
     raw = data.get("messages")
     if not isinstance(raw, list) or not raw:
         raise bad("'messages' must be a non-empty list", "messages")
@@ -241,6 +245,15 @@ def messages_from(
         if isinstance(content, list):  # content parts: only text is understood
             texts = []
             for j, part in enumerate(content):
+                if media is not None and isinstance(part, dict):
+                    from llmcli.serve.media import MEDIA_PARTS, PartError, media_part
+
+                    if part.get("type") in MEDIA_PARTS:
+                        try:
+                            texts.append(media_part(part, f"messages[{i}].content[{j}]", media))
+                        except PartError as exc:
+                            raise bad(str(exc), exc.field) from None
+                        continue
                 if not isinstance(part, dict) or part.get("type") != "text":
                     raise bad(f"messages[{i}]: only text content parts are supported", "messages")
                 text = part.get("text")

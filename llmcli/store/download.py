@@ -7,11 +7,12 @@ import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from llmcli.errors import ModelInvalidError, ModelNotFoundError, NetworkError
 from llmcli.model_refs import HubRef, is_safe_repo_path
+from llmcli.projector_files import is_projector_name
 from llmcli.quants import Candidate, SelectionError, is_model_file, select
 from llmcli.reporting import FileProgress, ProgressFactory
 from llmcli.store import integrity
@@ -54,6 +55,24 @@ def _choose(ref: HubRef, listing: dict[str, _RemoteFile]) -> Candidate:
         return select(listing, quant=ref.quant, filename=ref.filename)
     except SelectionError as e:
         raise _selection_error(ref, e) from e
+
+
+def _projector(listing: dict[str, _RemoteFile], model: str) -> list[str]:
+    """The projector (mmproj) in the model file's folder, pulled with it so that the
+    model can read images: f16 where there are several (the usual choice), else the
+    smallest. None: an empty list."""
+    folder = PurePosixPath(model).parent
+    found = [
+        f
+        for f in listing.values()
+        if PurePosixPath(f.path).parent == folder
+        and is_projector_name(PurePosixPath(f.path).name)
+        and is_safe_repo_path(f.path)
+    ]
+    if not found:
+        return []
+    best = min(found, key=lambda f: ("f16" not in f.path.lower(), f.size, f.path))
+    return [best.path]
 
 
 def _selection_error(ref: HubRef, error: SelectionError) -> ModelNotFoundError:
@@ -181,7 +200,7 @@ def pull(
             # Only now: when the Hub cannot be reached, its one error line says it all.
             progress.notice(f"pulling {ref.display}...")
         local: list[Path] = []
-        for rel in chosen.paths:
+        for rel in [*chosen.paths, *_projector(listing, chosen.paths[0])]:
             # hf_hub_download returns a cached file as is: one damaged since (or put
             # there unverified by another tool) must go first so that it is replaced.
             stale = _cached_copy(settings, ref.repo_id, rel, revision)
@@ -223,4 +242,5 @@ def pull(
                 )
             local.append(path)
     commit = local[0].relative_to(repo_cache_dir(settings, ref.repo_id) / "snapshots").parts[0]
-    return LocalModel(ref.repo_id, commit, tuple(local), chosen.quant)
+    # The projector lies beside the model (found there by projector_files); not a part.
+    return LocalModel(ref.repo_id, commit, tuple(local[: len(chosen.paths)]), chosen.quant)

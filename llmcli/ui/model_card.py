@@ -3,6 +3,8 @@ and the network's shape explained in plain words for people new to language mode
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from llmcli import terminal
 from llmcli.gguf_file.info import ModelCard
 from llmcli.humanize import format_bytes
@@ -129,9 +131,10 @@ def explain(card: ModelCard) -> list[str]:
     return lines
 
 
-def render_card(card: ModelCard) -> None:
-    """Rich table plus explanation on a terminal; `field: value` lines when piped."""
-    rows = card_rows(card)
+def render_card(card: ModelCard, extra: Sequence[tuple[str, str]] = ()) -> None:
+    """Rich table plus explanation on a terminal; `field: value` lines when piped.
+    `extra`: rows the file's header cannot give (the projector beside it)."""
+    rows = card_rows(card) + list(extra)
     if not terminal.current().stdout_rich:
         width = max(len(k) for k, _ in rows)
         console.emit_text("".join(f"{k + ':':<{width + 1}} {v}\n" for k, v in rows))

@@ -1,0 +1,114 @@
+"""A small real vision projector for the test model, and small real images.
+
+No vision GGUF with a projector ships in a package the tests can install, so the tests
+write one: a SigLIP-style encoder (one layer, 64-wide, random weights) with the `gemma3`
+projection (average pooling, RMS norm, a linear map) whose output is 576 wide, the hidden
+size of SmolLM2-135M. llama.cpp's mtmd loads it like any mmproj file and runs the whole
+image path with it: decoding, resizing, the encoder graph, the projection, and the image
+embeddings' evaluation in the text model. The answers mean nothing; they are real.
+
+SmolVLM's own projector type (idefics3) cannot be used: mtmd wraps its images in tokens
+such as `<fake_token_around_image>` that SmolLM2-135M's vocabulary lacks.
+
+The layout follows llama.cpp's tools/mtmd/clip-impl.h (keys, tensor names) and clip.cpp
+(`build_siglip`): tensors are written in PyTorch order, which GGUF stores reversed.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from pathlib import Path
+
+import gguf
+import numpy as np
+
+# The text model's hidden size (SmolLM2-135M): what each image embedding must be.
+TEXT_EMBD = 576
+IMAGE_SIZE = 64
+PATCH_SIZE = 8
+# Average pooling over 2x2 patches: (64 / 8 / 2)^2 = 16 embeddings per image.
+POOL = 2
+IMAGE_TOKENS = (IMAGE_SIZE // PATCH_SIZE // POOL) ** 2
+
+_EMBD = 64
+_HEADS = 4
+_FFN = 128
+_LAYERS = 1
+
+
+def write_projector(path: Path, *, seed: int = 7) -> Path:
+    """Write the projector GGUF to `path` (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+
+    def weights(*shape: int, scale: float = 0.05) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_string("clip.projector_type", "gemma3")
+    writer.add_bool("clip.has_vision_encoder", True)
+    writer.add_bool("clip.has_audio_encoder", False)
+    writer.add_bool("clip.use_gelu", True)
+    writer.add_uint32("clip.vision.image_size", IMAGE_SIZE)
+    writer.add_uint32("clip.vision.patch_size", PATCH_SIZE)
+    writer.add_uint32("clip.vision.embedding_length", _EMBD)
+    writer.add_uint32("clip.vision.feed_forward_length", _FFN)
+    writer.add_uint32("clip.vision.projection_dim", TEXT_EMBD)
+    writer.add_uint32("clip.vision.block_count", _LAYERS)
+    writer.add_uint32("clip.vision.attention.head_count", _HEADS)
+    writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
+    writer.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+    writer.add_array("clip.vision.image_std", [0.5, 0.5, 0.5])
+    writer.add_uint32("clip.vision.projector.scale_factor", POOL)
+
+    n_patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
+    writer.add_tensor("v.patch_embd.weight", weights(_EMBD, 3, PATCH_SIZE, PATCH_SIZE))
+    writer.add_tensor("v.patch_embd.bias", weights(_EMBD))
+    writer.add_tensor("v.position_embd.weight", weights(n_patches, _EMBD))
+    for i in range(_LAYERS):
+        block = f"v.blk.{i}"
+        for norm in ("ln1", "ln2"):
+            writer.add_tensor(f"{block}.{norm}.weight", np.ones(_EMBD, dtype=np.float32))
+            writer.add_tensor(f"{block}.{norm}.bias", np.zeros(_EMBD, dtype=np.float32))
+        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+            writer.add_tensor(f"{block}.{name}.weight", weights(_EMBD, _EMBD))
+            writer.add_tensor(f"{block}.{name}.bias", weights(_EMBD))
+        writer.add_tensor(f"{block}.ffn_up.weight", weights(_FFN, _EMBD))
+        writer.add_tensor(f"{block}.ffn_up.bias", weights(_FFN))
+        writer.add_tensor(f"{block}.ffn_down.weight", weights(_EMBD, _FFN))
+        writer.add_tensor(f"{block}.ffn_down.bias", weights(_EMBD))
+    writer.add_tensor("v.post_ln.weight", np.ones(_EMBD, dtype=np.float32))
+    writer.add_tensor("v.post_ln.bias", np.zeros(_EMBD, dtype=np.float32))
+    # Small outputs: embeddings near the scale of the text model's own token embeddings.
+    writer.add_tensor("mm.soft_emb_norm.weight", np.ones(_EMBD, dtype=np.float32))
+    writer.add_tensor("mm.input_projection.weight", weights(_EMBD, TEXT_EMBD, scale=0.02))
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_png(path: Path, *, width: int = 48, height: int = 40, seed: int = 0) -> Path:
+    """Write a real RGB PNG (a colour gradient with noise), made without an image library."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    pixels = np.stack(
+        [x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x + y) % 256], axis=-1
+    )
+    pixels = (pixels + rng.integers(0, 32, pixels.shape)) % 256
+    rows = b"".join(b"\x00" + bytes(row.astype(np.uint8).tobytes()) for row in pixels)
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
+    return path
