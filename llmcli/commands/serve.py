@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
     app.command(
         "serve",
         help="Serve the model over HTTP with OpenAI's API: chat and text completions "
-        "(streamed or not), embeddings, models.\n\n"
+        "(streamed or not), embeddings, models; Anthropic's Messages; rerank for reranker "
+        "models.\n\n"
         "Up to --parallel requests are answered at once, decoded together in the same "
         "engine steps. Listens on 127.0.0.1 unless told otherwise.",
         epilog=EPILOG,
@@ -180,8 +181,9 @@ def serve(
     try:
         stopped_by = run_server(state, host=host, port=port, grace=grace)
     finally:
-        if state.embedder is not None:
-            state.embedder.close()
+        for loaded in (state.embedder, state.reranker):
+            if loaded is not None:
+                loaded.close()
         llm.close()
         failure = state.answer_log.close() if state.answer_log is not None else None
         if failure:

@@ -23,7 +23,7 @@ from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
 from llmcli.serve import anthropic as a
-from llmcli.serve import completions, embeddings, errors, messages, tools
+from llmcli.serve import completions, embeddings, errors, messages, rerank, tools
 from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
@@ -84,6 +84,16 @@ def build_app(state: ServerState) -> ASGIApp:
         await _check_size(state, texts, "input", each=True)
         return await embeddings.answer(request, state, data)
 
+    async def rank(request: Request) -> Response:
+        data = await _json_body(request, state)
+        _check_model(state, data)
+        asked = rerank.request_from(data)
+        rerank.check_reranker(state)
+        # Each document is read with the query: the longest pair is the one to check.
+        longest = max(asked.documents, key=len)
+        await _check_size(state, [asked.query, longest], "documents")
+        return await rerank.answer(request, state, asked)
+
     async def anthropic_messages(request: Request) -> Response:
         data = await _json_body(request, state)
         asked = a.request_from(data, state.defaults)
@@ -108,6 +118,8 @@ def build_app(state: ServerState) -> ASGIApp:
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", complete, methods=["POST"]),
         Route("/v1/embeddings", embed, methods=["POST"]),
+        Route("/v1/rerank", rank, methods=["POST"]),
+        Route("/rerank", rank, methods=["POST"]),
         Route("/v1/messages", anthropic_messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]

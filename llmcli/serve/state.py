@@ -39,6 +39,8 @@ class ServerState:
     gpu_layers: int | None = None
     verbose: bool = False
     embedder: Model | None = None
+    # The same file loaded with rank pooling, for /v1/rerank (a reranker GGUF only).
+    reranker: Model | None = None
     # What browsers may reach (see guard.py): the address listened on, the Host names
     # and the page origins the user allowed.
     bound_host: str = "127.0.0.1"
@@ -74,6 +76,17 @@ class ServerState:
         from llmcli.engine.vectors import load_embedder
 
         return load_embedder(
+            self.model_path,
+            n_ctx=self.ctx,
+            n_threads=self.threads,
+            n_gpu_layers=self.gpu_layers,
+            verbose=self.verbose,
+        )
+
+    def load_reranker(self) -> Model:
+        from llmcli.engine.rerank import load_reranker
+
+        return load_reranker(
             self.model_path,
             n_ctx=self.ctx,
             n_threads=self.threads,
