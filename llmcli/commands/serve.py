@@ -118,6 +118,15 @@ def serve(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    keep_alive: Annotated[
+        str,
+        typer.Option(
+            "--keep-alive",
+            help="Unload the model after it has been idle this long (30s, 5m, 1h; 0: after "
+            "each request; -1: never) and load it again on the next request. A request's "
+            "keep_alive field changes it, as in ollama.",
+        ),
+    ] = "-1",
     log_answers: Annotated[
         bool,
         typer.Option(
@@ -148,17 +157,33 @@ def serve(
 
     from llmcli.engine.model import Model
     from llmcli.engine.scheduler import Scheduler
+    from llmcli.serve.residency import Residency, served_size
     from llmcli.serve.server import serve as run_server
     from llmcli.serve.state import ServerState
 
-    # The loaded model's own context only tokenizes; the scheduler has the real one.
-    llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
-    if llm.split is not None:
-        console.notice(llm.split.line())
-    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+    keep = _keep_alive(keep_alive)
+
+    def load() -> tuple[Model, Scheduler]:
+        # The loaded model's own context only tokenizes; the scheduler has the real one.
+        llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
+        if llm.split is not None:
+            console.notice(llm.split.line())
+        try:
+            return llm, Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+        except BaseException:
+            llm.close()
+            raise
+
+    residency = Residency(
+        name=served,
+        path=path,
+        load=load,
+        size_bytes=served_size(path, ctx=ctx, parallel=parallel),
+        keep_alive=keep,
+    )
+    residency.start(*load())
     state = ServerState(
-        model=llm,
-        scheduler=scheduler,
+        residency=residency,
         served_name=served,
         model_path=path,
         model_ref=ref,
@@ -184,7 +209,7 @@ def serve(
         for loaded in (state.embedder, state.reranker):
             if loaded is not None:
                 loaded.close()
-        llm.close()
+        residency.close()  # the served model, if still loaded
         failure = state.answer_log.close() if state.answer_log is not None else None
         if failure:
             console.notice(f"some answers were not logged: {failure}")
@@ -193,6 +218,15 @@ def serve(
     console.notice("stopped")
     if stopped_by == signal.SIGINT:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _keep_alive(text: str) -> float | None:
+    from llmcli.humanize import parse_keep_alive
+
+    try:
+        return parse_keep_alive(text)
+    except ValueError as exc:
+        raise UsageError(f"--keep-alive: {exc}") from None
 
 
 def _answer_log(served: str, path: Path) -> AnswerLog:
