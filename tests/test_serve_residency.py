@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -227,5 +228,31 @@ def test_ps_and_stop_need_the_key_of_a_keyed_server(model_file: Path) -> None:
         assert allowed.returncode == 0 and json.loads(allowed.stdout)["models"]
         unreachable = run_cli("ps", "--url", "http://127.0.0.1:1")
         assert unreachable.returncode == 6 and "no server answers" in unreachable.stderr
+    finally:
+        assert stop(server) == 0
+
+
+def test_a_stop_during_an_answer_waits_for_it_to_end(model_file: Path) -> None:
+    server = start_server(model_file, "--parallel", "1", "--ctx", "512")
+    body = {"prompt": "1, 2, 3, 4, 5, 6, 7, 8, 9, 10,", "max_tokens": 200, "temperature": 0}
+    request = urllib.request.Request(
+        f"{server.url}/v1/completions",
+        data=json.dumps({**body, "stream": True}).encode(),
+        method="POST",
+    )
+    request.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            assert response.readline().startswith(b"data:")
+            status, _, stopped = server.post("/api/stop", {"model": model_file.name})
+            assert status == 200, stopped
+            assert stopped["was_loaded"] is True and stopped["unloaded"] is False
+            assert server.get("/api/ps")["models"][0]["unloading"] is True
+            rest = [line for line in response.read().splitlines() if line.startswith(b"data:")]
+        # The answer ran to its end, then the model went.
+        assert rest[-1] == b"data: [DONE]"
+        last = json.loads(rest[-2][len(b"data: ") :])
+        assert last["choices"][0]["finish_reason"] == "length"
+        _wait_unloaded(server)
     finally:
         assert stop(server) == 0

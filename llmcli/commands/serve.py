@@ -34,6 +34,10 @@ Examples:
   # Python: openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
 
   LLMCLI_API_KEY=secret llmcli serve --host 0.0.0.0     # reachable from the network
+
+  llmcli serve -m smollm2 --keep-alive 10m    # unloaded after 10 idle minutes
+  llmcli ps                                   # what a running server has loaded
+  llmcli stop smollm2                         # unload it now; the next request reloads it
 """
 
 
