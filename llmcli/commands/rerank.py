@@ -54,9 +54,7 @@ def rerank(
     model: opt.ModelOpt = None,
     top: Annotated[
         int | None,
-        typer.Option(
-            "--top", "-n", min=1, help="Show only the N most relevant.", show_default=False
-        ),
+        typer.Option("--top", min=1, help="Show only the N most relevant.", show_default=False),
     ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help='Print {"query": ..., "results": [...]}.')

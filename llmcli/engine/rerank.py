@@ -23,7 +23,6 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp._internals import LlamaBatch
 
-from llmcli.engine import crash_guard
 from llmcli.engine.model import Model
 from llmcli.engine.types import LoadOptions
 from llmcli.errors import ContextOverflowError, UsageError
@@ -161,14 +160,10 @@ def rerank(model: Model, query: str, documents: Sequence[str]) -> list[Ranked]:
 
 
 def _score(model: Model, batch: LlamaBatch, tokens: list[int]) -> float:
-    llama = model.llama
     batch.reset()  # type: ignore[no-untyped-call]
     batch.add_sequence(tokens, 0, True)
-    with crash_guard.evaluating():
-        llama._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
-        llama._ctx.decode(batch)
-        scores = llama_cpp.llama_get_embeddings_seq(llama.ctx, 0)
-    return float(scores[0])
+    model.kv.evaluate_alone(batch)
+    return float(llama_cpp.llama_get_embeddings_seq(model.llama.ctx, 0)[0])
 
 
 def sorted_by_score(ranked: Sequence[Ranked], top_n: int | None = None) -> list[Ranked]:
