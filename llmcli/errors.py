@@ -18,7 +18,7 @@ class ExitCode(IntEnum):
     MODEL_NOT_FOUND = 3  # local file, repo, file in a repo, alias or quant that does not exist
     MODEL_INVALID = 4  # not a GGUF, truncated/corrupt, hash mismatch
     CONTEXT_OVERFLOW = 5  # prompt does not fit in the context window
-    NETWORK = 6  # offline and not cached, Hub unreachable, gated/private repo
+    NETWORK = 6  # offline and not cached, Hub unreachable, gated/private repo, no server (ps)
     DISK = 7  # disk full or cache not writable
     BATCH_ITEMS_FAILED = 8  # a batch finished, but some of its items failed
     OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
@@ -42,7 +42,10 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ),
     ExitCode.MODEL_INVALID: "invalid model: not a GGUF, truncated or corrupt, failed hash check",
     ExitCode.CONTEXT_OVERFLOW: "the prompt does not fit in the context window (raise `--ctx`)",
-    ExitCode.NETWORK: "network: offline and not cached, Hub unreachable, gated or private repo",
+    ExitCode.NETWORK: (
+        "network: offline and not cached, Hub unreachable, gated or private repo; no "
+        "`llmcli serve` answers `ps` or `stop`"
+    ),
     ExitCode.DISK: "disk full or cache not writable",
     ExitCode.BATCH_ITEMS_FAILED: "`run --batch` finished, but some items failed",
     ExitCode.OUTPUT_INVALID: "the answer does not match the requested JSON schema or format",

@@ -47,3 +47,40 @@ def format_age(timestamp: float, *, now: float | None = None) -> str:
             count = int(seconds // size)
             return f"{count} {unit}{'s' if count != 1 else ''} ago"
     return "just now"
+
+
+_KEEP_UNITS = {"": 1, "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_keep_alive(value: str | int | float) -> float | None:
+    """How long an idle model stays loaded, as ollama takes it: seconds as a number, or
+    `30s`, `5m`, `1h`, `1h30m`; 0 unloads at once; a negative value or `forever` never.
+    None means never; ValueError for anything else."""
+    import math
+    import re
+
+    if isinstance(value, bool):
+        raise ValueError("a duration, not true or false")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError("a finite number of seconds")
+        return None if value < 0 else float(value)
+    text = value.strip().lower()
+    if text in ("forever", "never", "inf", "-1"):
+        return None
+    sign = -1 if text.startswith("-") else 1
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|)", text.lstrip("-"))
+    if not parts or "".join(n + u for n, u in parts) != text.lstrip("-"):
+        raise ValueError(f"{value!r} is no duration: use e.g. 30s, 5m, 1h, 0 or -1 (forever)")
+    seconds = sum(float(n) * _KEEP_UNITS[u] for n, u in parts)
+    return None if sign < 0 else seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """A short span: 45s, 4m 12s, 2h 5m."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s" if s % 60 else f"{s // 60}m"
+    return f"{s // 3600}h {s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"

@@ -35,6 +35,10 @@ Examples:
   # Python: openai.OpenAI(base_url="http://127.0.0.1:8080/v1", api_key="unused")
 
   LLMCLI_API_KEY=secret llmcli serve --host 0.0.0.0     # reachable from the network
+
+  llmcli serve -m smollm2 --keep-alive 10m    # unloaded after 10 idle minutes
+  llmcli ps                                   # what a running server has loaded
+  llmcli stop smollm2                         # unload it now; the next request reloads it
 """
 
 
@@ -42,7 +46,8 @@ def register(app: typer.Typer) -> None:
     app.command(
         "serve",
         help="Serve the model over HTTP with OpenAI's API: chat and text completions "
-        "(streamed or not), embeddings, models.\n\n"
+        "(streamed or not), embeddings, models; Anthropic's Messages; rerank for reranker "
+        "models.\n\n"
         "Up to --parallel requests are answered at once, decoded together in the same "
         "engine steps. Listens on 127.0.0.1 unless told otherwise.",
         epilog=EPILOG,
@@ -118,6 +123,15 @@ def serve(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    keep_alive: Annotated[
+        str,
+        typer.Option(
+            "--keep-alive",
+            help="Unload the model after it has been idle this long (30s, 5m, 1h; 0: after "
+            "each request; -1: never) and load it again on the next request. A request's "
+            "keep_alive field changes it, as in ollama.",
+        ),
+    ] = "-1",
     log_answers: Annotated[
         bool,
         typer.Option(
@@ -150,21 +164,37 @@ def serve(
 
     from llmcli.engine.model import Model
     from llmcli.engine.scheduler import Scheduler
+    from llmcli.serve.residency import Residency, served_size
     from llmcli.serve.server import serve as run_server
     from llmcli.serve.state import ServerState
 
-    # The loaded model's own context only tokenizes; the scheduler has the real one.
-    llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
-    if llm.split is not None:
-        console.notice(llm.split.line())
-    if projector is not None:
-        # Chat messages may then hold images (data URLs) or audio, per the projector.
-        kinds = llm.use_projector(projector).kinds
-        console.notice(f"projector {projector.name}: {kinds}")
-    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+    keep = _keep_alive(keep_alive)
+
+    def load() -> tuple[Model, Scheduler]:
+        # The loaded model's own context only tokenizes; the scheduler has the real one.
+        llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
+        if llm.split is not None:
+            console.notice(llm.split.line())
+        if projector is not None:
+            # Chat messages may then hold images (data URLs) or audio, per the projector.
+            kinds = llm.use_projector(projector).kinds
+            console.notice(f"projector {projector.name}: {kinds}")
+        try:
+            return llm, Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+        except BaseException:
+            llm.close()
+            raise
+
+    residency = Residency(
+        name=served,
+        path=path,
+        load=load,
+        size_bytes=served_size(path, ctx=ctx, parallel=parallel),
+        keep_alive=keep,
+    )
+    residency.start(*load())
     state = ServerState(
-        model=llm,
-        scheduler=scheduler,
+        residency=residency,
         served_name=served,
         model_path=path,
         model_ref=ref,
@@ -187,9 +217,10 @@ def serve(
     try:
         stopped_by = run_server(state, host=host, port=port, grace=grace)
     finally:
-        if state.embedder is not None:
-            state.embedder.close()
-        llm.close()
+        for loaded in (state.embedder, state.reranker):
+            if loaded is not None:
+                loaded.close()
+        residency.close()  # the served model, if still loaded
         failure = state.answer_log.close() if state.answer_log is not None else None
         if failure:
             console.notice(f"some answers were not logged: {failure}")
@@ -198,6 +229,15 @@ def serve(
     console.notice("stopped")
     if stopped_by == signal.SIGINT:
         raise typer.Exit(ExitCode.INTERRUPTED)
+
+
+def _keep_alive(text: str) -> float | None:
+    from llmcli.humanize import parse_keep_alive
+
+    try:
+        return parse_keep_alive(text)
+    except ValueError as exc:
+        raise UsageError(f"--keep-alive: {exc}") from None
 
 
 def _answer_log(served: str, path: Path) -> AnswerLog:

@@ -121,16 +121,25 @@ def measure_generative(model: Model) -> dict[str, Any]:
     return {"prompt_tps": prompt_tps, "gen_tps": gen_tps, "batch_cost": costs}
 
 
-def measure_embedding(model: Model) -> dict[str, Any]:
+def measure_embedding(model: Model, *, rank: bool = False) -> dict[str, Any]:
+    from llmcli.engine.rerank import rerank
     from llmcli.engine.vectors import embed
 
     text = "The quick brown fox jumps over the lazy dog. " * 8
     n_tokens = len(model.tokenize(text))
-    embed(model, [text])  # warm-up
+
+    def run() -> None:
+        # A reranker's head gives a score, not a vector: it is exercised as it is used.
+        if rank:
+            rerank(model, "fox", [text])
+        else:
+            embed(model, [text])
+
+    run()  # warm-up
 
     def one() -> float:
         start = time.perf_counter()
-        embed(model, [text])
+        run()
         return n_tokens / (time.perf_counter() - start)
 
     return {"prompt_tps": max(_repeat(one)), "gen_tps": 0.0, "batch_cost": {}}
@@ -155,11 +164,19 @@ def main(argv: list[str]) -> int:
         n_batch=spec.n_batch,
         flash_attn=spec.flash_attn,
         embedding=spec.embedding,
-        pooling="model" if spec.pooling == "model" else "mean",
+        pooling="rank"
+        if spec.pooling == "rank"
+        else "model"
+        if spec.pooling == "model"
+        else "mean",
     )
     with Model(options, setup=setup) as model:
         _injected_fault(setup.name)
-        result = measure_embedding(model) if spec.embedding else measure_generative(model)
+        result = (
+            measure_embedding(model, rank=spec.pooling == "rank")
+            if spec.embedding
+            else measure_generative(model)
+        )
         llama_cpp.llama_synchronize(model.llama.ctx)
     result["buffers_mib"] = buffers
     result["repacked"] = any(name in REPACKED_BUFFERS for name in buffers)

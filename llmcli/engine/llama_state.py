@@ -134,6 +134,15 @@ class KvState:
         llama.n_tokens = n_past + count
         llama._requires_eval = True
 
+    def evaluate_alone(self, batch: LlamaBatch) -> None:
+        """Evaluate `batch` from an empty cache, for a pooled output (a reranker's score):
+        nothing evaluated before may take part, and the record says the cache is empty."""
+        self._llama._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+        self._llama.n_tokens = 0
+        with crash_guard.evaluating():
+            self._llama._ctx.decode(batch)
+        self._llama._ctx.kv_cache_clear()  # type: ignore[no-untyped-call]
+
     # -- a batch evaluated outside the record (drafts) ---------------------------------
 
     def stage(self, tokens: Sequence[int]) -> None:

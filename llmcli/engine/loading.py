@@ -161,7 +161,9 @@ def decide_setup(
         pooling=options.pooling,
     )
     return decide(
-        key + ("|embedding" if options.embedding else ""),
+        key
+        + ("|embedding" if options.embedding else "")
+        + ("|rank" if options.pooling == "rank" else ""),
         probe=lambda s: run_probe(spec, s),
         threads=threads,
         embedding=options.embedding,
@@ -196,11 +198,10 @@ def _llama_arguments(
         "verbose": options.verbose,
     }
     if options.embedding:
-        kwargs["pooling_type"] = (
-            llama_cpp.LLAMA_POOLING_TYPE_MEAN
-            if options.pooling == "mean"
-            else llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED
-        )
+        kwargs["pooling_type"] = {
+            "mean": llama_cpp.LLAMA_POOLING_TYPE_MEAN,
+            "rank": llama_cpp.LLAMA_POOLING_TYPE_RANK,
+        }.get(options.pooling, llama_cpp.LLAMA_POOLING_TYPE_UNSPECIFIED)
     if options.tensor_split:
         kwargs["tensor_split"] = list(options.tensor_split)
     return kwargs

@@ -68,8 +68,9 @@ class LoadOptions:
     verbose: bool = False
     embedding: bool = False
     # With embedding: "mean" averages the token vectors (right for generative models);
-    # "model" uses the pooling the GGUF declares (CLS, last token...) for embedding models.
-    pooling: Literal["mean", "model"] = "mean"
+    # "model" uses the pooling the GGUF declares (CLS, last token...) for embedding models;
+    # "rank" attaches a reranker's classification head (engine.rerank).
+    pooling: Literal["mean", "model", "rank"] = "mean"
     # Tokenizer only, no weights: fast even for big models, but nothing can be evaluated.
     vocab_only: bool = False
     # A chat template to use instead of the one in the GGUF (the text of a Jinja file).

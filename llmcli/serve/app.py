@@ -9,6 +9,8 @@ they raise is answered at one place, by the table in errors.py.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -23,10 +25,11 @@ from llmcli.engine.model import Model
 from llmcli.engine.reasoning import Thinking
 from llmcli.errors import LlmcliError
 from llmcli.serve import anthropic as a
-from llmcli.serve import completions, embeddings, errors, messages, tools
+from llmcli.serve import completions, embeddings, errors, messages, rerank, tools
 from llmcli.serve import protocol as p
 from llmcli.serve.deadlines import TIMED_OUT
 from llmcli.serve.gate import Gate, error_response
+from llmcli.serve.residency import KeepAlive
 from llmcli.serve.state import ServerState
 
 if TYPE_CHECKING:
@@ -35,7 +38,7 @@ if TYPE_CHECKING:
 
 def build_app(state: ServerState) -> ASGIApp:
     async def health(request: Request) -> Response:
-        active, waiting = state.scheduler.load()
+        active, waiting = state.residency.load_counts()
         return JSONResponse(
             {"status": "ok", "model": state.served_name, "active": active, "waiting": waiting}
         )
@@ -43,8 +46,16 @@ def build_app(state: ServerState) -> ASGIApp:
     async def models(request: Request) -> Response:
         names = [state.served_name] + [n for n in state.cached_models() if not state.same_model(n)]
         created = int(state.started)
+        # Only the served model can be loaded here; `llmcli stop` or keep-alive unload it.
+        served_loaded = state.residency.current is not None
         data = [
-            {"id": n, "object": "model", "created": created, "owned_by": "llmcli", "loaded": i == 0}
+            {
+                "id": n,
+                "object": "model",
+                "created": created,
+                "owned_by": "llmcli",
+                "loaded": i == 0 and served_loaded,
+            }
             for i, n in enumerate(names)
         ]
         return JSONResponse({"object": "list", "data": data})
@@ -53,6 +64,10 @@ def build_app(state: ServerState) -> ASGIApp:
         data = await _json_body(request, state)
         p.refuse_unsupported(data, tools=True)
         _check_model(state, data)
+        async with _holding(state, data):
+            return await _chat(request, data)
+
+    async def _chat(request: Request, data: dict[str, Any]) -> Response:
         plan = tools.plan_from(data, state.call_format())
         attached: list[tuple[str, bytes]] = []
         messages = p.messages_from(data, tools.history_fields, attached)
@@ -84,41 +99,76 @@ def build_app(state: ServerState) -> ASGIApp:
         p.refuse_unsupported(data)
         _check_model(state, data)
         text = p.prompt_from(data)
-        await _check_size(state, [text], "prompt")
-        tokens = await run_in_threadpool(state.model.completion_tokens, text)
-        return await completions.answer(request, state, data, tokens, chat=False)
+        async with _holding(state, data):
+            await _check_size(state, [text], "prompt")
+            tokens = await run_in_threadpool(state.model.completion_tokens, text)
+            return await completions.answer(request, state, data, tokens, chat=False)
 
     async def embed(request: Request) -> Response:
         data = await _json_body(request, state)
         _check_model(state, data)
         texts, _ = p.embedding_inputs(data)
-        await _check_size(state, texts, "input", each=True)
-        return await embeddings.answer(request, state, data)
+        async with _holding(state, data):
+            await _check_size(state, texts, "input", each=True)
+            return await embeddings.answer(request, state, data)
+
+    async def rank(request: Request) -> Response:
+        data = await _json_body(request, state)
+        _check_model(state, data)
+        asked = rerank.request_from(data)
+        rerank.check_reranker(state)
+        # Each document is read with the query: the longest pair is the one to check.
+        longest = max(asked.documents, key=len)
+        async with _holding(state, data):
+            await _check_size(state, [asked.query, longest], "documents")
+            return await rerank.answer(request, state, asked)
 
     async def anthropic_messages(request: Request) -> Response:
         data = await _json_body(request, state)
         asked = a.request_from(data, state.defaults)
         _check_model(state, data)
         kept = [m["content"].strip() for m in asked.messages if m["role"] == "user"]
-        await _check_size(state, kept, "messages")
-        tokens = await run_in_threadpool(_chat_tokens, state.model, asked.messages, asked.thinking)
-        return await messages.answer(request, state, asked, tokens)
+        async with _holding(state, data):
+            await _check_size(state, kept, "messages")
+            tokens = await run_in_threadpool(
+                _chat_tokens, state.model, asked.messages, asked.thinking
+            )
+            return await messages.answer(request, state, asked, tokens)
 
     async def count_tokens(request: Request) -> Response:
         data = await _json_body(request, state)
         _check_model(state, data)
         chat, thinking = a.count_request_from(data)
         kept = [m["content"].strip() for m in chat if m["role"] == "user"]
-        await _check_size(state, kept, "messages")
-        tokens = await run_in_threadpool(_chat_tokens, state.model, chat, thinking)
-        return JSONResponse({"input_tokens": len(tokens)})
+        async with _holding(state, data):
+            await _check_size(state, kept, "messages")
+            tokens = await run_in_threadpool(_chat_tokens, state.model, chat, thinking)
+            return JSONResponse({"input_tokens": len(tokens)})
+
+    async def ps(request: Request) -> Response:
+        loaded = await run_in_threadpool(state.residency.describe)
+        return JSONResponse({"models": loaded})
+
+    async def stop_model(request: Request) -> Response:
+        data = await _json_body(request, state)
+        name = data.get("model")
+        if not isinstance(name, str) or not name:
+            raise p.bad("'model' must name the model to unload", "model")
+        _check_model(state, data)
+        loaded = state.residency.current is not None
+        done = await run_in_threadpool(state.residency.stop)
+        return JSONResponse({"model": state.served_name, "was_loaded": loaded, "unloaded": done})
 
     routes = [
         Route("/health", health, methods=["GET"]),
+        Route("/api/ps", ps, methods=["GET"]),
+        Route("/api/stop", stop_model, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", complete, methods=["POST"]),
         Route("/v1/embeddings", embed, methods=["POST"]),
+        Route("/v1/rerank", rank, methods=["POST"]),
+        Route("/rerank", rank, methods=["POST"]),
         Route("/v1/messages", anthropic_messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", count_tokens, methods=["POST"]),
     ]
@@ -163,6 +213,33 @@ class ErrorAnswers:
                 raise
             error = errors.api_error(exc, scope["method"], scope["path"])
             await error_response(error, scope["path"])(scope, receive, send)
+
+
+@asynccontextmanager
+async def _holding(state: ServerState, data: dict[str, Any]) -> AsyncIterator[None]:
+    """The served model stays loaded (loaded first if it is not) while the block runs; a
+    stream it starts keeps it loaded through the scheduler's own count."""
+    keep = _keep_alive(data)
+    resident = await run_in_threadpool(state.residency.acquire, keep)
+    try:
+        yield
+    finally:
+        await run_in_threadpool(state.residency.release, resident)
+
+
+def _keep_alive(data: dict[str, Any]) -> KeepAlive | None:
+    """A request's `keep_alive`, as ollama takes it (`5m`, seconds, 0, -1)."""
+    value = data.get("keep_alive")
+    if value is None:
+        return None
+    from llmcli.humanize import parse_keep_alive
+
+    if not isinstance(value, str | int | float):
+        raise p.bad("'keep_alive' must be a duration (e.g. \"5m\") or seconds", "keep_alive")
+    try:
+        return KeepAlive(parse_keep_alive(value))
+    except ValueError as exc:
+        raise p.bad(f"'keep_alive': {exc}", "keep_alive") from None
 
 
 async def _json_body(request: Request, state: ServerState) -> dict[str, Any]:

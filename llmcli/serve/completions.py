@@ -168,7 +168,7 @@ async def collect(
     finally:
         watch.cancel()
         if got.reason is None:
-            state.scheduler.cancel(job)
+            state.cancel(job)
     note(request, job)
     return got
 
@@ -372,5 +372,5 @@ async def _stream(
         yield "data: [DONE]\n\n"
     finally:
         if not finished:
-            state.scheduler.cancel(job)
+            state.cancel(job)
         note(request, job)

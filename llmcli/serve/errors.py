@@ -36,6 +36,8 @@ PROMPT_FIELDS: Mapping[str, str] = {
     "/v1/embeddings": "input",
     "/v1/messages": "messages",
     "/v1/messages/count_tokens": "messages",
+    "/v1/rerank": "documents",
+    "/rerank": "documents",
 }
 INTERNAL_MESSAGE = "the server failed to answer this request (its log says why)"
 

@@ -139,5 +139,5 @@ async def _events(
         yield _event("message_stop", {})
     finally:
         if not finished:
-            state.scheduler.cancel(job)
+            state.cancel(job)
         completions.note(request, job)

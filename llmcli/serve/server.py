@@ -33,8 +33,8 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._timer is None:
-            self.state.scheduler.stop_accepting()
-            self._timer = _later(self.grace, self.state.scheduler.interrupt_all)
+            self.state.residency.stop_accepting()
+            self._timer = _later(self.grace, self.state.residency.interrupt_all)
             self.stopped_by = sig
             self.should_exit = True
         elif self._forcing is None:
@@ -43,7 +43,7 @@ class _Server(uvicorn.Server):
             # wait out the grace period (a second SIGTERM). A client that does not read
             # what is left is cut soon after.
             self._timer.cancel()
-            self.state.scheduler.interrupt_all()
+            self.state.residency.interrupt_all()
             self._forcing = _later(FORCE_AFTER_S, self._force)
         # Not uvicorn's own handler: it raises the signal again once stopped, killing the
         # process before it has closed the model; the command exits with its own code.
@@ -83,5 +83,5 @@ def serve(state: ServerState, *, host: str, port: int, grace: float) -> int | No
         for timer in (server._timer, server._forcing):
             if timer is not None:
                 timer.cancel()
-        state.scheduler.close()
+        state.residency.close()
     return server.stopped_by

@@ -15,16 +15,17 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
-    from llmcli.engine.scheduler import Scheduler
+    from llmcli.engine.scheduler import Job, Scheduler
     from llmcli.engine.tool_calls import CallFormat
     from llmcli.engine.types import Sampling
     from llmcli.remember import AnswerLog
+    from llmcli.serve.residency import Residency
 
 
 @dataclass
 class ServerState:
-    model: Model
-    scheduler: Scheduler
+    # The served model and its scheduler, loaded on demand (see residency.py).
+    residency: Residency
     served_name: str
     # The model's file, and the reference it was named by (`-m`, or the default).
     model_path: Path
@@ -39,6 +40,8 @@ class ServerState:
     gpu_layers: int | None = None
     verbose: bool = False
     embedder: Model | None = None
+    # The same file loaded with rank pooling, for /v1/rerank (a reranker GGUF only).
+    reranker: Model | None = None
     # What browsers may reach (see guard.py): the address listened on, the Host names
     # and the page origins the user allowed.
     bound_host: str = "127.0.0.1"
@@ -53,6 +56,22 @@ class ServerState:
     tools_prompt_noted: bool = False
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
     started: float = field(default_factory=time.time)
+
+    @property
+    def model(self) -> Model:
+        """The served model, for a handler that holds it (app.py `_holding`)."""
+        return self.residency.loaded().model
+
+    @property
+    def scheduler(self) -> Scheduler:
+        return self.residency.loaded().scheduler
+
+    def cancel(self, job: Job) -> None:
+        """Stop a job whose client left; nothing to do once the model is unloaded (a job
+        it answered had finished)."""
+        resident = self.residency.current
+        if resident is not None:
+            resident.scheduler.cancel(job)
 
     def same_model(self, name: str) -> bool:
         """Whether a request's `model` names the served model: by file name, or as any
@@ -74,6 +93,17 @@ class ServerState:
         from llmcli.engine.vectors import load_embedder
 
         return load_embedder(
+            self.model_path,
+            n_ctx=self.ctx,
+            n_threads=self.threads,
+            n_gpu_layers=self.gpu_layers,
+            verbose=self.verbose,
+        )
+
+    def load_reranker(self) -> Model:
+        from llmcli.engine.rerank import load_reranker
+
+        return load_reranker(
             self.model_path,
             n_ctx=self.ctx,
             n_threads=self.threads,
