@@ -90,6 +90,12 @@ def run(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain text completion: no chat template.")
     ] = False,

@@ -117,6 +117,12 @@ def serve(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     log_answers: Annotated[
         bool,
         typer.Option(
