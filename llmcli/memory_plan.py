@@ -275,3 +275,26 @@ def plan(
         changes=tuple(changes),
         notes=tuple(notes),
     )
+
+
+def largest_ctx(
+    headers: Sequence[Header],
+    *,
+    available: int,
+    limit: int,
+    cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
+    sequences: int = 1,
+) -> int | None:
+    """The largest context per sequence, up to `limit`, at which `sequences` of them fit
+    in `available` bytes (a multiple of 256 below `limit`); None when not even 256 do."""
+    shape = model_shape(headers)
+    weights = weights_bytes(headers)
+
+    def need(ctx: int) -> int:
+        cells = ctx * sequences
+        return (
+            weights + kv_bytes(shape, cells, cache_type, cache_type_v) + compute_bytes(shape, cells)
+        )
+
+    return _largest_ctx(need, available, limit)

@@ -11,6 +11,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
+from llmcli.commands._context_fit import NoMemoryCheckOpt, model_that_fits
 from llmcli.commands._defaults import loaded_template
 from llmcli.commands._invocation import Invocation
 from llmcli.commands.prompt_input import combine, read_stdin
@@ -18,7 +19,6 @@ from llmcli.commands.structured import output_format, schema_format
 from llmcli.engine.types import START_CTX, Decoding, GenerationResult
 from llmcli.errors import UsageError
 from llmcli.prompting import PromptBuilder
-from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ Examples:
   cat notes.md | llmcli run -t translate --var lang=French
 
   llmcli run --show-prompt -s "Be brief." "Hi"
+
+  llmcli run --cache-type-k q8_0 --cache-type-v q8_0 --ctx 16384 "Summarize:" < report.txt
 """
 
 
@@ -207,6 +209,7 @@ def run(
         ),
     ] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print speed figures on stderr.")] = False,
+    no_memory_check: Annotated[bool, NoMemoryCheckOpt] = False,
     plain: opt.PlainOpt = False,
     verbose: opt.VerboseOpt = False,
 ) -> None:
@@ -236,7 +239,14 @@ def run(
         lines = _batch_lines(batch)
     if model is None and ptemplate is not None:
         model = ptemplate.model
-    path = model_file(model)
+    path, invocation = model_that_fits(
+        context,
+        invocation,
+        model,
+        sequences=parallel if batch is not None else 1,
+        check=not (show_prompt or no_memory_check),
+    )
+    ctx = invocation.ctx or ctx
     if fmt is not None and not show_prompt:
         from llmcli.engine.grammar import check_grammar
 
