@@ -218,13 +218,11 @@ def plan(
     ctx: int,
     cache_type: str = DEFAULT_CACHE_TYPE,
     cache_type_v: str | None = None,
-    rope_scale: float | None = None,
     available: int | None,
 ) -> MemoryPlan:
     """The memory plan at `ctx` with a KV cache of `cache_type` (its values of
     `cache_type_v`, None: the same), against `available` bytes (None: unknown, no
-    verdict). With `rope_scale`, the largest context may go that many times past the
-    trained one."""
+    verdict)."""
     shape = model_shape(headers)
     weights = weights_bytes(headers)
     v_type = cache_type_v or cache_type
@@ -234,7 +232,7 @@ def plan(
 
     total = need(ctx)
     fits = None if available is None else total <= available
-    limit = int(shape.trained_ctx * (rope_scale or 1.0)) if shape.trained_ctx else ctx
+    limit = shape.trained_ctx or ctx
     max_ctx = None if available is None else _largest_ctx(need, available, limit)
     notes = list(shape.notes)
     if _unknown_types(headers):

@@ -154,3 +154,14 @@ def test_run_refuses_before_downloading_a_context_that_cannot_fit(
     tiny = run_cli("run", "-m", HUB_MODEL, QUESTION, env=TINY)
     one_error_line(tiny, "at any context", "nothing was downloaded")
     assert _cached_repos() == []
+
+
+def test_keys_and_values_of_different_types_are_counted_apart(model_file: Path) -> None:
+    from llmcli.memory_plan import kv_bytes, model_shape
+
+    shape = model_shape([read_header(model_file)])
+    f16, q8 = kv_bytes(shape, 4096, "f16"), kv_bytes(shape, 4096, "q8_0")
+    mixed = kv_bytes(shape, 4096, "q8_0", "f16")
+    # 64-element rows: f16 is 128 bytes a head, q8_0 two 34-byte blocks.
+    assert f16 == 4096 * 30 * 2 * 3 * 128 and q8 == 4096 * 30 * 2 * 3 * 68
+    assert mixed == (f16 + q8) // 2

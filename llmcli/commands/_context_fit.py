@@ -39,7 +39,8 @@ NoMemoryCheckOpt = typer.Option(
 
 @dataclass(frozen=True)
 class Wanted:
-    """The context asked of a model, and how much memory it may take."""
+    """The context asked of a model: its size, whether the user chose it, the KV cache's
+    types, and for how many sequences."""
 
     ctx: int
     # Typed, or set by the config file or a prompt template: refused rather than shrunk.
