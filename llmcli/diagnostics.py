@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +40,42 @@ def report() -> dict[str, Any]:
         "rpc_install": [] if engine.rpc else [RPC_INSTALL],
         "threads": _threads(configured_threads),
         "engine_setup": engine_setup(),
+        "engine_flags": engine_flags(settings.defaults if settings else {}),
+        "memory": _memory(),
         "cache": _cache(),
         "hub": _hub(),
         "config": config_facts,
+    }
+
+
+# The engine flags and their built-in values: doctor says which the config file changes.
+_ENGINE_FLAGS = ("cache_type_k", "cache_type_v", "lora", "lora_scale", "rope_scale", "yarn")
+
+
+def engine_flags(configured: Mapping[str, object]) -> dict[str, Any]:
+    """The KV cache types, LoRA adapter and RoPE scaling that run, chat, serve and bench
+    use unless told otherwise, with what is wrong with them (a missing adapter file)."""
+    from llmcli.config.options_table import BY_NAME
+
+    flags: dict[str, Any] = {
+        name: configured.get(name, BY_NAME[name].default) for name in _ENGINE_FLAGS
+    }
+    flags["from_config"] = [name for name in _ENGINE_FLAGS if name in configured]
+    problems = []
+    lora = flags["lora"]
+    if isinstance(lora, str) and not Path(lora).expanduser().is_file():
+        problems.append(f"lora: no such file: {lora}")
+    flags["problems"] = problems
+    return flags
+
+
+def _memory() -> dict[str, Any]:
+    from llmcli.system_memory import ENV_MEMORY, available_memory, memory_override
+
+    override = memory_override()
+    return {
+        "available_bytes": override if override is not None else available_memory(),
+        "source": ENV_MEMORY if override is not None else "the system",
     }
 
 

@@ -24,7 +24,7 @@ class ExitCode(IntEnum):
     OUTPUT_INVALID = 9  # the answer does not parse or match the requested JSON schema
     ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
     WORKER_LOST = 11  # an RPC worker (--rpc) cannot be reached or was lost mid-answer
-    DOES_NOT_FIT = 12  # `fit`: the model does not fit in the memory available now
+    DOES_NOT_FIT = 12  # fit, run, serve, pull: the model or context does not fit in memory now
     MEDIA_UNSUPPORTED = 13  # an attachment the model cannot read: no projector for it
     MEDIA_INVALID = 14  # an attachment that cannot be read or decoded
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
@@ -52,8 +52,9 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.ENGINE_CRASH: "the llama.cpp engine crashed or cannot run on this CPU; "
     "the next run avoids the setup that crashed",
     ExitCode.WORKER_LOST: "an RPC worker (`--rpc`) cannot be reached or was lost mid-answer",
-    ExitCode.DOES_NOT_FIT: "`fit`: the model at this context does not fit in the memory "
-    "available now (the plan is still printed)",
+    ExitCode.DOES_NOT_FIT: "the model at this context does not fit in the memory available "
+    "now: `fit` still prints the plan; run, chat, serve and pull refuse before loading or "
+    "downloading (`--no-memory-check` goes ahead)",
     ExitCode.MEDIA_UNSUPPORTED: "an image or audio file was attached, but the model has no "
     "projector for it (`--mmproj`)",
     ExitCode.MEDIA_INVALID: "an attached file cannot be read, or is not an image or audio "

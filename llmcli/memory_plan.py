@@ -69,7 +69,8 @@ class Change:
 @dataclass(frozen=True)
 class MemoryPlan:
     ctx: int
-    cache_type: str
+    cache_type: str  # the keys' (and, unless cache_type_v says otherwise, the values')
+    cache_type_v: str
     weights_bytes: int
     kv_bytes: int
     compute_bytes: int
@@ -170,13 +171,20 @@ def kv_cells(ctx: int) -> int:
     return -(-ctx // KV_PAD) * KV_PAD
 
 
-def kv_bytes(shape: ModelShape, ctx: int, cache_type: str = DEFAULT_CACHE_TYPE) -> int:
-    """llama.cpp's KV cache: per layer, cells x (K row + V row) of the cache type."""
-    ggml_type = CACHE_TYPES[cache_type]
+def kv_bytes(
+    shape: ModelShape,
+    ctx: int,
+    cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
+) -> int:
+    """llama.cpp's KV cache: per layer, cells x (K row + V row), keys of `cache_type`,
+    values of `cache_type_v` (None: the same)."""
+    k_type = CACHE_TYPES[cache_type]
+    v_type = CACHE_TYPES[cache_type_v or cache_type]
     cells = kv_cells(ctx)
     total = 0
     for k, v in shape.kv_per_layer:
-        row = (ggml_type_bytes(ggml_type, k) or 0) + (ggml_type_bytes(ggml_type, v) or 0)
+        row = (ggml_type_bytes(k_type, k) or 0) + (ggml_type_bytes(v_type, v) or 0)
         total += cells * row
     return total
 
@@ -209,15 +217,18 @@ def plan(
     *,
     ctx: int,
     cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
     available: int | None,
 ) -> MemoryPlan:
-    """The memory plan at `ctx` with a `cache_type` KV cache, against `available` bytes
-    (None: unknown, no verdict)."""
+    """The memory plan at `ctx` with a KV cache of `cache_type` (its values of
+    `cache_type_v`, None: the same), against `available` bytes (None: unknown, no
+    verdict)."""
     shape = model_shape(headers)
     weights = weights_bytes(headers)
+    v_type = cache_type_v or cache_type
 
-    def need(n_ctx: int, kind: str = cache_type) -> int:
-        return weights + kv_bytes(shape, n_ctx, kind) + compute_bytes(shape, n_ctx)
+    def need(n_ctx: int, kind: str = cache_type, v_kind: str = v_type) -> int:
+        return weights + kv_bytes(shape, n_ctx, kind, v_kind) + compute_bytes(shape, n_ctx)
 
     total = need(ctx)
     fits = None if available is None else total <= available
@@ -231,9 +242,14 @@ def plan(
         if max_ctx is not None:
             changes.append(Change(f"--ctx {max_ctx}", need(max_ctx), True))
         for kind in CACHE_TYPES:
-            if kind != cache_type and kv_bytes(shape, ctx, kind) < kv_bytes(shape, ctx, cache_type):
+            smaller = kv_bytes(shape, ctx, kind) < kv_bytes(shape, ctx, cache_type, v_type)
+            if kind != cache_type and smaller:
                 changes.append(
-                    Change(f"a {kind} KV cache", need(ctx, kind), need(ctx, kind) <= available)
+                    Change(
+                        f"a {kind} KV cache",
+                        need(ctx, kind, kind),
+                        need(ctx, kind, kind) <= available,
+                    )
                 )
         room = available - (total - weights)  # what the weights may take
         params = sum(t.n_elements for h in headers for t in h.tensors)
@@ -245,8 +261,9 @@ def plan(
     return MemoryPlan(
         ctx=ctx,
         cache_type=cache_type,
+        cache_type_v=v_type,
         weights_bytes=weights,
-        kv_bytes=kv_bytes(shape, ctx, cache_type),
+        kv_bytes=kv_bytes(shape, ctx, cache_type, v_type),
         compute_bytes=compute_bytes(shape, ctx),
         total_bytes=total,
         available_bytes=available,
@@ -256,3 +273,26 @@ def plan(
         changes=tuple(changes),
         notes=tuple(notes),
     )
+
+
+def largest_ctx(
+    headers: Sequence[Header],
+    *,
+    available: int,
+    limit: int,
+    cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
+    sequences: int = 1,
+) -> int | None:
+    """The largest context per sequence, up to `limit`, at which `sequences` of them fit
+    in `available` bytes (a multiple of 256 below `limit`); None when not even 256 do."""
+    shape = model_shape(headers)
+    weights = weights_bytes(headers)
+
+    def need(ctx: int) -> int:
+        cells = ctx * sequences
+        return (
+            weights + kv_bytes(shape, cells, cache_type, cache_type_v) + compute_bytes(shape, cells)
+        )
+
+    return _largest_ctx(need, available, limit)

@@ -3,12 +3,36 @@ reclaimable pages. Standard library only."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+from llmcli.errors import UsageError
+from llmcli.humanize import parse_bytes
+
 MEMINFO = Path("/proc/meminfo")
+# Plan against this much memory instead of what the system reports (a container's
+# limit the system does not show, a share of a shared machine): e.g. 8GB.
+ENV_MEMORY = "LLMCLI_MEMORY"
+
+
+def memory_override() -> int | None:
+    """$LLMCLI_MEMORY in bytes; None when unset. UsageError when it is not a size."""
+    text = os.environ.get(ENV_MEMORY, "").strip()
+    if not text:
+        return None
+    size = parse_bytes(text)
+    if size is None:
+        raise UsageError(f"{ENV_MEMORY}: not a size: {text!r} (e.g. 16GB, 8GiB)")
+    return size
+
+
+def memory_for_models() -> int | None:
+    """What a model may use: $LLMCLI_MEMORY, else what is available now (None: unknown)."""
+    override = memory_override()
+    return override if override is not None else available_memory()
 
 
 def available_memory() -> int | None:

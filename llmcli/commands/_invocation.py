@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from llmcli.commands._defaults import from_command_line, loaded_template
+from llmcli.commands._engine_flags import EngineFlags
 from llmcli.commands._placement import placement
 from llmcli.config import options_table
 from llmcli.engine.reasoning import Thinking
@@ -47,6 +48,8 @@ class Invocation:
     threads: int | None
     gpu_layers: int | None
     ctx: int | None
+    # --cache-type-k/-v, --lora, --rope-scale, --yarn: checked, not yet applied.
+    engine_flags: EngineFlags
     verbose: bool
     # The options typed on the command line (or set through the environment), not
     # taken from the config file, a prompt template or a default.
@@ -81,6 +84,7 @@ class Invocation:
             threads=threads if isinstance(threads, int) else None,
             gpu_layers=params.get("gpu_layers"),
             ctx=params.get("ctx"),
+            engine_flags=EngineFlags.from_params(params),
             verbose=bool(params.get("verbose", False)),
             given=frozenset(name for name in params if from_command_line(context, name)),
         )
@@ -88,13 +92,17 @@ class Invocation:
     def load_options(self, path: Path, **overrides: Any) -> LoadOptions:
         """The engine's load options for `path`; `overrides` are the fields a command
         sets its own way (n_ctx, start_ctx, vocab_only, embedding...)."""
+        ctx = self.ctx if self.ctx is not None else DEFAULT_CTX
         fields: dict[str, Any] = {
-            "n_ctx": self.ctx if self.ctx is not None else DEFAULT_CTX,
+            "n_ctx": ctx,
             "n_threads": self.threads,
             "n_gpu_layers": self.gpu_layers,
             "verbose": self.verbose,
             "chat_template": self.chat_template,
             **placement(self.rpc, self.tensor_split),
+            # The context a sequence may reach (--ctx), not a command's own n_ctx: YaRN's
+            # factor is for the positions the answers use.
+            **self.engine_flags.load_fields(path, ctx),
         }
         fields.update(overrides)
         return LoadOptions(path=path, **fields)

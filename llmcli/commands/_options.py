@@ -51,6 +51,8 @@ def table_option(name: str) -> Any:
         extra["max"] = spec.maximum
     if spec.choices:
         extra["autocompletion"] = lambda: list(spec.choices)
+    if spec.metavar:
+        extra["metavar"] = spec.metavar
     if spec.optional:
         # No built-in value to show: the help says what happens instead.
         extra["show_default"] = False
@@ -103,6 +105,12 @@ StopOpt = Annotated[
 CtxOpt = Annotated[int, table_option("ctx")]
 ThreadsOpt = Annotated[int | None, table_option("threads")]
 GpuLayersOpt = Annotated[int | None, table_option("gpu_layers")]
+CacheTypeKOpt = Annotated[str, table_option("cache_type_k")]
+CacheTypeVOpt = Annotated[str, table_option("cache_type_v")]
+LoraOpt = Annotated[str | None, table_option("lora")]
+LoraScaleOpt = Annotated[float, table_option("lora_scale")]
+RopeScaleOpt = Annotated[float | None, table_option("rope_scale")]
+YarnOpt = Annotated[bool, table_option("yarn")]
 ENV_RPC = "LLMCLI_RPC"
 RpcOpt = Annotated[
     str | None,

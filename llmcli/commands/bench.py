@@ -80,6 +80,12 @@ def bench(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print results as JSON.")] = False,
 ) -> None:
     thread_counts = _thread_list(threads)
@@ -98,7 +104,8 @@ def bench(
 
         backend = runs_on(llm.gpu_layers, load.rpc)
         if not json_out:
-            console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}\n")
+            flags = "".join(f", {k}: {v}" for k, v in load.engine_flags().items())
+            console.emit_text(f"model: {llm.name} ({path.name}), backend: {backend}{flags}\n")
             if llm.split is not None:
                 console.info(llm.split.line())
             console.emit_text(
@@ -114,7 +121,9 @@ def bench(
             llm, n_prompt=n_prompt, n_gen=n_gen, reps=reps, threads=thread_counts, on_result=row
         )
         if json_out:
-            rows = [_as_json(r, str(path), llm.gpu_layers) for r in results]
+            rows = [
+                {**_as_json(r, str(path), llm.gpu_layers), **load.engine_flags()} for r in results
+            ]
             if llm.split is not None:
                 for item in rows:
                     item["rpc"] = list(load.rpc)

@@ -15,11 +15,11 @@ import typer
 
 from llmcli import terminal
 from llmcli.commands import _options as opt
+from llmcli.commands._context_fit import NoMemoryCheckOpt, model_that_fits
 from llmcli.commands._invocation import Invocation
 from llmcli.config import options_table
 from llmcli.engine.types import START_CTX
 from llmcli.errors import LlmcliError, UsageError
-from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -84,6 +84,13 @@ def chat(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    no_memory_check: Annotated[bool, NoMemoryCheckOpt] = False,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     plain: opt.PlainOpt = False,
     lookup: opt.LookupOpt = True,
     think: opt.ThinkOpt = None,
@@ -144,7 +151,7 @@ def chat(
     if model is None and ptemplate is not None and ptemplate.model:
         model = ptemplate.model
     ref = model if model is not None else conv.model
-    path = model_file(ref)
+    path, invocation = model_that_fits(context, invocation, ref, check=not no_memory_check)
     conv.model = model_label(ref, path)
     from llmcli.projector_files import projector_for
 

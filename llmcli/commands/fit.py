@@ -59,8 +59,8 @@ def fit(
         str | None,
         typer.Option(
             "--memory",
-            help="Plan against this much memory (e.g. 16GB, 8GiB) instead of what is "
-            "available on this machine now.",
+            help="Plan against this much memory (e.g. 16GB, 8GiB). Default: "
+            "$LLMCLI_MEMORY, else what is available on this machine now.",
             show_default=False,
         ),
     ] = None,
@@ -70,10 +70,10 @@ def fit(
 ) -> None:
     from llmcli.memory_plan import plan
     from llmcli.resolve.resolver import model_headers
-    from llmcli.system_memory import available_memory
+    from llmcli.system_memory import memory_for_models
     from llmcli.ui.fit_view import render_plan
 
-    available = available_memory() if memory is None else parse_bytes(memory)
+    available = memory_for_models() if memory is None else parse_bytes(memory)
     if available is None and memory is not None:
         raise UsageError(f"--memory: not a size: {memory!r} (e.g. 16GB, 8GiB)")
     found = model_headers(ref)

@@ -11,6 +11,7 @@ import typer
 from llmcli import terminal
 from llmcli.commands import _options as opt
 from llmcli.commands import run_answer
+from llmcli.commands._context_fit import NoMemoryCheckOpt, model_that_fits
 from llmcli.commands._defaults import loaded_template
 from llmcli.commands._invocation import Invocation
 from llmcli.commands.attachments import media_prompt, needed_projector, read_attachments
@@ -19,7 +20,6 @@ from llmcli.commands.structured import output_format, schema_format
 from llmcli.engine.types import START_CTX, Decoding, GenerationResult
 from llmcli.errors import UsageError
 from llmcli.prompting import PromptBuilder
-from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -51,6 +51,8 @@ Examples:
   llmcli run --show-prompt -s "Be brief." "Hi"
 
   llmcli run -m ./SmolVLM-256M-Instruct-Q8_0.gguf -a photo.jpg "What is in this picture?"
+
+  llmcli run --cache-type-k q8_0 --cache-type-v q8_0 --ctx 16384 "Summarize:" < report.txt
 """
 
 
@@ -93,6 +95,12 @@ def run(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     raw: Annotated[
         bool, typer.Option("--raw", help="Plain text completion: no chat template.")
     ] = False,
@@ -206,6 +214,7 @@ def run(
         ),
     ] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print speed figures on stderr.")] = False,
+    no_memory_check: Annotated[bool, NoMemoryCheckOpt] = False,
     plain: opt.PlainOpt = False,
     verbose: opt.VerboseOpt = False,
 ) -> None:
@@ -238,7 +247,14 @@ def run(
         lines = _batch_lines(batch)
     if model is None and ptemplate is not None:
         model = ptemplate.model
-    path = model_file(model)
+    path, invocation = model_that_fits(
+        context,
+        invocation,
+        model,
+        sequences=parallel if batch is not None else 1,
+        check=not (show_prompt or no_memory_check),
+    )
+    ctx = invocation.ctx or ctx
     projector = needed_projector(path, mmproj, attached=bool(attachments), name=model or path.name)
     if fmt is not None and not show_prompt:
         from llmcli.engine.grammar import check_grammar

@@ -11,11 +11,11 @@ import typer
 
 from llmcli import config
 from llmcli.commands import _options as opt
+from llmcli.commands._context_fit import NoMemoryCheckOpt, model_that_fits
 from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.projector_files import projector_for
-from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -123,6 +123,13 @@ def serve(
     gpu_layers: opt.GpuLayersOpt = None,
     rpc: opt.RpcOpt = None,
     tensor_split: opt.TensorSplitOpt = None,
+    no_memory_check: Annotated[bool, NoMemoryCheckOpt] = False,
+    cache_type_k: opt.CacheTypeKOpt = "f16",
+    cache_type_v: opt.CacheTypeVOpt = "f16",
+    lora: opt.LoraOpt = None,
+    lora_scale: opt.LoraScaleOpt = 1.0,
+    rope_scale: opt.RopeScaleOpt = None,
+    yarn: opt.YarnOpt = False,
     keep_alive: Annotated[
         str,
         typer.Option(
@@ -156,7 +163,10 @@ def serve(
     from llmcli.resolve.resolver import default_ref
 
     check_port(host, port)
-    path = model_file(model)
+    path, invocation = model_that_fits(
+        context, invocation, model, sequences=parallel, check=not no_memory_check
+    )
+    ctx = invocation.ctx or ctx
     projector = projector_for(path, mmproj)
     ref = served = model or default_ref()
     if Path(served).expanduser().is_file():

@@ -132,6 +132,11 @@ def coerce_option(name: str, value: object) -> OptionValue:
         if word in _TRUE or word in _FALSE:
             return word in _TRUE
         raise ValueError(f"{name} must be true or false, not {value!r}")
+    if spec.kind is str and not spec.choices:
+        # Free text (a file's path, `lora`): kept as written, case included.
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{name} must be a file's path, not {value!r}")
+        return value.strip()
     if spec.kind is str:
         word = str(value).strip().lower() if isinstance(value, str) else ""
         if word not in spec.choices:

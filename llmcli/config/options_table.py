@@ -18,6 +18,9 @@ OptionValue = int | float | bool | str
 
 # The context window when neither the command line nor the config gives one.
 DEFAULT_CTX = 4096
+# The KV cache types llama.cpp takes for keys and values (--cache-type-k/-v); f16 is its
+# default, and the quantized ones need the values' rows to be whole blocks.
+CACHE_TYPES = ("f16", "q8_0", "q4_0")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,8 @@ class Option:
     batch_field: str | None = None
     # A field of the engine's `Sampling`, built from the command's values by name.
     sampling: bool = False
+    # The value's name in `--help` (FILE); None: click's, from the type.
+    metavar: str | None = None
 
     @property
     def optional(self) -> bool:
@@ -169,6 +174,68 @@ TABLE: tuple[Option, ...] = (
         None,
         ("--gpu-layers",),
         "Layers to offload to the GPU; -1: all. Default: all when this build can offload, else 0.",
+    ),
+    Option(
+        "cache_type_k",
+        str,
+        None,
+        None,
+        "f16",
+        ("--cache-type-k",),
+        "The KV cache's type for keys: f16, or q8_0 / q4_0 (about half / a quarter of "
+        "the memory, slightly less exact).",
+        choices=CACHE_TYPES,
+    ),
+    Option(
+        "cache_type_v",
+        str,
+        None,
+        None,
+        "f16",
+        ("--cache-type-v",),
+        "The KV cache's type for values: f16, q8_0 or q4_0. A quantized V cache needs "
+        "flash attention (on unless the backend lacks it).",
+        choices=CACHE_TYPES,
+    ),
+    Option(
+        "lora",
+        str,
+        None,
+        None,
+        None,
+        ("--lora",),
+        "Apply this LoRA adapter (a GGUF made for this model, e.g. by llama.cpp's "
+        "convert_lora_to_gguf.py).",
+        metavar="FILE",
+    ),
+    Option(
+        "lora_scale",
+        float,
+        -10.0,
+        10.0,
+        1.0,
+        ("--lora-scale",),
+        "How strongly --lora applies; 0: not at all.",
+    ),
+    Option(
+        "rope_scale",
+        float,
+        1.0,
+        128.0,
+        None,
+        ("--rope-scale",),
+        "Stretch the model's positions this many times, to use a context longer than "
+        "the trained one (linear RoPE scaling; with --yarn, YaRN's). Default: the model's.",
+    ),
+    Option(
+        "yarn",
+        bool,
+        None,
+        None,
+        False,
+        ("--yarn/--no-yarn",),
+        "Extend the context with YaRN RoPE scaling, which degrades less than linear: by "
+        "--rope-scale, else by --ctx over the model's trained context.",
     ),
     Option(
         "think",

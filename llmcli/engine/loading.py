@@ -20,6 +20,7 @@ from typing import Any
 import llama_cpp
 
 from llmcli.engine import crash_guard, rpc
+from llmcli.engine.context_setup import Adapter, context_arguments
 from llmcli.engine.log import quiet_engine_log
 from llmcli.engine.split import SplitReport, split_recorded
 from llmcli.engine.types import LoadOptions
@@ -176,6 +177,8 @@ def decide_setup(
 @dataclass
 class Loaded:
     llama: llama_cpp.Llama
+    # The --lora adapter, applied to the Llama's context (and to be applied to any other).
+    adapter: Adapter | None
     # How the layers were spread over devices: read from the load log with --rpc.
     split: SplitReport | None
     seconds: float
@@ -196,6 +199,7 @@ def _llama_arguments(
         "embedding": options.embedding,
         "vocab_only": options.vocab_only,
         "verbose": options.verbose,
+        **context_arguments(options),
     }
     if options.embedding:
         kwargs["pooling_type"] = {
@@ -235,12 +239,29 @@ def load_llama(
             llama = llama_cpp.Llama(**kwargs)
     except ValueError as exc:
         if "context" in str(exc):
+            quantized = {options.cache_type_k, options.cache_type_v} - {"f16"}
             raise LlmcliError(
                 f"could not create a context of {options.n_ctx} tokens (not enough memory?)",
-                hint="try a smaller --ctx",
+                hint="try a smaller --ctx"
+                + (
+                    ", or --cache-type-k/-v f16: this backend may lack the quantized "
+                    "cache's kernels"
+                    if quantized
+                    else ""
+                ),
             ) from exc
         raise ModelInvalidError(
             f"could not load {options.path}: the file is truncated, corrupt "
             "or of an architecture this llama.cpp build does not know"
         ) from exc
-    return Loaded(llama, split, time.perf_counter() - start)
+    adapter = None
+    if options.lora is not None and not options.vocab_only:
+        try:
+            adapter = Adapter(
+                llama.model, options.lora, options.lora_scale, model_name=options.path.name
+            )
+            adapter.apply(llama.ctx)
+        except BaseException:
+            llama.close()
+            raise
+    return Loaded(llama, adapter, split, time.perf_counter() - start)

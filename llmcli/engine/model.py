@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import llama_cpp
 from llama_cpp.llama_grammar import LlamaGrammar
 
-from llmcli.engine import crash_guard
+from llmcli.engine import context_setup, crash_guard
 from llmcli.engine.generation import Generation
 from llmcli.engine.llama_state import KvState
 from llmcli.engine.loading import (
@@ -80,6 +80,8 @@ class Model:
         )
         loaded = load_llama(options, self.setup, threads=threads, gpu_layers=gpu_layers, key=key)
         self.llama = loaded.llama
+        # --lora: every context of this model gets it (see make_room, the scheduler).
+        self.adapter = loaded.adapter
         # How the layers were spread over devices: read from the load log with --rpc.
         self.split = loaded.split
         self.load_s = loaded.seconds
@@ -129,11 +131,17 @@ class Model:
             try:
                 with interrupts_held():  # the new context's log calls back into Python
                     self.kv.grow(self.options.n_ctx)
+                self.apply_adapter(self.llama.ctx)
             except (ValueError, RuntimeError) as exc:  # no memory for it, or a refused state
                 raise LlmcliError(
                     f"could not grow the context to {self.options.n_ctx} tokens ({exc})",
                     hint="try a smaller --ctx",
                 ) from exc
+
+    def apply_adapter(self, ctx: Any) -> None:
+        """Use the --lora adapter in another context of this model (a llama_context_p)."""
+        if self.adapter is not None:
+            self.adapter.apply(ctx)
 
     @property
     def name(self) -> str:
@@ -235,7 +243,11 @@ class Model:
         cache = self._prompt_cache
         if cache is None or cache.root != folder:
             self.finish_saving()
-            identity = model_identity(self.options.path, flash_attn=self.options.flash_attn)
+            identity = model_identity(
+                self.options.path,
+                flash_attn=self.options.flash_attn,
+                setup=context_setup.identity(self.options),
+            )
             cache = PromptCache(folder, self.kv, identity=identity, n_ctx=self.n_ctx)
             self._prompt_cache = cache
         return cache

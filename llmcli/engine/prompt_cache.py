@@ -38,8 +38,9 @@ _HEADER = struct.Struct("<8sIIQI")  # magic, version, n_tokens, state bytes, crc
 DEFAULT_MIN_TOKENS = 512
 
 
-def model_identity(path: Path, *, flash_attn: bool) -> str:
-    """A key for 'this model file, in this engine build, with this KV layout'."""
+def model_identity(path: Path, *, flash_attn: bool, setup: str = "") -> str:
+    """A key for 'this model file, in this engine build, with this KV layout'; `setup`
+    names what else changes a state (cache types, an adapter, RoPE scaling)."""
     digest = hashlib.sha256()
     size = path.stat().st_size
     with path.open("rb") as f:
@@ -47,6 +48,8 @@ def model_identity(path: Path, *, flash_attn: bool) -> str:
         f.seek(max(0, size - (1 << 20)))
         digest.update(f.read(1 << 20))
     digest.update(f"{size}|{llama_cpp.__version__}|fa={flash_attn}|v{VERSION}".encode())
+    if setup:
+        digest.update(f"|{setup}".encode())
     return digest.hexdigest()[:32]
 
 

@@ -29,6 +29,7 @@ from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
 from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard
+from llmcli.engine.context_setup import set_context_params
 from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.logprobs import TokenLogprob
 from llmcli.engine.model import Model
@@ -126,7 +127,9 @@ class Scheduler:
         # starve the others.
         params.kv_unified = False
         params.no_perf = True
+        set_context_params(params, model.options)
         self._ctx = LlamaContext(model=bindings_model(llama), params=params, verbose=False)
+        model.apply_adapter(self._ctx.ctx)
         self._n_batch = model.options.n_batch
         self._batch = LlamaBatch(n_tokens=self._n_batch, embd=0, n_seq_max=1)
         self._n_vocab = llama.n_vocab()

@@ -79,10 +79,38 @@ class LoadOptions:
     rpc: tuple[str, ...] = ()
     # Each device's share of the layers (llama.cpp's --tensor-split); None: by free memory.
     tensor_split: tuple[float, ...] | None = None
+    # The KV cache's element types for keys and values (llama.cpp's type_k, type_v):
+    # "f16", "q8_0" or "q4_0". A quantized V cache needs flash attention.
+    cache_type_k: str = "f16"
+    cache_type_v: str = "f16"
+    # A LoRA adapter GGUF applied to every context of the model, at this scale.
+    lora: Path | None = None
+    lora_scale: float = 1.0
+    # Context extension: positions stretched `rope_scale` times (rope_freq_scale is its
+    # inverse), linearly or with YaRN; None: the model's own scaling. `yarn_orig_ctx` is
+    # the context the model was trained on (0: llama.cpp reads it from the model).
+    rope_scale: float | None = None
+    yarn: bool = False
+    yarn_orig_ctx: int = 0
     # Allocate a KV cache of this many positions first, and one of n_ctx only once a
     # prompt and its answer need more (see Model.make_room): a one-shot answer rarely
     # needs the whole context, and allocating it costs time in proportion. None: n_ctx.
     start_ctx: int | None = None
+
+    def engine_flags(self) -> dict[str, str | float | None]:
+        """The cache, adapter and context-extension settings, as `bench --json` and
+        `doctor` report them: only what differs from llama.cpp's defaults."""
+        flags: dict[str, str | float | None] = {}
+        if (self.cache_type_k, self.cache_type_v) != ("f16", "f16"):
+            flags["cache_type_k"] = self.cache_type_k
+            flags["cache_type_v"] = self.cache_type_v
+        if self.lora is not None:
+            flags["lora"] = str(self.lora)
+            flags["lora_scale"] = self.lora_scale
+        if self.rope_scale is not None or self.yarn:
+            flags["rope_scaling"] = "yarn" if self.yarn else "linear"
+            flags["rope_scale"] = self.rope_scale
+        return flags
 
 
 @dataclass(frozen=True)

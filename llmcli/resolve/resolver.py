@@ -7,6 +7,7 @@ without any network call, so everything works offline once a model is pulled.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,11 +74,16 @@ def model_overrides(text: str) -> dict[str, config.OptionValue]:
     return merged
 
 
+# Called with a Hub model (and revision) about to be downloaded; raises to stop it.
+BeforeDownload = Callable[[HubRef, str | None], None]
+
+
 def ensure_model(
     ref: str | None,
     *,
     progress: ProgressFactory | None,
     revision: str | None = None,
+    before_download: BeforeDownload | None = None,
 ) -> Path:
     """The local file for `ref`, downloading it first if the cache lacks it.
 
@@ -107,7 +113,9 @@ def ensure_model(
             _starter_notice(progress, text, f"the Hub was unreachable {_ago(ago)}")
             return fallback
     try:
-        return ensure_hub_model(parsed, progress=progress, revision=revision).path
+        return ensure_hub_model(
+            parsed, progress=progress, revision=revision, before_download=before_download
+        ).path
     except NetworkError:
         if fallback is None:
             raise
@@ -153,7 +161,11 @@ def _directory_error(path: Path, typed: str) -> ModelNotFoundError:
 
 
 def ensure_hub_model(
-    ref: HubRef, *, progress: ProgressFactory | None, revision: str | None = None
+    ref: HubRef,
+    *,
+    progress: ProgressFactory | None,
+    revision: str | None = None,
+    before_download: BeforeDownload | None = None,
 ) -> store.LocalModel:
     cached = store.find_cached(ref, revision=revision, progress=progress)
     if cached is not None:
@@ -163,6 +175,8 @@ def ensure_hub_model(
             f"{ref.display} is not in the cache and offline mode is on",
             hint=f"run `llmcli pull {ref.display}` while online",
         )
+    if before_download is not None:
+        before_download(ref, revision)
     return store.pull(ref, revision=revision, progress=progress)
 
 
@@ -201,6 +215,11 @@ def model_headers(ref: str | None, *, revision: str | None = None) -> ModelHeade
     return ModelHeaders(
         f"{remote.repo_id}{quant}", remote.headers, remote.file_bytes, remote.bytes_read
     )
+
+
+def file_headers(path: Path) -> tuple[Header, ...]:
+    """The headers of a model file on disk (a split model: every part's, in order)."""
+    return _local_headers(path).headers
 
 
 def _local_headers(path: Path) -> ModelHeaders:

@@ -36,6 +36,7 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         out.extend(("  to rebuild", cmd) for cmd in report.get("rpc_install", []))
     out.append(("threads", f"{threads['default']} ({threads['reason']})"))
     out.extend(_engine_setup_rows(report["engine_setup"]))
+    out.extend(_engine_flag_rows(report["engine_flags"], report["memory"]))
     free = cache["free_bytes"]
     out.append(("cache", cache["path"]))
     out.append(
@@ -57,6 +58,26 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     out.append(("config", f"{cfg['path']}: {state}"))
     out.append(("python", report["python"]))
     out.append(("platform", report["platform"]))
+    return out
+
+
+def _engine_flag_rows(flags: dict[str, Any], memory: dict[str, Any]) -> list[tuple[str, str]]:
+    k, v = flags["cache_type_k"], flags["cache_type_v"]
+    lora = f"{flags['lora']} at {flags['lora_scale']:g}" if flags["lora"] else "none"
+    if flags["yarn"]:
+        rope = f"YaRN x{flags['rope_scale']:g}" if flags["rope_scale"] else "YaRN, by --ctx"
+    else:
+        rope = f"linear x{flags['rope_scale']:g}" if flags["rope_scale"] else "the model's"
+    source = " (config file)" if flags["from_config"] else ""
+    out = [
+        ("KV cache", f"keys {k}, values {v}{source}"),
+        ("LoRA", lora),
+        ("RoPE scaling", rope),
+    ]
+    out.extend(("  problem", problem) for problem in flags["problems"])
+    available = memory["available_bytes"]
+    shown = format_bytes(available) if available is not None else "unknown"
+    out.append(("memory", f"{shown} available ({memory['source']})"))
     return out
 
 

@@ -13,10 +13,15 @@ def plan_rows(plan: MemoryPlan) -> list[tuple[str, str]]:
     available = (
         format_bytes(plan.available_bytes) if plan.available_bytes is not None else "unknown"
     )
+    kinds = (
+        plan.cache_type
+        if plan.cache_type == plan.cache_type_v
+        else f"K {plan.cache_type}, V {plan.cache_type_v}"
+    )
     return [
         ("weights", format_bytes(plan.weights_bytes)),
         (
-            f"KV cache ({plan.cache_type}, {plan.ctx:,} tokens{trained})",
+            f"KV cache ({kinds}, {plan.ctx:,} tokens{trained})",
             format_bytes(plan.kv_bytes),
         ),
         ("compute buffer (estimate)", format_bytes(plan.compute_bytes)),
