@@ -29,7 +29,7 @@ class ToolPlan:
 
     @property
     def limit(self) -> int | None:
-        return None if self.parallel else 1
+        return None if self.parallel and self.fmt.several else 1
 
     def grammar(self) -> str | None:
         """The GBNF of the calls this answer may make; None for "none"."""
