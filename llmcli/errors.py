@@ -25,6 +25,8 @@ class ExitCode(IntEnum):
     ENGINE_CRASH = 10  # llama.cpp faulted on this CPU (illegal instruction, segfault)
     WORKER_LOST = 11  # an RPC worker (--rpc) cannot be reached or was lost mid-answer
     DOES_NOT_FIT = 12  # `fit`: the model does not fit in the memory available now
+    TOOL_NOT_APPROVED = 13  # a tool call needs approval, and no terminal nor --yes gave it
+    TOOL_SERVER = 14  # an MCP server (--mcp) failed to start or was lost mid-call
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -49,6 +51,10 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.WORKER_LOST: "an RPC worker (`--rpc`) cannot be reached or was lost mid-answer",
     ExitCode.DOES_NOT_FIT: "`fit`: the model at this context does not fit in the memory "
     "available now (the plan is still printed)",
+    ExitCode.TOOL_NOT_APPROVED: "a tool call needs approval and there is no terminal to ask "
+    "(give `--yes` to run calls without asking); no tool ran",
+    ExitCode.TOOL_SERVER: "an MCP server (`--mcp`) failed to start, or ended or was lost "
+    "in the middle of a call",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -120,6 +126,14 @@ class WorkerLostError(LlmcliError):
 
 class DoesNotFitError(LlmcliError):
     exit_code = ExitCode.DOES_NOT_FIT
+
+
+class ToolNotApprovedError(LlmcliError):
+    exit_code = ExitCode.TOOL_NOT_APPROVED
+
+
+class ToolServerError(LlmcliError):
+    exit_code = ExitCode.TOOL_SERVER
 
 
 class BatchItemsFailedError(LlmcliError):

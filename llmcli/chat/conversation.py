@@ -28,8 +28,10 @@ class Conversation:
     dirty: bool = False
 
     def messages(self) -> list[Message]:
+        """System prompt and turns; an assistant turn's tool calls and a tool result's
+        call id come along (the template renders them)."""
         head = [Message(role="system", content=self.system)] if self.system else []
-        return head + [Message(role=m["role"], content=m["content"]) for m in self.turns]
+        return head + [Message(**m) for m in self.turns]
 
     def ask(self, text: str) -> None:
         self.turns.append(Message(role="user", content=text))
@@ -37,6 +39,12 @@ class Conversation:
 
     def answer(self, text: str) -> None:
         self.turns.append(Message(role="assistant", content=text))
+        self.dirty = True
+
+    def add(self, turns: list[Message]) -> None:
+        """Turns of an answer that called tools: assistant turns with their calls, the
+        tool results, and the answer."""
+        self.turns += turns
         self.dirty = True
 
     def drop_unanswered(self) -> None:
@@ -49,7 +57,8 @@ class Conversation:
     def prepare_retry(self) -> bool:
         """Drop the last answer so the last question can be answered again.
         False when there is no question to retry."""
-        if self.turns and self.turns[-1]["role"] == "assistant":
+        # An answer that called tools is several turns: all go.
+        while self.turns and self.turns[-1]["role"] in ("assistant", "tool"):
             self.turns.pop()
         if not self.turns or self.turns[-1]["role"] != "user":
             return False

@@ -19,7 +19,7 @@ from llmcli.chat.ctrl_c import StopOnCtrlC
 from llmcli.chat.trimming import MessageTooLong, fit_context
 from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
-from llmcli.errors import LlmcliError
+from llmcli.errors import LlmcliError, ToolNotApprovedError, ToolServerError
 from llmcli.prompting import thinking_budget_note
 from llmcli.resolve.with_progress import model_file
 from llmcli.ui import console
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.sequence import Part
     from llmcli.remember import AnswerLog
+    from llmcli.tools.toolbox import Toolbox
 
 
 class ChatSession:
@@ -48,8 +49,11 @@ class ChatSession:
         show_thinking: bool = False,
         wrap: Callable[[str], str] | None = None,
         answer_log: AnswerLog | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         self.conv = conv
+        # --tool-file and --mcp: answers go through the tool loop (chat.tool_turn).
+        self.tools = tools
         self.answer_log = answer_log
         conv.model_thinks = llm.reasoning is not None
         self.show_thinking = show_thinking
@@ -65,6 +69,8 @@ class ChatSession:
         self.last: GenerationResult | None = None
 
     def close(self) -> None:
+        if self.tools is not None:
+            self.tools.close()
         self.llm.close()
         failure = self.answer_log.close() if self.answer_log is not None else None
         if failure:
@@ -88,6 +94,8 @@ class ChatSession:
                 return False
         except LlmcliError as exc:
             self.conv.drop_unanswered()  # a message the model could not take is not kept
+            if not self.interactive and isinstance(exc, ToolNotApprovedError | ToolServerError):
+                raise  # piped: the chat ends with the exit code that says why
             console.error(str(exc))
         except KeyboardInterrupt:
             if not self.interactive:
@@ -105,6 +113,10 @@ class ChatSession:
     def reply(self) -> GenerationResult | None:
         """Answer the last user message, streaming it; the answer joins the conversation
         exactly as streamed, including a part cut short by Ctrl-C."""
+        if self.tools is not None:
+            from llmcli.chat.tool_turn import reply_with_tools
+
+            return reply_with_tools(self, self.tools)
         llm = self.llm
         try:
             fit = fit_context(self.conv, self._render, llm.n_ctx)
@@ -131,17 +143,18 @@ class ChatSession:
             result.finish_reason = "interrupted"
         self.last = result
         if self._keep(result):
-            self._log(result, started)
+            self.log_answer(result, started)
         return result
 
-    def _log(self, result: GenerationResult, started: float) -> None:
+    def log_answer(self, result: GenerationResult, started: float) -> None:
         """The turn just kept goes to the answer log; a chat that starts over (/clear,
         /load) starts a new conversation there."""
         log = self.answer_log
         if log is None:
             return
-        question = self.conv.turns[-2]["content"]
-        if len(self.conv.turns) == 2:
+        asked = [m["content"] for m in self.conv.turns if m["role"] == "user"]
+        question = asked[-1]
+        if len(asked) == 1:
             log.conversation_id = log.new_conversation()
         log.add(
             prompt=question,
@@ -188,7 +201,7 @@ class ChatSession:
             console.notice("stopped before the answer began; the message was not kept")
             return False
         self.conv.answer(result.text)
-        self._write("\n")  # a blank line between an answer and what follows
+        self.write_out("\n")  # a blank line between an answer and what follows
         if interrupted:
             console.notice("stopped; the partial answer is kept")
         elif result.reasoning_tokens and result.finish_reason == "length":
@@ -203,7 +216,7 @@ class ChatSession:
             console.notice(f"the answer was cut short by {why}")
         return True
 
-    def _write(self, text: str) -> None:
+    def write_out(self, text: str) -> None:
         out = self.out or sys.stdout
         try:
             out.write(text)
@@ -235,7 +248,13 @@ class ChatSession:
             "save": self.save,
             "load": lambda argument: self.load_file(Path(argument).expanduser()),
             "model": self.switch_model,
+            "tools": lambda _: console.info("\n".join(self.tool_lines())),
         }
+
+    def tool_lines(self) -> list[str]:
+        if self.tools is None:
+            return ["no tools: start the chat with --tool-file FILE.py or --mcp SERVER"]
+        return self.tools.lines()
 
     def retry(self) -> None:
         if self.conv.prepare_retry():
