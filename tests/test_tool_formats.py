@@ -8,6 +8,7 @@ it; and each format's grammar must compile against a real vocabulary."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,3 +155,32 @@ def test_each_formats_grammar_compiles(model_file: Path, fmt: CallFormat) -> Non
     tools: list[dict[str, Any]] = [WEATHER, TIME]
     for several in (False, True):
         check_grammar(model_file, calls_grammar(tools, fmt, several=several))
+
+
+# -- lazy grammars in one-shot generation ------------------------------------------------
+
+
+def test_model_generate_applies_a_lazy_grammar_once_its_trigger_comes(model_file: Path) -> None:
+    from llmcli.engine.types import Decoding, Sampling
+
+    with Model(LoadOptions(path=model_file, n_ctx=512)) as llm:
+        prompt = llm.completion_tokens("1, 2, 3, 4,")
+        plain = Sampling(temperature=0, max_tokens=12)
+        free = llm.generate(prompt, plain, Decoding(lookup=False)).complete().text
+        # A trigger that never comes leaves the answer as it was.
+        waiting = Sampling(
+            temperature=0,
+            max_tokens=12,
+            grammar='root ::= "never"',
+            grammar_trigger=r"[\s\S]*?(QQQQ)[\s\S]*",
+        )
+        assert llm.generate(prompt, waiting, Decoding(lookup=False)).complete().text == free
+        # One that comes at the first digit: from there the grammar writes the rest.
+        counted = Sampling(
+            temperature=0,
+            max_tokens=12,
+            grammar='root ::= [0-9] " apples"',
+            grammar_trigger=r"[\s\S]*?([0-9])[\s\S]*",
+        )
+        text = llm.generate(prompt, counted, Decoding(lookup=False)).complete().text
+    assert re.fullmatch(r"\D*[0-9] apples", text), text
