@@ -1,6 +1,10 @@
 """A chat session: one conversation, the model kept loaded across turns, and the
 screen. Keeping the same Model for every turn is what makes turns fast:
-llama-cpp-python reuses the KV cache for the prompt prefix it has already seen."""
+llama-cpp-python reuses the KV cache for the prompt prefix it has already seen.
+
+Longer than the ~350 lines a module aims at: it is the one object that holds a chat's
+state (conversation, model, last answer), and each command that changes it is a method;
+the parts that need none of it live beside it (chat_file, commands, tool_turn, show)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -17,6 +21,7 @@ from llmcli.chat.commands import Action, Outcome, dispatch
 from llmcli.chat.conversation import Conversation
 from llmcli.chat.ctrl_c import StopOnCtrlC
 from llmcli.chat.trimming import MessageTooLong, fit_context
+from llmcli.engine.reasoning import Kind
 from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
 from llmcli.errors import LlmcliError, ToolNotApprovedError, ToolServerError
@@ -114,9 +119,7 @@ class ChatSession:
         """Answer the last user message, streaming it; the answer joins the conversation
         exactly as streamed, including a part cut short by Ctrl-C."""
         if self.tools is not None:
-            from llmcli.chat.tool_turn import reply_with_tools
-
-            return reply_with_tools(self, self.tools)
+            return self._reply_with_tools(self.tools)
         llm = self.llm
         try:
             fit = fit_context(self.conv, self._render, llm.n_ctx)
@@ -145,6 +148,32 @@ class ChatSession:
         if self._keep(result):
             self.log_answer(result, started)
         return result
+
+    def _reply_with_tools(self, box: Toolbox) -> GenerationResult | None:
+        from llmcli.chat.tool_turn import reply_with_tools
+
+        started = time.perf_counter()
+        done = reply_with_tools(
+            self.conv,
+            self.llm,
+            box,
+            self.decoding,
+            writer=self._writer,
+            interactive=self.interactive,
+        )
+        if done is None:
+            return None
+        self.last = done.result
+        self.write_out("\n")  # a blank line between an answer and what follows
+        self.log_answer(done.result, started)
+        return done.result
+
+    @contextmanager
+    def _writer(self) -> Iterator[Callable[[Kind, str], None]]:
+        with console.ReplyWriter(
+            markdown=self.markdown, show_thinking=self.show_thinking, out=self.out
+        ) as reply:
+            yield reply.write
 
     def log_answer(self, result: GenerationResult, started: float) -> None:
         """The turn just kept goes to the answer log; a chat that starts over (/clear,
