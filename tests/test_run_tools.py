@@ -313,7 +313,12 @@ def test_an_mcp_server_that_dies_mid_call(model: Path) -> None:
     assert "was lost during a call to die" in one_line_error(proc.stderr)
 
 
-def test_ctrl_c_during_a_call_ends_the_mcp_server(model: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sent", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 128 + signal.SIGTERM)]
+)
+def test_ctrl_c_or_sigterm_during_a_call_ends_the_mcp_server(
+    model: Path, tmp_path: Path, sent: signal.Signals, code: int
+) -> None:
     pid_file = tmp_path / "pid"
     child = subprocess.Popen(
         cli_command(
@@ -342,9 +347,9 @@ def test_ctrl_c_during_a_call_ends_the_mcp_server(model: Path, tmp_path: Path) -
             break
     server = int(pid_file.read_text())
     assert _running(server)
-    child.send_signal(signal.SIGINT)
+    child.send_signal(sent)
     child.communicate(timeout=60)
-    assert child.returncode == 130
+    assert child.returncode == code
     assert not _running(server)
 
 

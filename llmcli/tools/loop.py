@@ -123,7 +123,7 @@ def _round(
             opened = splitter is not None and splitter.thinking
             trigger = plan.fmt.lazy_trigger(after=CLOSE_TAG if opened else None)
         sampling = dataclasses.replace(sampling, grammar=gbnf, grammar_trigger=trigger)
-    parser = CallParser(plan.fmt) if plan.choice != "none" else None
+    parser = CallParser(plan.fmt, limit=plan.limit) if plan.choice != "none" else None
     content: list[str] = []
     with writer() as write, llm.generate(tokens, sampling, decoding) as generation:
         for kind, piece in generation:

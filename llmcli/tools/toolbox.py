@@ -128,6 +128,8 @@ def open_toolbox(
             console.notice(note)
         gathered += tools
     box = Toolbox({}, choice, max_steps, timeout, Approval(yes=yes))
+    if servers:
+        _exit_on_sigterm()
     try:
         for spec in servers:
             server = McpServer(spec)
@@ -146,3 +148,14 @@ def open_toolbox(
         box.close()
         raise
     return box
+
+
+def _exit_on_sigterm() -> None:
+    """SIGTERM (`kill`, `timeout`) unwinds like Ctrl-C instead of ending the process on
+    the spot, so that the MCP servers' child processes are ended on the way out."""
+    import signal
+    import sys
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
