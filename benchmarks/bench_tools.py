@@ -8,6 +8,7 @@ The model gets the tools through Qwen3's chat template (tests/chat_templates), w
 test model's tokens match; --model adds others (a Gemma GGUF, say) and --template picks
 another template for them all. Greedy decoding, so one run per task and mode suffices.
 Usage: python benchmarks/bench_tools.py [--model PATH ...] [--template FILE] [--tokens 96]
+       [--tasks 20]
 """
 
 from __future__ import annotations
@@ -135,7 +136,10 @@ def answer(llm: Model, task: str, *, constrained: bool, tokens: int) -> Outcome:
     result = generation.result
     end = time.perf_counter()
     per_token = (end - (first or start)) / max(result.completion_tokens - 1, 1)
-    return Outcome(_valid(result.text, fmt), per_token)
+    outcome = Outcome(_valid(result.text, fmt), per_token)
+    mode = "constrained" if constrained else "free"
+    print(f"  {mode:<11} {'valid' if outcome.valid else 'invalid':<7} {task}", file=sys.stderr)
+    return outcome
 
 
 def main() -> None:
@@ -143,17 +147,19 @@ def main() -> None:
     parser.add_argument("--model", action="append", type=Path, default=[])
     parser.add_argument("--template", type=Path, default=ROOT / "tests/chat_templates/qwen3.jinja")
     parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--tasks", type=int, default=len(TASKS), help="the first N tasks only")
     args = parser.parse_args()
+    tasks = TASKS[: args.tasks]
     template = args.template.read_text(encoding="utf-8")
-    print(f"{len(TASKS)} tasks, {len(TOOLS)} tools, tool choice required, greedy, -n {args.tokens}")
+    print(f"{len(tasks)} tasks, {len(TOOLS)} tools, tool choice required, greedy, -n {args.tokens}")
     print(
         f"{'model':<36} {'valid free':>11} {'valid constrained':>18} {'ms/token free':>14} "
         f"{'ms/token constrained':>21}"
     )
     for path in [model_path(), *args.model]:
         with Model(LoadOptions(path=path, n_ctx=2048, chat_template=template)) as llm:
-            free = [answer(llm, t, constrained=False, tokens=args.tokens) for t in TASKS]
-            held = [answer(llm, t, constrained=True, tokens=args.tokens) for t in TASKS]
+            free = [answer(llm, t, constrained=False, tokens=args.tokens) for t in tasks]
+            held = [answer(llm, t, constrained=True, tokens=args.tokens) for t in tasks]
         share = [sum(o.valid for o in runs) / len(runs) for runs in (free, held)]
         ms = [statistics.median(o.seconds_per_token for o in runs) * 1000 for runs in (free, held)]
         print(
