@@ -27,6 +27,8 @@ class ExitCode(IntEnum):
     DOES_NOT_FIT = 12  # fit, run, serve, pull: the model or context does not fit in memory now
     MEDIA_UNSUPPORTED = 13  # an attachment the model cannot read: no projector for it
     MEDIA_INVALID = 14  # an attachment that cannot be read or decoded
+    TOOL_NOT_APPROVED = 15  # a tool call needs approval, and no terminal nor --yes gave it
+    TOOL_SERVER = 16  # an MCP server (--mcp) failed to start or was lost mid-call
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
     BROKEN_PIPE = 141  # stdout closed by the reader, e.g. `| head` (128 + SIGPIPE)
 
@@ -59,6 +61,10 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     "projector for it (`--mmproj`)",
     ExitCode.MEDIA_INVALID: "an attached file cannot be read, or is not an image or audio "
     "file the projector can decode",
+    ExitCode.TOOL_NOT_APPROVED: "a tool call needs approval and there is no terminal to ask "
+    "(give `--yes` to run calls without asking); no tool ran",
+    ExitCode.TOOL_SERVER: "an MCP server (`--mcp`) failed to start, or ended or was lost "
+    "in the middle of a call",
     ExitCode.INTERRUPTED: "interrupted (Ctrl-C)",
     ExitCode.BROKEN_PIPE: "stdout closed by its reader (e.g. `| head`)",
 }
@@ -138,6 +144,14 @@ class MediaUnsupportedError(LlmcliError):
 
 class MediaInvalidError(LlmcliError):
     exit_code = ExitCode.MEDIA_INVALID
+
+
+class ToolNotApprovedError(LlmcliError):
+    exit_code = ExitCode.TOOL_NOT_APPROVED
+
+
+class ToolServerError(LlmcliError):
+    exit_code = ExitCode.TOOL_SERVER
 
 
 class BatchItemsFailedError(LlmcliError):

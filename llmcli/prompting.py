@@ -70,12 +70,30 @@ class PromptBuilder:
                 tokenizer = self.llm.tokenizer
                 return tokenizer.media_tokens(prompt, add_bos=True, special=self.special), 0
             return self.llm.completion_tokens(prompt, special=self.special), 0
+        return self.llm.chat_prompt(
+            self._messages(system, text, history),
+            special=self.special,
+            thinking=self.thinking,
+            media=bool(media),
+        )
+
+    def messages(
+        self, text: str | None, system: str | None, history: Sequence[Message] = ()
+    ) -> list[Message]:
+        """The chat messages `prompt` renders (prompt template and instruction applied),
+        for a caller that renders them itself (the tool loop adds turns to them)."""
+        if self.template is not None:
+            own_system, text = self.template.render(text, self.variables)
+            system = system if system is not None else own_system
+        system = "\n\n".join(s for s in (system, self.instruction) if s) or None
+        return self._messages(system, text or "", history)
+
+    @staticmethod
+    def _messages(system: str | None, text: str, history: Sequence[Message]) -> list[Message]:
         messages = [Message(role="system", content=system)] if system else []
         messages += history
         messages.append(Message(role="user", content=text))
-        return self.llm.chat_prompt(
-            messages, special=self.special, thinking=self.thinking, media=bool(media)
-        )
+        return messages
 
 
 def thinking_budget_note(result: GenerationResult, max_tokens: int | None) -> str | None:

@@ -254,8 +254,19 @@ def test_save_replaces_atomically_and_leaves_no_temp_file_on_error(tmp_path: Pat
         ('{"format": "llmcli-chat", "version": 1}', '"messages" must be a list'),
         (
             '{"format": "llmcli-chat", "version": 1,'
+            ' "messages": [{"role": "robot", "content": ""}]}',
+            "unexpected role 'robot'",
+        ),
+        # A tool result is kept (tools in chat), with the call it answers.
+        (
+            '{"format": "llmcli-chat", "version": 1,'
             ' "messages": [{"role": "tool", "content": ""}]}',
-            "unexpected role 'tool'",
+            'message 1 (a tool result) needs a "tool_call_id"',
+        ),
+        (
+            '{"format": "llmcli-chat", "version": 1,'
+            ' "messages": [{"role": "assistant", "content": "", "tool_calls": [1]}]}',
+            'message 1 has "tool_calls" that are not calls',
         ),
         (
             '{"format": "llmcli-chat", "version": 1, "messages": [{"role": "user"}]}',

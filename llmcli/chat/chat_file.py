@@ -69,8 +69,8 @@ def from_json(data: object, source: str = "the file") -> Conversation:
         role = item.get("role")
         if role == "system" and i == 0:
             system = item["content"]
-        elif role in ("user", "assistant"):
-            turns.append(Message(role=role, content=item["content"]))
+        elif role in ("user", "assistant", "tool"):
+            turns.append(_turn(item, role, f"message {i + 1}", fail))
             attached = item.get("attachments")
             if attached is not None:
                 if not isinstance(attached, list) or not all(isinstance(a, str) for a in attached):
@@ -79,6 +79,32 @@ def from_json(data: object, source: str = "the file") -> Conversation:
         else:
             raise fail(f"message {i + 1} has an unexpected role {role!r}")
     return Conversation(model=model or None, system=system, turns=turns, sampling=sampling)
+
+
+def _turn(
+    item: dict[str, Any], role: str, where: str, fail: Callable[[str], ConversationFileError]
+) -> Message:
+    """A turn; an assistant's tool calls and a tool result's call id are kept, so that a
+    resumed chat shows the model the calls it made and what they returned."""
+    turn = Message(role=role, content=item["content"])
+    if role == "tool":
+        ident = item.get("tool_call_id")
+        if not isinstance(ident, str):
+            raise fail(f'{where} (a tool result) needs a "tool_call_id"')
+        turn["tool_call_id"] = ident
+    calls = item.get("tool_calls")
+    if role == "assistant" and calls is not None:
+        valid = isinstance(calls, list) and all(
+            isinstance(c, dict)
+            and isinstance(c.get("function"), dict)
+            and isinstance(c["function"].get("name"), str)
+            and isinstance(c["function"].get("arguments"), dict)
+            for c in calls
+        )
+        if not valid:
+            raise fail(f'{where} has "tool_calls" that are not calls with a name and arguments')
+        turn["tool_calls"] = calls
+    return turn
 
 
 def _sampling_from(raw: object, fail: Callable[[str], ConversationFileError]) -> Sampling:

@@ -28,7 +28,7 @@ from llmcli.chat.settings import (
 from llmcli.chat.suggest import did_you_mean
 from llmcli.engine.reasoning import EFFORT_LEVELS, Thinking
 
-Action = Literal["exit", "retry", "model", "save", "load", "show", "stats", "attach"]
+Action = Literal["exit", "retry", "model", "save", "load", "show", "stats", "attach", "tools"]
 
 
 @dataclass(frozen=True)
@@ -151,6 +151,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("stats", "/stats", "speed and context use of the last answer", _asks("stats")),
     Command("retry", "/retry", "answer the last message again", _asks("retry")),
+    Command("tools", "/tools", "the tools the model may call (--tool-file, --mcp)", _asks("tools")),
     Command(
         "model",
         "/model REF",

@@ -28,6 +28,8 @@ class Conversation:
     dirty: bool = False
 
     def messages(self) -> list[Message]:
+        """System prompt and turns; an assistant turn's tool calls and a tool result's
+        call id come along (the template renders them)."""
         head = [Message(role="system", content=self.system)] if self.system else []
         return head + [_plain(m) for m in self.turns]
 
@@ -42,6 +44,12 @@ class Conversation:
         self.turns.append(Message(role="assistant", content=text))
         self.dirty = True
 
+    def add(self, turns: list[Message]) -> None:
+        """Turns of an answer that called tools: assistant turns with their calls, the
+        tool results, and the answer."""
+        self.turns += turns
+        self.dirty = True
+
     def drop_unanswered(self) -> None:
         """Remove a trailing user message that got no answer (an error, or Ctrl-C before
         the first word), so that roles keep alternating as most templates require."""
@@ -52,7 +60,8 @@ class Conversation:
     def prepare_retry(self) -> bool:
         """Drop the last answer so the last question can be answered again.
         False when there is no question to retry."""
-        if self.turns and self.turns[-1]["role"] == "assistant":
+        # An answer that called tools is several turns: all go.
+        while self.turns and self.turns[-1]["role"] in ("assistant", "tool"):
             self.turns.pop()
         if not self.turns or self.turns[-1]["role"] != "user":
             return False
@@ -73,9 +82,13 @@ class Conversation:
 
 
 def _plain(message: Message) -> Message:
-    """A turn as the template and the chat file see it: its role, its text and its
-    attachments."""
+    """A turn as the template and the chat file see it: its role, its text, its
+    attachments, and an assistant's tool calls or a tool result's call id."""
     out = Message(role=message["role"], content=message["content"])
     if message.get("attachments"):
         out["attachments"] = list(message["attachments"])
+    if message.get("tool_calls"):
+        out["tool_calls"] = list(message["tool_calls"])
+    if message.get("tool_call_id"):
+        out["tool_call_id"] = message["tool_call_id"]
     return out

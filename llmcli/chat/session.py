@@ -1,6 +1,10 @@
 """A chat session: one conversation, the model kept loaded across turns, and the
 screen. Keeping the same Model for every turn is what makes turns fast:
-llama-cpp-python reuses the KV cache for the prompt prefix it has already seen."""
+llama-cpp-python reuses the KV cache for the prompt prefix it has already seen.
+
+Longer than the ~350 lines a module aims at: it is the one object that holds a chat's
+state (conversation, model, last answer), and each command that changes it is a method;
+the parts that need none of it live beside it (chat_file, commands, tool_turn, show)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import dataclasses
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -18,9 +22,10 @@ from llmcli.chat.commands import Action, Outcome, dispatch
 from llmcli.chat.conversation import Conversation
 from llmcli.chat.ctrl_c import StopOnCtrlC
 from llmcli.chat.trimming import MessageTooLong, fit_context
+from llmcli.engine.reasoning import Kind
 from llmcli.engine.repetition import REPEATING, until_repeating
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message
-from llmcli.errors import LlmcliError
+from llmcli.errors import LlmcliError, ToolNotApprovedError, ToolServerError
 from llmcli.projector_files import projector_beside
 from llmcli.prompting import thinking_budget_note
 from llmcli.resolve.with_progress import model_file
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.sequence import Part
     from llmcli.remember import AnswerLog
+    from llmcli.tools.toolbox import Toolbox
 
 
 class ChatSession:
@@ -51,9 +57,12 @@ class ChatSession:
         wrap: Callable[[str], str] | None = None,
         answer_log: AnswerLog | None = None,
         projector: Path | None = None,
+        tools: Toolbox | None = None,
     ) -> None:
         self.conv = conv
         self.media = ChatMedia(projector)
+        # --tool-file and --mcp: answers go through the tool loop (chat.tool_turn).
+        self.tools = tools
         self.answer_log = answer_log
         conv.model_thinks = llm.reasoning is not None
         self.show_thinking = show_thinking
@@ -70,6 +79,8 @@ class ChatSession:
 
     def close(self) -> None:
         self.media.release()
+        if self.tools is not None:
+            self.tools.close()
         self.llm.close()
         failure = self.answer_log.close() if self.answer_log is not None else None
         if failure:
@@ -93,6 +104,8 @@ class ChatSession:
                 return False
         except LlmcliError as exc:
             self.conv.drop_unanswered()  # a message the model could not take is not kept
+            if not self.interactive and isinstance(exc, ToolNotApprovedError | ToolServerError):
+                raise  # piped: the chat ends with the exit code that says why
             console.error(str(exc))
         except KeyboardInterrupt:
             if not self.interactive:
@@ -110,6 +123,8 @@ class ChatSession:
     def reply(self) -> GenerationResult | None:
         """Answer the last user message, streaming it; the answer joins the conversation
         exactly as streamed, including a part cut short by Ctrl-C."""
+        if self.tools is not None:
+            return self._reply_with_tools(self.tools)
         llm = self.llm
         try:
             fit = fit_context(self.conv, self._render, llm.n_ctx)
@@ -129,7 +144,7 @@ class ChatSession:
             self.media.release()
         self.last = result
         if self._keep(result):
-            self._log(result, started)
+            self.log_answer(result, started)
         return result
 
     def _answer(self, tokens: list[int]) -> GenerationResult:
@@ -147,14 +162,41 @@ class ChatSession:
             result.finish_reason = "interrupted"
         return result
 
-    def _log(self, result: GenerationResult, started: float) -> None:
+    def _reply_with_tools(self, box: Toolbox) -> GenerationResult | None:
+        from llmcli.chat.tool_turn import reply_with_tools
+
+        started = time.perf_counter()
+        done = reply_with_tools(
+            self.conv,
+            self.llm,
+            box,
+            self.decoding,
+            writer=self._writer,
+            interactive=self.interactive,
+        )
+        if done is None:
+            return None
+        self.last = done.result
+        self.write_out("\n")  # a blank line between an answer and what follows
+        self.log_answer(done.result, started)
+        return done.result
+
+    @contextmanager
+    def _writer(self) -> Iterator[Callable[[Kind, str], None]]:
+        with console.ReplyWriter(
+            markdown=self.markdown, show_thinking=self.show_thinking, out=self.out
+        ) as reply:
+            yield reply.write
+
+    def log_answer(self, result: GenerationResult, started: float) -> None:
         """The turn just kept goes to the answer log; a chat that starts over (/clear,
         /load) starts a new conversation there."""
         log = self.answer_log
         if log is None:
             return
-        question = self.conv.turns[-2]["content"]
-        if len(self.conv.turns) == 2:
+        asked = [m["content"] for m in self.conv.turns if m["role"] == "user"]
+        question = asked[-1]
+        if len(asked) == 1:
             log.conversation_id = log.new_conversation()
         log.add(
             prompt=question,
@@ -201,7 +243,7 @@ class ChatSession:
             console.notice("stopped before the answer began; the message was not kept")
             return False
         self.conv.answer(result.text)
-        self._write("\n")  # a blank line between an answer and what follows
+        self.write_out("\n")  # a blank line between an answer and what follows
         if interrupted:
             console.notice("stopped; the partial answer is kept")
         elif result.reasoning_tokens and result.finish_reason == "length":
@@ -216,7 +258,7 @@ class ChatSession:
             console.notice(f"the answer was cut short by {why}")
         return True
 
-    def _write(self, text: str) -> None:
+    def write_out(self, text: str) -> None:
         out = self.out or sys.stdout
         try:
             out.write(text)
@@ -249,7 +291,13 @@ class ChatSession:
             "load": lambda argument: self.load_file(Path(argument).expanduser()),
             "model": self.switch_model,
             "attach": lambda argument: console.info(self.media.attach(argument)),
+            "tools": lambda _: console.info("\n".join(self.tool_lines())),
         }
+
+    def tool_lines(self) -> list[str]:
+        if self.tools is None:
+            return ["no tools: start the chat with --tool-file FILE.py or --mcp SERVER"]
+        return self.tools.lines()
 
     def retry(self) -> None:
         if self.conv.prepare_retry():

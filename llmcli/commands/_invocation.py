@@ -25,6 +25,32 @@ from llmcli.engine.types import DEFAULT_CTX, LoadOptions, Sampling
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.prompt_templates import PromptTemplate
+    from llmcli.tools.toolbox import Toolbox
+
+
+@dataclass(frozen=True)
+class ToolRequest:
+    """The tools a command line asks for; opened (files read, servers started) by
+    `open`, once the prompt and the model file are known to be fine."""
+
+    files: tuple[Path, ...] = ()
+    servers: tuple[str, ...] = ()
+    choice: str = "auto"
+    max_steps: int = 1
+    timeout: float = 60.0
+    yes: bool = False
+
+    def open(self) -> Toolbox | None:
+        from llmcli.tools.toolbox import open_toolbox
+
+        return open_toolbox(
+            self.files,
+            self.servers,
+            choice=self.choice,
+            max_steps=self.max_steps,
+            timeout=self.timeout,
+            yes=self.yes,
+        )
 
 
 @dataclass(frozen=True)
@@ -51,6 +77,8 @@ class Invocation:
     # --cache-type-k/-v, --lora, --rope-scale, --yarn: checked, not yet applied.
     engine_flags: EngineFlags
     verbose: bool
+    # --tool-file, --mcp and what they come with (run and chat).
+    tools: ToolRequest
     # The options typed on the command line (or set through the environment), not
     # taken from the config file, a prompt template or a default.
     given: frozenset[str]
@@ -87,6 +115,14 @@ class Invocation:
             engine_flags=EngineFlags.from_params(params),
             verbose=bool(params.get("verbose", False)),
             given=frozenset(name for name in params if from_command_line(context, name)),
+            tools=ToolRequest(
+                files=tuple(Path(f) for f in params.get("tool_file") or ()),
+                servers=tuple(params.get("mcp") or ()),
+                choice=str(params.get("tool_choice") or "auto"),
+                max_steps=int(params.get("max_steps") or 1),
+                timeout=float(params.get("tool_timeout") or 60.0),
+                yes=bool(params.get("yes", False)),
+            ),
         )
 
     def load_options(self, path: Path, **overrides: Any) -> LoadOptions:

@@ -211,3 +211,54 @@ VarOpt = Annotated[
 
 DEFAULTS = Sampling()
 DEFAULT_CONTEXT = DEFAULT_CTX
+
+
+# -- tools (run and chat) ----------------------------------------------------------------
+
+ToolFileOpt = Annotated[
+    list[Path] | None,
+    typer.Option(
+        "--tool-file",
+        help="Let the model call the functions of this Python file (repeatable): each public "
+        "function with type hints and a docstring is a tool; its arguments' JSON schema "
+        "comes from the hints.",
+        show_default=False,
+    ),
+]
+McpOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--mcp",
+        help='Let the model call the tools of this MCP server (repeatable): "COMMAND ARGS" '
+        "starts it as a child process (split like a shell would, never run by one), an "
+        "http(s):// URL connects over streamable HTTP.",
+        show_default=False,
+    ),
+]
+ToolChoiceOpt = Annotated[
+    str,
+    typer.Option(
+        "--tool-choice",
+        help="With tools: auto (the model decides), none, required (it must call one first), "
+        "or a tool's name (it must call that one first).",
+    ),
+]
+MaxStepsOpt = Annotated[int, table_option("max_steps")]
+YesOpt = Annotated[
+    bool,
+    typer.Option(
+        "--yes",
+        help="Run the model's tool calls without asking. Without it each call is asked about "
+        "on the terminal, and refused (exit code 15) when there is none.",
+    ),
+]
+ToolTimeoutOpt = Annotated[
+    float,
+    typer.Option(
+        "--tool-timeout",
+        min=0.1,
+        help="Seconds a tool call may take; past that the model reads that it timed out.",
+    ),
+]
+DEFAULT_TOOL_TIMEOUT = 60.0
+DEFAULT_MAX_STEPS = int(options_table.BY_NAME["max_steps"].default or 5)

@@ -32,7 +32,7 @@ HELP = (
     'Type a message and press Enter. Multi-line: paste it, wrap it in """ ... """, or press '
     "Alt-Enter (Esc Enter) for a new line. Ctrl-C stops an answer (the part shown is kept) "
     "or clears the line; Ctrl-D or /exit leaves. /help lists the commands: /set, /system, "
-    "/retry, /save, /load, /model, /show, /stats, /clear.\n\n"
+    "/retry, /save, /load, /model, /show, /stats, /tools, /clear.\n\n"
     "The conversation is saved after every turn; --resume continues the last one.\n\n"
     "A reasoning model's thinking shows as one 'thought for N s' line on stderr "
     "(--show-thinking streams it there) and is not kept in the conversation; /think "
@@ -60,6 +60,8 @@ Examples:
   llmcli chat -m qwen3:0.6b --no-think
 
   llmcli chat -t translate --var lang=German
+
+  llmcli chat -m qwen3:0.6b --tool-file tools.py --mcp "uvx mcp-server-time"
 """
 
 
@@ -125,6 +127,12 @@ def chat(
     ] = None,
     log: opt.LogOpt = True,
     mmproj: opt.MmprojOpt = None,
+    tool_file: opt.ToolFileOpt = None,
+    mcp: opt.McpOpt = None,
+    tool_choice: opt.ToolChoiceOpt = "auto",
+    max_steps: opt.MaxStepsOpt = opt.DEFAULT_MAX_STEPS,
+    yes: opt.YesOpt = False,
+    tool_timeout: opt.ToolTimeoutOpt = opt.DEFAULT_TOOL_TIMEOUT,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     from_log = continue_ or cid is not None
@@ -159,7 +167,15 @@ def chat(
 
     term = terminal.current()
     load_options = invocation.load_options(path, start_ctx=START_CTX)
-    llm = open_model(load_options)
+    # MCP servers start before the model loads: one that cannot start fails fast. The
+    # session ends them when the chat ends.
+    box = invocation.tools.open()
+    try:
+        llm = open_model(load_options)
+    except BaseException:
+        if box is not None:
+            box.close()
+        raise
     for note in invocation.notices(llm):
         console.notice(note)
     session = ChatSession(
@@ -174,6 +190,7 @@ def chat(
         wrap=(lambda text: ptemplate.render(text, variables)[1]) if ptemplate else None,
         answer_log=_answer_log(invocation, log, ref, path, earlier),
         projector=projector,
+        tools=box,
     )
     if earlier is not None:
         console.notice(

@@ -53,6 +53,8 @@ Examples:
   llmcli run -m ./SmolVLM-256M-Instruct-Q8_0.gguf -a photo.jpg "What is in this picture?"
 
   llmcli run --cache-type-k q8_0 --cache-type-v q8_0 --ctx 16384 "Summarize:" < report.txt
+
+  llmcli run -m qwen3:0.6b --tool-file weather.py --yes "Weather in Lima?"
 """
 
 
@@ -215,6 +217,12 @@ def run(
     ] = None,
     stats: Annotated[bool, typer.Option("--stats", help="Print speed figures on stderr.")] = False,
     no_memory_check: Annotated[bool, NoMemoryCheckOpt] = False,
+    tool_file: opt.ToolFileOpt = None,
+    mcp: opt.McpOpt = None,
+    tool_choice: opt.ToolChoiceOpt = "auto",
+    max_steps: opt.MaxStepsOpt = opt.DEFAULT_MAX_STEPS,
+    yes: opt.YesOpt = False,
+    tool_timeout: opt.ToolTimeoutOpt = opt.DEFAULT_TOOL_TIMEOUT,
     plain: opt.PlainOpt = False,
     verbose: opt.VerboseOpt = False,
 ) -> None:
@@ -260,6 +268,29 @@ def run(
         from llmcli.engine.grammar import check_grammar
 
         check_grammar(path, fmt.gbnf)
+    if tool_file or mcp:
+        if batch is not None or raw or probs or fmt is not None or show_prompt:
+            raise UsageError(
+                "tools (--tool-file, --mcp) answer one chat prompt: not with --batch, --raw, "
+                "--probs, --show-prompt or a constrained format"
+            )
+        from llmcli.commands.run_tools import run_with_tools
+
+        run_with_tools(
+            invocation,
+            path,
+            text or "",
+            system,
+            earlier.messages if earlier else (),
+            name=model or str(path),
+            answer_log=_answer_log(invocation, log, None, model, path, earlier),
+            json_out=json_out,
+            markdown=term.stdout_rich and not plain,
+            show_thinking=show_thinking,
+            stats=stats,
+            lookup=lookup,
+        )
+        return
     # With --parallel the scheduler holds the contexts; the model's own only tokenizes.
     own_ctx = 256 if batch is not None and parallel > 1 else ctx
     load = invocation.load_options(

@@ -258,6 +258,16 @@ TABLE: tuple[Option, ...] = (
         choices=("low", "medium", "high"),
     ),
     Option(
+        "max_steps",
+        int,
+        1,
+        100,
+        5,
+        ("--max-steps",),
+        "With tools: the most rounds of tool calls in one answer; then the model "
+        "answers with tools off, and a notice says so.",
+    ),
+    Option(
         "log",
         bool,
         None,

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import llama_cpp
-from llama_cpp._internals import LlamaBatch
+from llama_cpp._internals import LlamaBatch, LlamaSampler
 
 from llmcli.engine import crash_guard
 
@@ -104,6 +104,10 @@ class KvState:
         n_vocab = self._llama.n_vocab()
         pointer = llama_cpp.llama_get_logits_ith(self._llama.ctx, -1)
         return np.ctypeslib.as_array(pointer, shape=(n_vocab,))
+
+    def sample(self, sampler: LlamaSampler) -> int:
+        """A token drawn by `sampler` (which also takes it in) from the latest logits."""
+        return int(sampler.sample(self._llama._ctx, -1))
 
     # -- changing it -------------------------------------------------------------------
 

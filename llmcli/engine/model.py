@@ -32,6 +32,7 @@ from llmcli.engine.lookup import (
 )
 from llmcli.engine.prompt_cache import PromptCache, model_identity, preamble_applies
 from llmcli.engine.reasoning import Splitter, Thinking
+from llmcli.engine.samplers import make_sampler
 from llmcli.engine.sequence import Part, SequenceDecoder
 from llmcli.engine.tokenizer import Tokenizer
 from llmcli.engine.types import Decoding, GenerationResult, LoadOptions, Message, Sampling
@@ -277,8 +278,6 @@ class Model:
         `media`: the prompt's attachments (`prompt_tokens` is its `tokens`); the prompt
         caches and lookup decoding are then left out.
         """
-        if sampling.grammar_trigger is not None:
-            raise ValueError("a lazy grammar (grammar_trigger) needs the Scheduler")
         self.check_fits(prompt_tokens)
         result = GenerationResult()
         if media is not None:
@@ -323,7 +322,7 @@ class Model:
         # accepts; it picks the same tokens as plain decoding, so it is simply left out.
         lookup = decoding.lookup and logprobs is None
         generator = crash_guard.throughout(
-            self._tokens(prompt_tokens, sampling, result, lookup=lookup)
+            self._tokens(prompt_tokens, sampling, result, lookup=lookup, seed=sequence.seed)
         )
         try:
             if sequence.done:
@@ -411,7 +410,11 @@ class Model:
         result: GenerationResult,
         *,
         lookup: bool,
+        seed: int,
     ) -> Generator[int, None, None]:
+        if sampling.grammar_trigger is not None:
+            yield from self._lazy_grammar_tokens(prompt_tokens, sampling, seed)
+            return
         if lookup and lookup_applies(sampling):
             stats = LookupStats()
             try:
@@ -435,6 +438,24 @@ class Model:
             repeat_penalty=sampling.repeat_penalty,
             grammar=LlamaGrammar.from_string(sampling.grammar) if sampling.grammar else None,
         )
+
+    def _lazy_grammar_tokens(
+        self, prompt_tokens: Sequence[int], sampling: Sampling, seed: int
+    ) -> Generator[int, None, None]:
+        """Tokens sampled with the Scheduler's sampler chain, whose grammar can wait for
+        its trigger (the bindings' generate() takes only a grammar that applies from the
+        first token). The prompt is evaluated as generate() would: what the cache does
+        not hold, in one call."""
+        sampler = make_sampler(self.llama, sampling, seed)
+        try:
+            if not self.kv.holds_exactly(prompt_tokens):
+                self.kv.evaluate_prompt(prompt_tokens)
+            while True:
+                token = self.kv.sample(sampler)
+                yield token
+                self.kv.evaluate([token])
+        finally:
+            sampler.close()  # type: ignore[no-untyped-call]
 
 
 # Positions kept free ahead of the next evaluation in a context that can still grow: the

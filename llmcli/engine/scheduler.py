@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 import llama_cpp
 import numpy as np
 from llama_cpp._internals import LlamaBatch, LlamaContext, LlamaSampler
-from llama_cpp.llama_grammar import LlamaGrammar
 
 from llmcli.engine import crash_guard
 from llmcli.engine.context_setup import set_context_params
 from llmcli.engine.llama_state import bindings_model, common_prefix
 from llmcli.engine.logprobs import TokenLogprob
 from llmcli.engine.model import Model
+from llmcli.engine.samplers import make_sampler
 from llmcli.engine.sequence import Part, SequenceDecoder
 from llmcli.engine.types import MEDIA_SLOT, FinishReason, Sampling
 from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
@@ -274,7 +274,7 @@ class Scheduler:
         job.seed = slot.answer.seed
         if slot.sampler is not None:
             slot.sampler.close()  # type: ignore[no-untyped-call]
-        slot.sampler = _make_sampler(self.model, job.sampling, job.seed)
+        slot.sampler = make_sampler(self.model.llama, job.sampling, job.seed)
 
     def _step(self) -> None:
         batch = self._batch.batch
@@ -385,28 +385,3 @@ def _add(batch: llama_cpp.llama_batch, n: int, token: int, pos: int, seq: int, l
     batch.seq_id[n][0] = seq
     batch.logits[n] = logits
     return n + 1
-
-
-def _make_sampler(model: Model, sampling: Sampling, seed: int) -> LlamaSampler:
-    """The chain the bindings' own generate() builds, so a lone answer matches `run`."""
-    sampler = LlamaSampler()  # type: ignore[no-untyped-call]
-    llama = model.llama
-    if sampling.repeat_penalty != 1.0:
-        sampler.add_penalties(llama.n_vocab(), 64, sampling.repeat_penalty, 0.0, 0.0)
-    if sampling.grammar is not None:
-        grammar = LlamaGrammar.from_string(sampling.grammar, verbose=False)
-        if sampling.grammar_trigger is not None:
-            sampler.add_grammar_lazy_patterns(
-                bindings_model(llama), grammar, [sampling.grammar_trigger], []
-            )
-        else:
-            sampler.add_grammar(bindings_model(llama), grammar)
-    if sampling.temperature <= 0:
-        sampler.add_greedy()  # type: ignore[no-untyped-call]
-        return sampler
-    sampler.add_top_k(sampling.top_k)
-    sampler.add_top_p(sampling.top_p, 1)
-    sampler.add_min_p(sampling.min_p, 1)
-    sampler.add_temp(sampling.temperature)
-    sampler.add_dist(seed)
-    return sampler

@@ -14,6 +14,7 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 from llmcli.engine import reasoning
 from llmcli.engine.chat_prompt import Segment, merge_system, segments
 from llmcli.engine.reasoning import ReasoningFormat, Splitter, Thinking
+from llmcli.engine.tool_calls import CALL_MARKERS
 from llmcli.engine.types import MEDIA_MARKER, MEDIA_SLOT, LoadOptions, Message
 from llmcli.errors import ChatTemplateError, LlmcliError
 
@@ -222,9 +223,17 @@ class Tokenizer:
             if len(tokens) == 1 and self._text_of(tokens[0]) == text:
                 ids[text] = tokens[0]
         fmt = reasoning.detect(self.chat_template, ids)
+        # Tool-call markers that are control tokens ([TOOL_CALLS]...) are shown too: the
+        # call parser reads them.
+        calls = frozenset(self._marker_id(text) for text in CALL_MARKERS) - {None}
         if fmt is None:
-            return None, frozenset()
-        return fmt, frozenset(ids[m] for m in fmt.markers if m in ids)
+            return None, frozenset(i for i in calls if i is not None)
+        thinking = {ids[m] for m in fmt.markers if m in ids}
+        return fmt, frozenset(i for i in calls | thinking if i is not None)
+
+    def _marker_id(self, text: str) -> int | None:
+        tokens = self.tokenize(text, add_bos=False, special=True)
+        return tokens[0] if len(tokens) == 1 and self._text_of(tokens[0]) == text else None
 
     def splitter(self, prompt_tokens: Sequence[int]) -> Splitter | None:
         """A fresh splitter of thinking and answer for a generation after this prompt."""

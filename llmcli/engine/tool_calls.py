@@ -1,9 +1,13 @@
 """Tool calls in a model's answer: the format a family writes them in, the parser that
 finds them as the text streams, and the grammar that makes them valid by construction.
 
-A family is one `CallFormat`: the text that opens a call and the text that closes it,
-with a JSON object `{"name": ..., "arguments": {...}}` between them (Hermes, Qwen 2.5/3
-and the generic prompt for templates that know no tools all write calls this way).
+A family is one `CallFormat`: the text that opens a call, the text that closes it (or
+none: the call runs to the end of the answer), and the shape between them:
+- "object": `{"name": ..., "arguments": {...}}` between <tool_call> and </tool_call>
+  (Hermes, Qwen 2.5/3, and the generic prompt for templates that know no tools); Llama
+  3.1-3.3 write the object alone, with "parameters" for "arguments";
+- "list": [TOOL_CALLS] and a JSON list of such objects (Mistral v3, Nemo);
+- "name-args": [TOOL_CALLS]NAME[ARGS]{...} per call (Mistral Small 3.2, Devstral).
 Pure text and data: nothing here evaluates a model.
 """
 
@@ -18,15 +22,26 @@ from typing import Any, Literal
 
 from llmcli.engine.grammar import schema_to_gbnf
 
+Shape = Literal["object", "list", "name-args"]
+
 
 @dataclass(frozen=True)
 class CallFormat:
     name: str
     opener: str
+    # "": the call runs to the end of the answer ("name-args": or to the next opener).
     closer: str
     # Whether the model's own template renders `tools` and writes calls in this format;
     # False: the tools are described by `tools_prompt` in a system message instead.
     native: bool
+    shape: Shape = "object"
+    arguments_key: str = "arguments"
+    # The opener is the start of the call's own JSON (Llama 3's `{"name"`).
+    keep_opener: bool = False
+    # Whether the template takes several calls in one assistant turn (Llama 3's: one).
+    several: bool = True
+    # Mistral's templates take call ids of exactly 9 letters and digits.
+    id_length: int | None = None
 
     def lazy_trigger(self, after: str | None = None) -> str:
         """The regular expression (matched against all the text generated so far) that
@@ -39,15 +54,37 @@ class CallFormat:
 
 HERMES = CallFormat("hermes", "<tool_call>", "</tool_call>", native=True)
 GENERIC = CallFormat("generic", "<tool_call>", "</tool_call>", native=False)
+LLAMA3 = CallFormat(
+    "llama3",
+    '{"name"',
+    "",
+    native=True,
+    arguments_key="parameters",
+    keep_opener=True,
+    several=False,
+)
+MISTRAL = CallFormat("mistral", "[TOOL_CALLS]", "", native=True, shape="list", id_length=9)
+MISTRAL_ARGS = CallFormat(
+    "mistral-args", "[TOOL_CALLS]", "", native=True, shape="name-args", id_length=9
+)
+# Control tokens of these formats, which the decoder must show as text for the parser
+# (see Tokenizer.marker_ids).
+CALL_MARKERS = ("[TOOL_CALLS]", "[ARGS]", "[CALL_ID]", "<|python_tag|>")
 
 
 def call_format(template: str | None) -> CallFormat:
-    """The format of a model's calls, from its chat template's source. A template that
-    renders `tools` and writes `<tool_call>` is native Hermes/Qwen; any other (no tools,
-    or another family's format) gets the tools in a system prompt, in the same format."""
+    """The format of a model's calls, from its chat template's source: a template that
+    renders `tools` in one of the formats above is native; any other (no tools, or a
+    family not known here) gets the tools in a system prompt, in the <tool_call> format."""
     source = template or ""
-    if "tools" in source and HERMES.opener in source:
+    if "tools" not in source:
+        return GENERIC
+    if HERMES.opener in source:
         return HERMES
+    if "[TOOL_CALLS]" in source:
+        return MISTRAL_ARGS if "[ARGS]" in source else MISTRAL
+    if '"parameters": ' in source and "<|start_header_id|>" in source:
+        return LLAMA3
     return GENERIC
 
 
@@ -81,23 +118,56 @@ class ToolCall:
         }
 
 
-def new_call_id() -> str:
-    return f"call_{uuid.uuid4().hex[:24]}"
+def new_call_id(length: int | None = None) -> str:
+    return uuid.uuid4().hex[:length] if length else f"call_{uuid.uuid4().hex[:24]}"
 
 
 CallEvent = tuple[Literal["content"], str] | tuple[Literal["call"], ToolCall]
 
 
-def read_call(body: str) -> ToolCall | None:
+def read_call(body: str, fmt: CallFormat = HERMES) -> ToolCall | None:
     """The call a block holds, or None when it is no valid call."""
     try:
         # strict=False: a raw newline inside a string is read as one, not refused.
         data = json.loads(body, strict=False)
     except ValueError:
         return None
-    if not isinstance(data, dict) or set(data) - {"name", "arguments"}:
+    return _call_from(data, fmt)
+
+
+def read_calls(body: str, fmt: CallFormat) -> list[ToolCall] | None:
+    """The calls a block holds in `fmt`'s shape; None when it holds no valid call."""
+    if fmt.shape == "object":
+        call = read_call(body, fmt)
+        return None if call is None else [call]
+    if fmt.shape == "list":
+        try:
+            data = json.loads(body, strict=False)
+        except ValueError:
+            return None
+        if not isinstance(data, list) or not data:
+            return None
+        calls = [_call_from(item, fmt) for item in data]
+        return None if None in calls else [c for c in calls if c is not None]
+    found = _NAME_ARGS.match(body)
+    if found is None:
         return None
-    name, arguments = data.get("name"), data.get("arguments", {})
+    try:
+        arguments = json.loads(found.group(2), strict=False)
+    except ValueError:
+        return None
+    call = _call_from({"name": found.group(1), fmt.arguments_key: arguments}, fmt)
+    return None if call is None else [call]
+
+
+_NAME_ARGS = re.compile(r"\s*([A-Za-z0-9_.-]+)(?:\[CALL_ID\][A-Za-z0-9]*)?\[ARGS\]([\s\S]*)$")
+
+
+def _call_from(data: Any, fmt: CallFormat) -> ToolCall | None:
+    key = fmt.arguments_key
+    if not isinstance(data, dict) or set(data) - {"name", key, "id"}:
+        return None
+    name, arguments = data.get("name"), data.get(key, {})
     if isinstance(arguments, str):
         try:
             arguments = json.loads(arguments, strict=False)
@@ -105,7 +175,7 @@ def read_call(body: str) -> ToolCall | None:
             return None
     if not isinstance(name, str) or not name or not isinstance(arguments, dict):
         return None
-    return ToolCall(name, json.dumps(arguments, ensure_ascii=False), new_call_id())
+    return ToolCall(name, json.dumps(arguments, ensure_ascii=False), new_call_id(fmt.id_length))
 
 
 class CallParser:
@@ -128,11 +198,17 @@ class CallParser:
         fmt = self._fmt
         while True:
             if self._inside:
-                end = self._pending.find(fmt.closer)
+                if fmt.closer:
+                    end = self._pending.find(fmt.closer)
+                    after = end + len(fmt.closer)
+                elif fmt.shape == "name-args":  # the next call, or the end
+                    end = after = self._pending.find(fmt.opener)
+                else:
+                    return out  # the end of the answer closes it (flush)
                 if end < 0:
                     return out
                 body = self._pending[:end]
-                self._pending = self._pending[end + len(fmt.closer) :]
+                self._pending = self._pending[after:]
                 self._inside = False
                 self._block(body, out)
                 continue
@@ -143,7 +219,8 @@ class CallParser:
             start = self._pending.find(fmt.opener)
             if start >= 0:
                 self._content(self._pending[:start], out)
-                self._pending = self._pending[start + len(fmt.opener) :]
+                skip = 0 if fmt.keep_opener else len(fmt.opener)
+                self._pending = self._pending[start + skip :]
                 self._inside = True
                 continue
             keep = _partial_suffix(self._pending, fmt.opener)
@@ -166,14 +243,18 @@ class CallParser:
         return out
 
     def _block(self, body: str, out: list[CallEvent], *, closed: bool = True) -> None:
-        call = read_call(body)
-        if call is None:
-            fmt = self._fmt
-            self._content(fmt.opener + body + (fmt.closer if closed else ""), out)
+        fmt = self._fmt
+        calls = read_calls(body, fmt)
+        if calls is None:
+            opener = "" if fmt.keep_opener else fmt.opener
+            self._content(opener + body + (fmt.closer if closed else ""), out)
             return
         self._space = ""
-        self.calls.append(call)
-        out.append(("call", call))
+        if self._limit is not None:
+            calls = calls[: max(self._limit - len(self.calls), 0)]
+        for call in calls:
+            self.calls.append(call)
+            out.append(("call", call))
 
     def _content(self, text: str, out: list[CallEvent]) -> None:
         # Trailing whitespace waits: dropped if a call comes next, however the text
@@ -206,8 +287,8 @@ def _partial_suffix(text: str, marker: str) -> int:
 # -- grammar -------------------------------------------------------------------------------
 
 
-def call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A JSON schema of one call: {"name": one tool's name, "arguments": its parameters}."""
+def call_schema(tools: Sequence[dict[str, Any]], key: str = "arguments") -> dict[str, Any]:
+    """A JSON schema of one call: {"name": one tool's name, `key`: its parameters}."""
     alternatives = []
     for tool in tools:
         function = tool["function"]
@@ -216,13 +297,18 @@ def call_schema(tools: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 "type": "object",
                 "properties": {
                     "name": {"const": function["name"]},
-                    "arguments": function.get("parameters") or {"type": "object"},
+                    key: _parameters(function),
                 },
-                "required": ["name", "arguments"],
+                "required": ["name", key],
                 "additionalProperties": False,
             }
         )
     return alternatives[0] if len(alternatives) == 1 else {"anyOf": alternatives}
+
+
+def _parameters(function: dict[str, Any]) -> dict[str, Any]:
+    parameters: dict[str, Any] = function.get("parameters") or {"type": "object"}
+    return parameters
 
 
 _RULE = re.compile(r"^([A-Za-z0-9-]+)\s*::=", re.MULTILINE)
@@ -238,9 +324,25 @@ def _prefixed(gbnf: str, prefix: str) -> str:
 
 
 def calls_grammar(tools: Sequence[dict[str, Any]], fmt: CallFormat, *, several: bool) -> str:
-    """GBNF for the calls of an answer: one (or, with `several`, one or more) opener,
-    JSON call, closer. Raises UsageError when a tool's parameters cannot be converted."""
-    inner = _prefixed(schema_to_gbnf(call_schema(tools)), "tc-")
+    """GBNF for the calls of an answer in `fmt`: one (or, with `several`, one or more)
+    calls. Raises UsageError when a tool's parameters cannot be converted."""
+    several = several and fmt.several
+    if fmt.shape == "name-args":
+        named = []
+        rules = []
+        for i, tool in enumerate(tools):
+            function = tool["function"]
+            rules.append(_prefixed(schema_to_gbnf(_parameters(function)), f"t{i}-"))
+            named.append(f'{json.dumps(function["name"])} "[ARGS]" t{i}-root')
+        opener = json.dumps(fmt.opener)
+        head = f"root ::= call{'+' if several else ''}\ncall ::= {opener} ({' | '.join(named)})"
+        return "\n".join([head, *rules])
+    inner = _prefixed(schema_to_gbnf(call_schema(tools, fmt.arguments_key)), "tc-")
+    if fmt.keep_opener:  # the call is its JSON alone
+        return f"root ::= tc-root\n{inner}"
+    if fmt.shape == "list":
+        listed = 'tc-root ("," " "? tc-root)*' if several else "tc-root"
+        return f'root ::= {json.dumps(fmt.opener)} "[" {listed} "]"\n{inner}'
     call = f"{json.dumps(fmt.opener + chr(10))} tc-root {json.dumps(chr(10) + fmt.closer)}"
     calls = 'call ("\\n" call)*' if several else "call"
     return f"root ::= {calls}\ncall ::= {call}\n{inner}"

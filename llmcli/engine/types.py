@@ -128,7 +128,7 @@ class Sampling:
     # With a grammar: a regular expression that the text generated so far must match
     # before the grammar applies, from its first group on (llama.cpp's lazy grammar: a
     # tool call constrained once it opens). None: the grammar applies from the start.
-    # Honoured by the Scheduler (serve) only.
+    # Honoured by the Scheduler and by Model.generate alike.
     grammar_trigger: str | None = None
 
 

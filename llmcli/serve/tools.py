@@ -18,15 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmcli.engine.grammar import check_grammar
 from llmcli.engine.reasoning import CLOSE_TAG
-from llmcli.engine.tool_calls import (
-    CallEvent,
-    CallFormat,
-    CallParser,
-    ToolCall,
-    calls_grammar,
-    parse_calls,
-    tools_prompt,
-)
+from llmcli.engine.tool_calls import CallEvent, CallFormat, CallParser, ToolCall, parse_calls
+from llmcli.engine.tool_plan import ToolPlan, prompt_inputs
 from llmcli.engine.types import FinishReason, Message
 from llmcli.errors import LlmcliError
 from llmcli.serve import protocol as p
@@ -34,40 +27,11 @@ from llmcli.serve import protocol as p
 if TYPE_CHECKING:
     from llmcli.serve.state import ServerState
 
+# Where the server reads them; defined beside the engine, for `run` and `chat` too.
+__all__ = ["ToolPlan", "prompt_inputs"]
+
 # OpenAI's rule for function names.
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-@dataclass(frozen=True)
-class ToolPlan:
-    tools: list[dict[str, Any]]
-    # "none", "auto", "required", or the name of the one function to call.
-    choice: str
-    parallel: bool
-    fmt: CallFormat
-
-    @property
-    def forced(self) -> bool:
-        """Whether the answer must be calls (a grammar from its first token)."""
-        return self.choice not in ("none", "auto")
-
-    @property
-    def limit(self) -> int | None:
-        return None if self.parallel else 1
-
-    def grammar(self) -> str | None:
-        """The GBNF of the calls this answer may make; None for "none"."""
-        if self.choice == "none":
-            return None
-        tools = self.tools
-        if self.forced and self.choice != "required":
-            tools = [t for t in tools if t["function"]["name"] == self.choice]
-        several = self.parallel and self.choice in ("auto", "required")
-        return calls_grammar(tools, self.fmt, several=several)
-
-    def system_prompt(self) -> str | None:
-        """The tools described in a system message, for a template that cannot."""
-        return None if self.fmt.native else tools_prompt(self.tools, self.fmt)
 
 
 def plan_from(data: dict[str, Any], fmt: CallFormat) -> ToolPlan | None:
@@ -156,45 +120,6 @@ def sampling_grammar(
         fmt is not None and fmt.style == "tags" and splitter is not None and splitter.thinking
     )
     return gbnf, plan.fmt.lazy_trigger(after=CLOSE_TAG if thinking else None)
-
-
-def prompt_inputs(
-    plan: ToolPlan, messages: list[Message]
-) -> tuple[list[Message], list[dict[str, Any]] | None]:
-    """The messages and the `tools` the template is given: the tools themselves for a
-    template that renders them, else a system message that describes them."""
-    described = plan.system_prompt()
-    if described is None:
-        return messages, plan.tools
-    out = [_as_text(m, plan.fmt) for m in messages]
-    if out and out[0]["role"] == "system":
-        out[0] = Message(role="system", content=f"{out[0]['content']}\n\n{described}")
-    else:
-        out.insert(0, Message(role="system", content=described))
-    return out, None
-
-
-def _as_text(message: Message, fmt: CallFormat) -> Message:
-    """For a template that knows no tools: earlier calls written out in the answer's own
-    format, and tool results as user turns."""
-    if message["role"] == "tool":
-        return Message(
-            role="user", content=f"<tool_response>\n{message['content']}\n</tool_response>"
-        )
-    calls = message.get("tool_calls")
-    if not calls:
-        return message
-    written = [
-        f"{fmt.opener}\n"
-        + json.dumps(
-            {"name": c["function"]["name"], "arguments": c["function"]["arguments"]},
-            ensure_ascii=False,
-        )
-        + f"\n{fmt.closer}"
-        for c in calls
-    ]
-    content = "\n".join([message["content"], *written] if message["content"] else written)
-    return Message(role="assistant", content=content)
 
 
 def finish(reason: FinishReason | None, called: bool) -> str | None:
