@@ -34,6 +34,27 @@ KIND_THRESHOLD = 0.5
 _NAME = re.compile(r"kq_soft_max-(\d+)$")
 
 
+def is_soft_max(name: str) -> bool:
+    """Whether a graph node holds a layer's attention probabilities."""
+    return _NAME.match(name) is not None
+
+
+def soft_max_rows(
+    name: str, data: npt.NDArray[np.float32], n_tokens: int, rows_done: list[int]
+) -> tuple[int, npt.NDArray[np.float32], int]:
+    """A captured `kq_soft_max-<layer>` node as (layer, its rows over the token columns,
+    the position of its first row). A prompt longer than a micro-batch arrives as several
+    nodes per layer: `rows_done` counts the rows each layer has had, and is advanced."""
+    match = _NAME.match(name)
+    assert match is not None
+    layer = int(match.group(1))
+    # [1, heads, rows of this micro-batch, padded key cells] -> the token columns.
+    chunk = data.reshape(data.shape[-3:])[:, :, :n_tokens]
+    start = rows_done[layer]
+    rows_done[layer] = start + chunk.shape[1]
+    return layer, chunk, start
+
+
 @dataclass(frozen=True)
 class Shape:
     layers: int
@@ -114,19 +135,13 @@ class AttentionSink:
         self.sums = np.zeros((shape.layers, 3, shape.heads), dtype=np.float64)
 
     def wants(self, name: str) -> bool:
-        return _NAME.match(name) is not None
+        return is_soft_max(name)
 
     def take(self, name: str, data: npt.NDArray[np.float32]) -> None:
         import numpy as np
 
-        match = _NAME.match(name)
-        assert match is not None
-        layer = int(match.group(1))
-        # [1, heads, rows of this micro-batch, padded key cells] -> the token columns.
-        chunk = data.reshape(data.shape[-3:])[:, :, : self.n]
-        start = self.rows_done[layer]
+        layer, chunk, start = soft_max_rows(name, data, self.n, self.rows_done)
         rows = chunk.shape[1]
-        self.rows_done[layer] = start + rows
         if layer == self.layer:
             self.weights[:, start : start + rows, :] = chunk
         positions = np.arange(start, start + rows)

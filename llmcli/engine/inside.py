@@ -20,7 +20,6 @@ the same array as the output head when the weights are tied).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -44,7 +43,6 @@ MAX_NEIGHBOUR_TOKENS = 32
 # this length for SmolLM2 (30 x 9), and every layer's mean map in the JSON and the page,
 # about 0.5 MB there.
 MAX_ALL_LAYERS = 64
-_SOFT_MAX = re.compile(r"kq_soft_max-(\d+)$")
 
 
 @dataclass(frozen=True)
@@ -96,17 +94,11 @@ class _EveryLayer:
         )
 
     def wants(self, name: str) -> bool:
-        return _SOFT_MAX.match(name) is not None
+        return attention.is_soft_max(name)
 
     def take(self, name: str, data: npt.NDArray[np.float32]) -> None:
-        match = _SOFT_MAX.match(name)
-        assert match is not None
-        layer = int(match.group(1))
-        # [1, heads, rows of this micro-batch, padded key cells] -> the token columns.
-        chunk = data.reshape(data.shape[-3:])[:, :, : self.n]
-        start = self.rows_done[layer]
+        layer, chunk, start = attention.soft_max_rows(name, data, self.n, self.rows_done)
         rows = chunk.shape[1]
-        self.rows_done[layer] = start + rows
         if self.maps is not None:
             self.maps[layer, :, start : start + rows] = chunk
         if start + rows == self.n:
