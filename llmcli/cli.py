@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from functools import cache
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from typer.core import TyperGroup
@@ -275,4 +275,14 @@ def main(argv: Sequence[str] | None = None) -> None:
             console.error(message)
     if code == ExitCode.BROKEN_PIPE:
         _quiet_stdout()
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    # CPython remembers a KeyboardInterrupt that once escaped an exec() or eval() of a
+    # string (dataclasses and namedtuple build their methods so, as modules import),
+    # even after it was caught, and then ends the process by SIGINT in place of the
+    # code asked for: Ctrl-C at the wrong moment would not exit 130. An evaluation of a
+    # string that succeeds forgets it.
+    exec("None")
     sys.exit(code)

@@ -88,6 +88,44 @@ def test_ctrl_c_at_any_moment_exits_130(model_file: Path, delay: float) -> None:
     assert "Traceback" not in err
 
 
+def test_ctrl_c_caught_after_an_evaluated_string_still_exits_130(tmp_path: Path) -> None:
+    # Where a Ctrl-C lands while a module builds a dataclass (whose methods come from
+    # exec), CPython would end the process by SIGINT after llmcli caught it and chose
+    # 130. Run as `python -m`, the way that decides its exit code after finalizing.
+    package = tmp_path / "interrupted"
+    package.mkdir()
+    (package / "__main__.py").write_text(
+        "from llmcli import cli\n"
+        "def build_app(*args, **kwargs):\n"
+        "    exec('raise KeyboardInterrupt')\n"
+        "cli.build_app = build_app\n"
+        "cli.main(['run'])\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(root)])}
+    proc = subprocess.run(
+        [sys.executable, "-m", "interrupted"], env=env, capture_output=True, timeout=60
+    )
+    assert proc.returncode == 130, proc.stderr.decode(errors="replace")[-2000:]
+    assert b"Traceback" not in proc.stderr
+
+
+def test_ctrl_c_swallowed_by_an_import_still_ends_the_program() -> None:
+    import llmcli
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, llmcli._quit_quietly)
+    try:
+        with pytest.raises(SystemExit):
+            llmcli._quit_quietly(signal.SIGINT, None)  # and some import caught it
+        with pytest.raises(KeyboardInterrupt):
+            llmcli._ctrl_c_raises()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        llmcli._pressed.clear()
+        signal.signal(signal.SIGINT, previous)
+
+
 # -- Ctrl-C and keys typed while an answer streams to a terminal -----------------------
 
 
