@@ -23,6 +23,7 @@ from llmcli.engine.types import FinishReason, Sampling
 from llmcli.errors import LlmcliError
 from llmcli.serve import protocol as p
 from llmcli.serve import tools
+from llmcli.serve.relay import relay
 from llmcli.serve.tools import ToolPlan
 
 if TYPE_CHECKING:
@@ -117,12 +118,8 @@ def submit(
 ) -> tuple[Job, asyncio.Queue[Chunk]]:
     """Hand a job to the scheduler; its chunks arrive in the queue returned. Its refusals
     (too long, empty, busy, shutting down) are answered by errors.TABLE."""
-    loop = asyncio.get_running_loop()
     queue: asyncio.Queue[Chunk] = asyncio.Queue()
-
-    def emit(chunk: Chunk) -> None:
-        loop.call_soon_threadsafe(queue.put_nowait, chunk)
-
+    emit = relay().sender(queue)
     job = Job(list(prompt), sampling, emit, top, reasoning=reasoning, media=media)
     state.scheduler.submit(job)
     return job, queue
@@ -326,6 +323,36 @@ async def _stream(
             return [{"reasoning_content": text}]
         return calls.feed(text) if calls is not None else [{"content": text}]
 
+    def chunk_events(chunk: Chunk) -> list[str]:
+        out: list[str] = []
+        # The token's logprobs go with the first text it released, or alone.
+        if chunk.logprobs and not chunk.parts:
+            out.append(event([choice("", chunk.logprobs, None)]))
+        pending_logprobs = chunk.logprobs
+        for part, text in chunk.parts:
+            said[part].append(text)
+            if not chat:
+                out.append(event([choice(text, pending_logprobs, None)]))
+                pending_logprobs = []
+                continue
+            for delta in deltas(part, text):
+                item = choice(None, pending_logprobs, None)
+                item["delta"] = delta
+                pending_logprobs = []
+                out.append(event([item]))
+        if pending_logprobs and chunk.parts:  # text held back (a call being written)
+            out.append(event([choice("", pending_logprobs, None)]))
+        if chunk.finish_reason is not None:
+            reason = p.finish(chunk.finish_reason)
+            if calls is not None:
+                for delta in calls.flush():
+                    out.append(event([{**choice(None, [], None), "delta": delta}]))
+                reason = tools.finish(chunk.finish_reason, calls.called)
+            out.append(event([choice(None if chat else "", [], reason)]))
+            answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
+            remember(state, data, job, answer, thought, chunk.finish_reason)
+        return out
+
     try:
         if chat:
             yield event(
@@ -339,37 +366,22 @@ async def _stream(
                 ]
             )
         while not finished:
+            # All that has arrived goes out in one write: a client that reads slowly,
+            # or a loop that fell behind a step, costs one send, not one per token.
+            out: list[str] = []
             chunk = await queue.get()
-            finished = chunk.finish_reason is not None
-            # The token's logprobs go with the first text it released, or alone.
-            if chunk.logprobs and not chunk.parts:
-                yield event([choice("", chunk.logprobs, None)])
-            pending_logprobs = chunk.logprobs
-            for part, text in chunk.parts:
-                said[part].append(text)
-                if not chat:
-                    yield event([choice(text, pending_logprobs, None)])
-                    pending_logprobs = []
-                    continue
-                for delta in deltas(part, text):
-                    item = choice(None, pending_logprobs, None)
-                    item["delta"] = delta
-                    pending_logprobs = []
-                    yield event([item])
-            if pending_logprobs and chunk.parts:  # text held back (a call being written)
-                yield event([choice("", pending_logprobs, None)])
+            while True:
+                finished = chunk.finish_reason is not None
+                out += chunk_events(chunk)
+                if finished or queue.empty():
+                    break
+                chunk = queue.get_nowait()
             if finished:
-                reason = p.finish(chunk.finish_reason)
-                if calls is not None:
-                    for delta in calls.flush():
-                        yield event([{**choice(None, [], None), "delta": delta}])
-                    reason = tools.finish(chunk.finish_reason, calls.called)
-                yield event([choice(None if chat else "", [], reason)])
-                answer, thought = "".join(said["answer"]), "".join(said["thinking"]).strip()
-                remember(state, data, job, answer, thought, chunk.finish_reason)
-        if usage:
-            yield event([], {"usage": _usage(job).body()})
-        yield "data: [DONE]\n\n"
+                if usage:
+                    out.append(event([], {"usage": _usage(job).body()}))
+                out.append("data: [DONE]\n\n")
+            if out:
+                yield "".join(out)
     finally:
         if not finished:
             state.cancel(job)
