@@ -21,7 +21,6 @@ from llmcli.errors import MediaInvalidError
 SCHEMES = ("http", "https")
 MAX_BYTES = 20 << 20
 TIMEOUT_S = 15.0
-MAX_REDIRECTS = 3
 # What an attachment may be; `application/octet-stream` is what many file hosts say.
 MEDIA_TYPES = ("image/", "audio/", "application/octet-stream")
 
@@ -33,7 +32,7 @@ def is_remote(name: str) -> bool:
 
 
 class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
-    max_redirections = MAX_REDIRECTS
+    """Redirects to http(s) only (urllib itself would follow one to ftp:)."""
 
     def redirect_request(
         self,
