@@ -117,3 +117,13 @@ def test_serve_input_audio_answers_as_run_attach(model_file: Path, media: Path) 
     assert expected.returncode == 0, expected.stderr
     assert answer["choices"][0]["message"]["content"] == expected.stdout.removesuffix("\n")
     assert answer["usage"]["prompt_tokens"] > AUDIO_TOKENS
+
+
+def test_show_says_a_projector_beside_the_model_takes_audio(
+    model_file: Path, media: Path, tmp_path: Path
+) -> None:
+    (tmp_path / model_file.name).symlink_to(model_file)
+    (tmp_path / "mmproj-SmolLM2-135M.gguf").symlink_to(media / "mmproj-audio.gguf")
+    shown = run_cli("show", str(tmp_path / model_file.name))
+    assert shown.returncode == 0, shown.stderr
+    assert "projector:           mmproj-SmolLM2-135M.gguf (audio)" in shown.stdout
