@@ -112,3 +112,90 @@ def write_png(path: Path, *, width: int = 48, height: int = 40, seed: int = 0) -
         + chunk(b"IEND", b"")
     )
     return path
+
+
+# The audio projector: a Whisper-style encoder (two 1-D convolutions, one transformer
+# layer, 32-wide) with the `ultravox` projection (frames stacked STACK at a time, RMS norm,
+# a SwiGLU layer, RMS norm, a linear map to 576), as llama.cpp's
+# tools/mtmd/models/whisper-enc.cpp builds it. mtmd turns a sound into a log-mel
+# spectrogram in 30-second chunks of 3000 frames; the second convolution halves them (1500
+# positions) and the stacking divides them by STACK: 75 embeddings per chunk. (`qwen2a`
+# loads too, but makes 750, ten times the text model's work in every test.)
+STACK = 20
+AUDIO_TOKENS = 1500 // STACK
+_MELS = 16
+_A_EMBD = 32
+_A_HEADS = 2
+_A_FFN = 64
+_A_POSITIONS = 1500
+_A_MID = 64
+
+
+def write_audio_projector(path: Path, *, seed: int = 11) -> Path:
+    """Write the audio projector GGUF to `path` (deterministic for a seed)."""
+    rng = np.random.default_rng(seed)
+
+    def weights(*shape: int, scale: float = 0.05) -> np.ndarray:
+        return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+    writer = gguf.GGUFWriter(str(path), "clip")
+    writer.add_string("clip.projector_type", "ultravox")
+    writer.add_bool("clip.has_vision_encoder", False)
+    writer.add_bool("clip.has_audio_encoder", True)
+    writer.add_uint32("clip.audio.num_mel_bins", _MELS)
+    writer.add_uint32("clip.audio.embedding_length", _A_EMBD)
+    writer.add_uint32("clip.audio.feed_forward_length", _A_FFN)
+    writer.add_uint32("clip.audio.projection_dim", TEXT_EMBD)
+    writer.add_uint32("clip.audio.block_count", 1)
+    writer.add_uint32("clip.audio.attention.head_count", _A_HEADS)
+    writer.add_float32("clip.audio.attention.layer_norm_epsilon", 1e-5)
+    writer.add_uint32("clip.audio.projector.stack_factor", STACK)
+
+    # Convolution kernels in PyTorch's (out, in, width), stored in half precision as
+    # converted Whisper encoders are; their biases as (out, 1) to broadcast over frames.
+    writer.add_tensor("a.conv1d.1.weight", weights(_A_EMBD, _MELS, 3).astype(np.float16))
+    writer.add_tensor("a.conv1d.1.bias", weights(_A_EMBD, 1))
+    writer.add_tensor("a.conv1d.2.weight", weights(_A_EMBD, _A_EMBD, 3).astype(np.float16))
+    writer.add_tensor("a.conv1d.2.bias", weights(_A_EMBD, 1))
+    writer.add_tensor("a.position_embd.weight", weights(_A_POSITIONS, _A_EMBD))
+    block = "a.blk.0"
+    for norm in ("ln1", "ln2"):
+        writer.add_tensor(f"{block}.{norm}.weight", np.ones(_A_EMBD, dtype=np.float32))
+        writer.add_tensor(f"{block}.{norm}.bias", np.zeros(_A_EMBD, dtype=np.float32))
+    for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+        writer.add_tensor(f"{block}.{name}.weight", weights(_A_EMBD, _A_EMBD))
+        if name != "attn_k":  # Whisper's key projection has no bias
+            writer.add_tensor(f"{block}.{name}.bias", weights(_A_EMBD))
+    writer.add_tensor(f"{block}.ffn_up.weight", weights(_A_FFN, _A_EMBD))
+    writer.add_tensor(f"{block}.ffn_up.bias", weights(_A_FFN))
+    writer.add_tensor(f"{block}.ffn_down.weight", weights(_A_EMBD, _A_FFN))
+    writer.add_tensor(f"{block}.ffn_down.bias", weights(_A_EMBD))
+    writer.add_tensor("a.post_ln.weight", np.ones(_A_EMBD, dtype=np.float32))
+    writer.add_tensor("a.post_ln.bias", np.zeros(_A_EMBD, dtype=np.float32))
+    stacked = _A_EMBD * STACK
+    writer.add_tensor("mm.a.norm_pre.weight", np.ones(stacked, dtype=np.float32))
+    # SwiGLU: the layer's output is split in two halves, one gating the other.
+    writer.add_tensor("mm.a.mlp.1.weight", weights(2 * _A_MID, stacked))
+    writer.add_tensor("mm.a.norm_mid.weight", np.ones(_A_MID, dtype=np.float32))
+    writer.add_tensor("mm.a.mlp.2.weight", weights(TEXT_EMBD, _A_MID, scale=0.02))
+
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def write_wav(path: Path, *, seconds: float = 1.0, pitch: float = 440.0, rate: int = 16000) -> Path:
+    """Write a real mono 16-bit PCM WAV: a tone with a little noise."""
+    rng = np.random.default_rng(int(pitch))
+    t = np.arange(int(seconds * rate)) / rate
+    wave = 0.4 * np.sin(2 * np.pi * pitch * t) + 0.02 * rng.standard_normal(t.size)
+    samples = (wave * 32767).astype("<i2").tobytes()
+    header = struct.pack(
+        "<4sI4s4sIHHIIHH4sI",
+        b"RIFF", 36 + len(samples), b"WAVE", b"fmt ", 16, 1, 1, rate, rate * 2, 2, 16,
+        b"data", len(samples),
+    )  # fmt: skip
+    path.write_bytes(header + samples)
+    return path

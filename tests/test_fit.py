@@ -27,12 +27,15 @@ MIB = 1 << 20
 _LLAMA_LOAD = """
 import sys
 import llama_cpp
-path, n_ctx, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-kind = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0}[kind]
+path, n_ctx, kinds = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+types = {"f16": llama_cpp.GGML_TYPE_F16, "q8_0": llama_cpp.GGML_TYPE_Q8_0,
+    "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+k, _, v = kinds.partition(",")
 llama_cpp.Llama(path, n_ctx=n_ctx, n_batch=256, n_ubatch=256, n_threads=1, flash_attn=True,
-    type_k=kind, type_v=kind, verbose=True).close()
+    type_k=types[k], type_v=types[v or k], verbose=True).close()
 """
-SETUPS = [(512, "f16"), (2048, "f16"), (8192, "f16"), (2048, "q8_0")]
+# A cache type for keys and values, or "keys,values".
+SETUPS = [(512, "f16"), (2048, "f16"), (8192, "f16"), (2048, "q8_0"), (2048, "q8_0,q4_0")]
 
 
 def llama_report(model: Path, ctx: int, kind: str) -> dict[str, float]:
@@ -58,7 +61,9 @@ def llama_report(model: Path, ctx: int, kind: str) -> dict[str, float]:
 
 @pytest.mark.parametrize(("ctx", "kind"), SETUPS)
 def test_plan_agrees_with_what_llama_cpp_allocates(model_file: Path, ctx: int, kind: str) -> None:
-    got = plan([read_header(model_file)], ctx=ctx, cache_type=kind, available=None)
+    k, _, v = kind.partition(",")
+    header = read_header(model_file)
+    got = plan([header], ctx=ctx, cache_type=k, cache_type_v=v or None, available=None)
     seen = llama_report(model_file, ctx, kind)
     assert got.weights_bytes / MIB == pytest.approx(seen["weights"], rel=0.05)
     assert got.kv_bytes / MIB == pytest.approx(seen["kv"], rel=0.05)
@@ -172,6 +177,31 @@ def test_fit_plain_and_json(model_file: Path) -> None:
     expected = plan([read_header(model_file)], ctx=2048, available=16 * 10**9)
     assert data == {"model": str(model_file), **expected.as_dict()}
     assert data["kv_bytes"] == 45 * MIB and data["fits"] is True
+
+
+def test_fit_cache_types_of_keys_and_values(model_file: Path) -> None:
+    def fit(*flags: str) -> dict[str, object]:
+        proc = run_cli(
+            "fit", str(model_file), "--ctx", "4096", "--memory", "16GB", "--json", *flags
+        )
+        assert proc.returncode == 0, proc.stderr
+        data: dict[str, object] = json.loads(proc.stdout)
+        return data
+
+    def planned(k: str, v: str) -> dict[str, object]:
+        got = plan([read_header(model_file)], ctx=4096, cache_type=k, cache_type_v=v,
+                   available=16 * 10**9)  # fmt: skip
+        return {"model": str(model_file), **got.as_dict()}
+
+    assert fit("--cache-type-k", "q8_0", "--cache-type-v", "q4_0") == planned("q8_0", "q4_0")
+    # --cache-type sets both; the other two flags override one of them.
+    assert fit("--cache-type", "q8_0") == planned("q8_0", "q8_0")
+    assert fit("--cache-type", "q8_0", "--cache-type-v", "f16") == planned("q8_0", "f16")
+    assert fit("--cache-type-k", "q4_0") == planned("q4_0", "f16")
+    plain = run_cli("fit", str(model_file), "--memory", "16GB", "--cache-type-k", "q8_0")
+    assert "KV cache (K q8_0, V f16, 4,096 tokens" in plain.stdout
+    wrong = run_cli("fit", str(model_file), "--cache-type-v", "q5_1")
+    assert wrong.returncode == ExitCode.USAGE and "--cache-type-v" in wrong.stderr
 
 
 def test_fit_against_the_memory_available_now(model_file: Path) -> None:

@@ -134,12 +134,13 @@ TensorSplitOpt = Annotated[
     ),
 ]
 AttachOpt = Annotated[
-    list[Path] | None,
+    list[str] | None,
     typer.Option(
         "--attach",
         "-a",
         help="Attach an image (PNG, JPEG, WebP) or, where the projector takes audio, a WAV "
-        "or MP3 file (repeatable). Needs a model with a projector (see --mmproj).",
+        "or MP3 file (repeatable): a path or an http(s) URL. Needs a model with a projector "
+        "(see --mmproj).",
         show_default=False,
     ),
 ]

@@ -6,20 +6,28 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from llmcli.errors import MediaInvalidError, MediaUnsupportedError
 from llmcli.projector_files import projector_for
+from llmcli.remote_media import fetch, is_remote
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
     from llmcli.engine.vision import Attachment, MediaPrompt
 
 
-def read_attachments(files: Sequence[Path]) -> list[Attachment]:
+def read_attachments(names: Sequence[str | Path]) -> list[Attachment]:
+    """The files' bytes; an http(s) URL is fetched (see llmcli.remote_media)."""
     from llmcli.engine.vision import Attachment
 
     attachments = []
-    for file in files:
+    for name in names:
+        if isinstance(name, str) and is_remote(name):
+            label = urlsplit(name).path.rsplit("/", 1)[-1] or name
+            attachments.append(Attachment(label, fetch(name)))
+            continue
+        file = Path(name)
         try:
             data = file.expanduser().read_bytes()
         except IsADirectoryError:

@@ -22,6 +22,8 @@ Examples:
 
   llmcli fit ./model.gguf --cache-type q8_0 --json | jq .max_ctx
 
+  llmcli fit ./model.gguf --ctx 32768 --cache-type-k q8_0 --cache-type-v q4_0
+
   llmcli fit mistral:7b && llmcli run -m mistral:7b "Hello"
 """
 
@@ -48,13 +50,31 @@ def fit(
     ref: opt.ModelArg = None,
     ctx: opt.CtxOpt = opt.DEFAULT_CONTEXT,
     cache_type: Annotated[
-        CacheType,
+        CacheType | None,
         typer.Option(
             "--cache-type",
-            help="The KV cache's type: f16 (llama.cpp's default), or quantized q8_0 or q4_0 "
-            "(about half and a quarter of the memory).",
+            help="The KV cache's type, keys and values: f16 (llama.cpp's default), or "
+            "quantized q8_0 or q4_0 (about half and a quarter of the memory). "
+            "--cache-type-k and --cache-type-v set one of them.",
+            show_default=False,
         ),
-    ] = CacheType.f16,
+    ] = None,
+    cache_type_k: Annotated[
+        CacheType | None,
+        typer.Option(
+            "--cache-type-k",
+            help="The keys' type (as run's --cache-type-k). Default: --cache-type, else f16.",
+            show_default=False,
+        ),
+    ] = None,
+    cache_type_v: Annotated[
+        CacheType | None,
+        typer.Option(
+            "--cache-type-v",
+            help="The values' type (as run's --cache-type-v). Default: --cache-type, else f16.",
+            show_default=False,
+        ),
+    ] = None,
     memory: Annotated[
         str | None,
         typer.Option(
@@ -77,7 +97,14 @@ def fit(
     if available is None and memory is not None:
         raise UsageError(f"--memory: not a size: {memory!r} (e.g. 16GB, 8GiB)")
     found = model_headers(ref)
-    result = plan(found.headers, ctx=ctx, cache_type=cache_type.value, available=available)
+    both = cache_type or CacheType.f16
+    result = plan(
+        found.headers,
+        ctx=ctx,
+        cache_type=(cache_type_k or both).value,
+        cache_type_v=(cache_type_v or both).value,
+        available=available,
+    )
     if found.hub_bytes_read is not None:
         console.notice(
             f"read {format_bytes(found.hub_bytes_read)} of the header from the Hub; "

@@ -16,6 +16,8 @@ from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.projector_files import projector_for
+from llmcli.remote_media import MAX_BYTES as MAX_MEDIA_BYTES
+from llmcli.remote_media import TIMEOUT_S as MEDIA_TIMEOUT_S
 from llmcli.ui import console
 
 if TYPE_CHECKING:
@@ -148,6 +150,16 @@ def serve(
         ),
     ] = False,
     mmproj: opt.MmprojOpt = None,
+    allow_remote_media: Annotated[
+        bool,
+        typer.Option(
+            "--allow-remote-media",
+            help="Fetch image_url parts that name an http(s) URL (at most "
+            f"{MAX_MEDIA_BYTES >> 20} MB, {MEDIA_TIMEOUT_S:g} s, an image or audio content "
+            "type). Off by default: any client could then make the server request any "
+            "address it can reach.",
+        ),
+    ] = False,
     verbose: opt.VerboseOpt = False,
 ) -> None:
     settings = config.load()
@@ -219,6 +231,7 @@ def serve(
         allowed_hosts=(*(allowed_hosts or ()), *settings.allowed_hosts),
         cors_origins=(*(cors_origins or ()), *settings.cors_origins),
         answer_log=_answer_log(served, path) if log_answers else None,
+        allow_remote_media=allow_remote_media,
     )
     console.notice(
         f"serving {served} on http://{endpoint(host, port)}/v1 ({parallel} at once, {ctx} tokens "

@@ -106,6 +106,11 @@ class Projector:
     def _chunks(self, attachment: Attachment) -> Any:
         """The mtmd chunks of one attachment, with the text the model wants around it."""
         data = attachment.data
+        if not self.audio and _is_audio_file(data):
+            # mtmd would try it as an image and fail as if the file were broken.
+            raise MediaUnsupportedError(
+                f"{attachment.name}: the projector {self.path.name} does not take audio"
+            )
         buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
         with self._lock:
             bitmap = mtmd.mtmd_helper_bitmap_init_from_buf(self._ctx, buf, len(data), False)
@@ -139,6 +144,16 @@ class Projector:
         finally:
             mtmd.mtmd_bitmap_free(bitmap)
         return chunks
+
+
+def _is_audio_file(data: bytes) -> bool:
+    """Whether mtmd's helper would decode `data` as sound (mtmd-helper.cpp
+    is_audio_file): WAV, MP3 (an ID3 tag or an MPEG sync word) or FLAC."""
+    if len(data) < 12:
+        return False
+    wav = data[:4] == b"RIFF" and data[8:12] == b"WAVE"
+    mp3 = data[:3] == b"ID3" or (data[0] == 0xFF and data[1] & 0xE0 == 0xE0)
+    return wav or mp3 or data[:4] == b"fLaC"
 
 
 @dataclass

@@ -69,8 +69,10 @@ def build_app(state: ServerState) -> ASGIApp:
 
     async def _chat(request: Request, data: dict[str, Any]) -> Response:
         plan = tools.plan_from(data, state.call_format())
-        attached: list[tuple[str, bytes]] = []
-        messages = p.messages_from(data, tools.history_fields, attached)
+        found: list[tuple[str, bytes | str]] = []
+        messages = p.messages_from(
+            data, tools.history_fields, found, remote_media=state.allow_remote_media
+        )
         thinking = p.thinking_from(data)
         if plan is not None and plan.forced:
             # The grammar holds the answer to calls from its first token: no thinking.
@@ -82,6 +84,7 @@ def build_app(state: ServerState) -> ASGIApp:
         template_tools = None
         if plan is not None:
             messages, template_tools = tools.prompt_inputs(plan, messages)
+        attached = await _fetched(found) if found else []
         if attached:
             media = await run_in_threadpool(
                 media_prompt, state.model, messages, thinking, template_tools, attached
@@ -304,6 +307,16 @@ def _check_model(state: ServerState, data: dict[str, Any]) -> None:
             code="model_not_found",
         )
     raise p.ApiError(404, f"model '{name}' not found", param="model", code="model_not_found")
+
+
+async def _fetched(found: list[tuple[str, bytes | str]]) -> list[tuple[str, bytes]]:
+    """The attached parts' bytes; remote images are fetched on a worker thread."""
+    from llmcli.serve.media import PartError, fetched
+
+    try:
+        return await run_in_threadpool(fetched, found)
+    except PartError as exc:
+        raise p.bad(str(exc), exc.field) from None
 
 
 def media_prompt(

@@ -218,11 +218,14 @@ def logprobs_from(data: dict[str, Any], *, chat: bool) -> int | None:
 def messages_from(
     data: dict[str, Any],
     history: Callable[[int, dict[str, Any], Message], Message] | None = None,
-    media: list[tuple[str, bytes]] | None = None,
+    media: list[tuple[str, bytes | str]] | None = None,
+    *,
+    remote_media: bool = False,
 ) -> list[Message]:
     """The chat messages; `history` adds what a message says of tool calls (tools.py).
     With `media`, image and audio parts are taken too: each leaves a marker in the text
-    and its bytes in `media` (see serve.media)."""
+    and its bytes in `media` (see serve.media); with `remote_media`, an image's http(s)
+    URL stands for bytes still to fetch."""
     raw = data.get("messages")
     if not isinstance(raw, list) or not raw:
         raise bad("'messages' must be a non-empty list", "messages")
@@ -250,7 +253,8 @@ def messages_from(
 
                     if part.get("type") in MEDIA_PARTS:
                         try:
-                            texts.append(media_part(part, f"messages[{i}].content[{j}]", media))
+                            field = f"messages[{i}].content[{j}]"
+                            texts.append(media_part(part, field, media, remote=remote_media))
                         except PartError as exc:
                             raise bad(str(exc), exc.field) from None
                         continue

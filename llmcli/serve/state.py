@@ -52,6 +52,9 @@ class ServerState:
     max_token_bytes: int | None = None
     # Where answers are logged (`serve --log`); None: they are not.
     answer_log: AnswerLog | None = None
+    # Whether image_url parts may name http(s) URLs the server fetches
+    # (`serve --allow-remote-media`).
+    allow_remote_media: bool = False
     # Whether the log has said that the model's template cannot render tools.
     tools_prompt_noted: bool = False
     embed_lock: threading.Lock = field(default_factory=threading.Lock)
