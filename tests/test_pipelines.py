@@ -68,6 +68,36 @@ def test_batch_keeps_order_records_errors_and_loads_once(model_file: Path) -> No
     assert "3 of 6 batch items failed" in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("memory", "how"),
+    # --ctx 1024: 173 MB planned for one sequence, 197 MB for two, 244 MB for four.
+    [("1GB", "4 at once"), ("220MB", "2 at once"), ("180MB", "model loaded once")],
+)
+def test_batch_answers_lines_together_as_far_as_memory_allows(
+    model_file: Path, memory: str, how: str
+) -> None:
+    questions = ["Name a colour.", "Name a fruit.", "Name a tree.", "Name a bird."]
+    proc = run_cli(
+        "run",
+        "-m",
+        str(model_file),
+        "--batch",
+        "-",
+        "--ctx",
+        "1024",
+        "-n",
+        "4",
+        "--temperature",
+        "0",
+        "--stats",
+        input="\n".join(questions) + "\n",
+        env={"LLMCLI_MEMORY": memory},
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert [item["index"] for item in jsonl(proc.stdout)] == [0, 1, 2, 3]
+    assert how in proc.stderr
+
+
 def test_batch_from_a_file_with_an_instruction_prefix(model_file: Path, tmp_path: Path) -> None:
     source = tmp_path / "items.txt"
     source.write_text("I loved it.\nIt was awful.\n")

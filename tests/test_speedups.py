@@ -129,6 +129,8 @@ def test_batch_saves_a_shared_preamble_once(model_file: Path) -> None:
         str(model_file),
         "--batch",
         "-",
+        "--parallel",
+        "1",  # one line at a time: the path with the prompt cache
         "--temperature",
         "0",
         "-n",

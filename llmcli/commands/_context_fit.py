@@ -161,6 +161,36 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
     )
 
 
+def sequences_that_fit(invocation: Invocation, path: Path, ctx: int, most: int) -> int:
+    """For `run --batch` without --parallel: the most sequences of `ctx` each, halving
+    from `most`, that fit in memory beside the model; 1 where no plan can say (layers on
+    a GPU or RPC workers, memory unknown)."""
+    if most < 2 or not applies(invocation):
+        return 1
+    from llmcli.memory_plan import plan
+    from llmcli.resolve.resolver import file_headers
+    from llmcli.system_memory import memory_for_models
+
+    available = memory_for_models()
+    if available is None:
+        return 1
+    headers = file_headers(path)
+    flags = invocation.engine_flags
+    sequences = most
+    while sequences > 1:
+        wanted = plan(
+            headers,
+            ctx=ctx * sequences,
+            cache_type=flags.cache_type_k,
+            cache_type_v=flags.cache_type_v,
+            available=available,
+        )
+        if wanted.fits:
+            return sequences
+        sequences //= 2
+    return 1
+
+
 def before_download(wanted: Wanted) -> Callable[[HubRef, str | None], None]:
     """A check for the resolver to make before it downloads a model: the header is read
     from the Hub with range requests and planned like a local file's. A header that does
