@@ -212,7 +212,7 @@ def serve(
 
     keep = _keep_alive(keep_alive)
     # Taken before the first model loads, so that its memory counts as free.
-    limits = _limits(max_models, max_memory)
+    limits = _limits(max_models, max_memory, check=not no_memory_check)
 
     def size_of(file: Path) -> int:
         return served_size(file, ctx=ctx, parallel=parallel)
@@ -291,7 +291,9 @@ def _keep_alive(text: str) -> float | None:
         raise UsageError(f"--keep-alive: {exc}") from None
 
 
-def _limits(max_models: int, max_memory: str | None) -> Limits:
+def _limits(max_models: int, max_memory: str | None, *, check: bool) -> Limits:
+    """The bounds on what is loaded; `check`: a load must also fit in what the machine
+    has free at that moment (off with --no-memory-check)."""
     from llmcli.humanize import parse_bytes
     from llmcli.serve.residency import Limits, default_max_memory
     from llmcli.system_memory import memory_for_models
@@ -302,4 +304,6 @@ def _limits(max_models: int, max_memory: str | None) -> Limits:
         budget = parse_bytes(max_memory)
         if budget is None or budget <= 0:
             raise UsageError(f"--max-memory: not a size: {max_memory!r} (e.g. 6GB, 512MB)")
+    if not check:
+        return Limits(max_models=max_models, max_memory=budget)
     return Limits(max_models=max_models, max_memory=budget, available=memory_for_models)
