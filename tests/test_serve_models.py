@@ -85,6 +85,8 @@ def test_a_named_model_loads_on_demand_and_both_answer_at_once(
         )
         assert reply.model == second and reply.choices[0].message.content is not None
         assert _loaded(server) == sorted([model_file.name, second])
+        assert any(line.startswith(f"loaded {second}") for line in server.log), server.log
+        assert any(f"[{second}]" in line for line in server.log)
         listed = {m.id: m.model_extra or {} for m in client.models.list().data}
         assert listed[second]["loaded"] is True
 
@@ -132,6 +134,8 @@ def test_the_least_recently_used_model_goes_under_max_models_1(
         assert _loaded(server) == [second]
         assert _ask(server, None)["model"] == model_file.name
         assert _loaded(server) == [model_file.name]
+        made_room = f"unloaded {second}: least recently used, to make room for {model_file.name}"
+        assert made_room in server.log
         listed = {m["id"]: m["loaded"] for m in server.get("/v1/models")["data"]}
         assert listed == {model_file.name: True, second: False}
     finally:

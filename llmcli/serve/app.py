@@ -64,7 +64,7 @@ def build_app(state: ServerState) -> ASGIApp:
     async def chat(request: Request) -> Response:
         data = await _json_body(request, state)
         p.refuse_unsupported(data, tools=True)
-        async with _holding(state, data) as held:
+        async with _holding(request, state, data) as held:
             return await _chat(request, held, data)
 
     async def _chat(request: Request, state: ServerState, data: dict[str, Any]) -> Response:
@@ -98,7 +98,7 @@ def build_app(state: ServerState) -> ASGIApp:
         data = await _json_body(request, state)
         p.refuse_unsupported(data)
         text = p.prompt_from(data)
-        async with _holding(state, data) as held:
+        async with _holding(request, state, data) as held:
             await _check_size(held, [text], "prompt")
             tokens = await run_in_threadpool(held.model.completion_tokens, text)
             return await completions.answer(request, held, data, tokens, chat=False)
@@ -106,7 +106,7 @@ def build_app(state: ServerState) -> ASGIApp:
     async def embed(request: Request) -> Response:
         data = await _json_body(request, state)
         texts, _ = p.embedding_inputs(data)
-        async with _holding(state, data) as held:
+        async with _holding(request, state, data) as held:
             await _check_size(held, texts, "input", each=True)
             return await embeddings.answer(request, held, data)
 
@@ -115,7 +115,7 @@ def build_app(state: ServerState) -> ASGIApp:
         asked = rerank.request_from(data)
         # Each document is read with the query: the longest pair is the one to check.
         longest = max(asked.documents, key=len)
-        async with _holding(state, data, check=rerank.check_reranker) as held:
+        async with _holding(request, state, data, check=rerank.check_reranker) as held:
             await _check_size(held, [asked.query, longest], "documents")
             return await rerank.answer(request, held, asked)
 
@@ -123,7 +123,7 @@ def build_app(state: ServerState) -> ASGIApp:
         data = await _json_body(request, state)
         asked = a.request_from(data, state.defaults)
         kept = [m["content"].strip() for m in asked.messages if m["role"] == "user"]
-        async with _holding(state, data) as held:
+        async with _holding(request, state, data) as held:
             await _check_size(held, kept, "messages")
             tokens = await run_in_threadpool(
                 _chat_tokens, held.model, asked.messages, asked.thinking
@@ -134,7 +134,7 @@ def build_app(state: ServerState) -> ASGIApp:
         data = await _json_body(request, state)
         chat, thinking = a.count_request_from(data)
         kept = [m["content"].strip() for m in chat if m["role"] == "user"]
-        async with _holding(state, data) as held:
+        async with _holding(request, state, data) as held:
             await _check_size(held, kept, "messages")
             tokens = await run_in_threadpool(_chat_tokens, held.model, chat, thinking)
             return JSONResponse({"input_tokens": len(tokens)})
@@ -210,6 +210,7 @@ class ErrorAnswers:
 
 @asynccontextmanager
 async def _holding(
+    request: Request,
     state: ServerState,
     data: dict[str, Any],
     *,
@@ -224,6 +225,8 @@ async def _holding(
     if check is not None:
         check(name, path)
     resident = await run_in_threadpool(state.residency.acquire, name, path, keep)
+    # The request's log line (gate.py) names the model that answered it.
+    request.scope["llmcli.model"] = name
     try:
         yield state.holding(resident)
     finally:
