@@ -14,7 +14,7 @@ from clihelpers import run_cli
 from test_serve import Server, start_server, stop
 
 from llmcli.humanize import format_seconds, parse_keep_alive
-from llmcli.serve.residency import KeepAlive, Residency
+from llmcli.serve.residency import KeepAlive, Limits, NoRoomError, Residency, TooLargeError
 
 # -- stand-ins ---------------------------------------------------------------------------
 
@@ -53,18 +53,31 @@ class Clock:
         return self.now
 
 
-def _residency(keep_alive: float | None) -> tuple[Residency, Clock, list[Any]]:
+M = Path("m.gguf")
+
+
+def _residency(
+    keep_alive: float | None,
+    *,
+    max_models: int = 3,
+    max_memory: int | None = None,
+    sizes: dict[str, int] | None = None,
+    free: int | None = None,
+) -> tuple[Residency, Clock, list[Any]]:
+    """A residency of stand-ins; `sizes`: bytes by file name (10 unless named)."""
     clock = Clock()
     loads: list[Any] = []
 
-    def load() -> Any:
+    def load(name: str, path: Path) -> Any:
         pair = (FakeModel(), FakeScheduler())
         loads.append(pair)
         return pair
 
-    r = Residency(
-        name="m", path=Path("m.gguf"), load=load, size_bytes=10, keep_alive=keep_alive, clock=clock
-    )
+    def size_of(path: Path) -> int:
+        return (sizes or {}).get(path.name, 10)
+
+    limits = Limits(max_models=max_models, max_memory=max_memory, available=lambda: free)
+    r = Residency(load=load, size_of=size_of, limits=limits, keep_alive=keep_alive, clock=clock)
     return r, clock, loads
 
 
@@ -85,51 +98,108 @@ def test_keep_alive_durations_as_ollama_takes_them() -> None:
 
 def test_idle_model_unloads_after_keep_alive_and_loads_again() -> None:
     r, clock, loads = _residency(keep_alive=60)
-    held = r.acquire()
+    held = r.acquire("m", M)
     r.release(held)
     clock.now += 59
     r.expire()
-    assert r.current is held
+    assert r.get("m") is held
     clock.now += 2
     r.expire()
-    assert r.current is None
+    assert r.get("m") is None
     assert loads[0][0].closed and loads[0][1].closed
-    again = r.acquire()  # the next request loads it again
-    assert len(loads) == 2 and r.current is again
+    again = r.acquire("m", M)  # the next request loads it again
+    assert len(loads) == 2 and r.get("m") is again
     r.release(again)
     r.close()
 
 
 def test_a_busy_model_is_never_unloaded_and_a_stop_waits_for_it() -> None:
     r, clock, loads = _residency(keep_alive=1)
-    held = r.acquire()
+    held = r.acquire("m", M)
     clock.now += 100
     r.expire()
-    assert r.current is held  # a request holds it
+    assert r.get("m") is held  # a request holds it
     r.release(held)
     held.scheduler.jobs = 1  # its answer is still streaming
     clock.now += 100
     r.expire()
-    assert r.current is held
-    assert r.stop() is False  # asked while busy: it goes once idle
+    assert r.get("m") is held
+    assert r.stop("m") == (True, False)  # asked while busy: it goes once idle
     assert r.describe()[0]["unloading"] is True
     held.scheduler.jobs = 0
     r.expire()
-    assert r.current is None and loads[0][0].closed
+    assert r.get("m") is None and loads[0][0].closed
 
 
 def test_a_request_keep_alive_replaces_the_servers() -> None:
     r, clock, _ = _residency(keep_alive=None)
-    r.release(r.acquire(KeepAlive(5)))
+    r.release(r.acquire("m", M, KeepAlive(5)))
     (entry,) = r.describe()
     assert entry["keep_alive"] == 5 and entry["expires_at"] == clock.now + 5
-    r.release(r.acquire(KeepAlive(None)))
+    r.release(r.acquire("m", M, KeepAlive(None)))
     assert r.describe()[0]["expires_at"] is None
     clock.now += 10_000
     r.expire()
-    assert r.current is not None
+    assert r.get("m") is not None
     r.close()
-    assert r.current is None
+    assert r.get("m") is None
+
+
+def test_lru_idle_model_makes_room_and_a_busy_one_never_does() -> None:
+    r, clock, loads = _residency(None, max_models=2)
+    a = r.acquire("a", Path("a.gguf"))
+    clock.now += 1
+    b = r.acquire("b", Path("b.gguf"))
+    r.release(b)
+    clock.now += 1
+    r.release(a)  # a was used last: b goes first
+    c = r.acquire("c", Path("c.gguf"))
+    assert sorted(r.names()) == ["a", "c"] and loads[1][0].closed and not loads[0][0].closed
+    again = r.acquire("a", Path("a.gguf"))
+    with pytest.raises(NoRoomError, match="--max-models"):
+        r.acquire("d", Path("d.gguf"))  # both held: neither may go
+    r.release(again)
+    r.release(c)
+    c.scheduler.jobs = 1  # c still answering: a goes
+    r.release(r.acquire("d", Path("d.gguf")))
+    assert sorted(r.names()) == ["c", "d"] and loads[0][0].closed
+    r.close()
+
+
+def test_the_memory_budget_decides_what_goes_and_what_never_loads() -> None:
+    sizes = {"a.gguf": 40, "b.gguf": 40, "big.gguf": 70, "huge.gguf": 101}
+    r, clock, _ = _residency(None, max_memory=100, sizes=sizes)
+    r.release(r.acquire("a", Path("a.gguf")))
+    clock.now += 1
+    r.release(r.acquire("b", Path("b.gguf")))
+    clock.now += 1
+    r.release(r.acquire("big", Path("big.gguf")))  # 80 taken: both must go
+    assert r.names() == ["big"]
+    with pytest.raises(TooLargeError, match="--max-memory"):
+        r.acquire("huge", Path("huge.gguf"))
+    held = r.acquire("big", Path("big.gguf"))
+    with pytest.raises(NoRoomError, match="busy: big"):
+        r.acquire("a", Path("a.gguf"))
+    assert r.names() == ["big"]  # the refused load harmed nothing
+    r.release(held)
+    r.close()
+
+
+def test_what_the_machine_has_free_also_bounds_a_load() -> None:
+    r, _, _ = _residency(None, sizes={"a.gguf": 50}, free=20)
+    with pytest.raises(NoRoomError, match="free"):
+        r.acquire("a", Path("a.gguf"))
+    assert r.names() == []
+
+
+def test_each_model_keeps_its_own_keep_alive() -> None:
+    r, clock, _ = _residency(keep_alive=None)
+    r.release(r.acquire("a", Path("a.gguf"), KeepAlive(5)))
+    r.release(r.acquire("b", Path("b.gguf")))
+    clock.now += 6
+    r.expire()
+    assert r.names() == ["b"]
+    r.close()
 
 
 # -- a real server -----------------------------------------------------------------------

@@ -18,9 +18,10 @@ Examples:
 
   llmcli ps --port 8081 --json | jq '.models[].name'
 
-Columns: the model's name, its memory (estimated: weights, KV cache of every sequence,
-compute buffer), sequences answering of those it has (parallel slots), requests waiting,
-how long it has been idle, and when it unloads (--keep-alive, or a request's keep_alive).
+One line per loaded model, the most recently used first. Columns: the model's name,
+its memory (estimated: weights, KV cache of every sequence, compute buffer), sequences
+answering of those it has (parallel slots), requests waiting, how long it has been idle,
+and when it unloads (--keep-alive, or a request's keep_alive).
 """
 
 STOP_EPILOG = """\

@@ -15,16 +15,20 @@ from llmcli.commands._context_fit import NoMemoryCheckOpt, model_that_fits
 from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
+from llmcli.humanize import format_bytes
 from llmcli.projector_files import projector_for
 from llmcli.remote_media import MAX_BYTES as MAX_MEDIA_BYTES
 from llmcli.remote_media import TIMEOUT_S as MEDIA_TIMEOUT_S
 from llmcli.ui import console
 
 if TYPE_CHECKING:
-    from llmcli.remember import AnswerLog
+    from llmcli.serve.residency import Limits
 
 ENV_API_KEY = "LLMCLI_API_KEY"
 MAX_BODY_BYTES = 8 << 20
+# `--max-models` unless told: ollama's default on a CPU. The memory budget is what
+# usually decides; this bounds the threads and memory maps of many small models.
+DEFAULT_MAX_MODELS = 3
 
 EPILOG = """\
 Examples:
@@ -41,17 +45,24 @@ Examples:
   llmcli serve -m smollm2 --keep-alive 10m    # unloaded after 10 idle minutes
   llmcli ps                                   # what a running server has loaded
   llmcli stop smollm2                         # unload it now; the next request reloads it
+
+  # Any model `llmcli list` shows answers when a request names it in "model"; at most
+  # 2 at once, within 6 GB, the least recently used idle one unloaded first:
+  llmcli serve -m smollm2 --max-models 2 --max-memory 6GB
 """
 
 
 def register(app: typer.Typer) -> None:
     app.command(
         "serve",
-        help="Serve the model over HTTP with OpenAI's API: chat and text completions "
+        help="Serve models over HTTP with OpenAI's API: chat and text completions "
         "(streamed or not), embeddings, models; Anthropic's Messages; rerank for reranker "
         "models.\n\n"
-        "Up to --parallel requests are answered at once, decoded together in the same "
-        "engine steps. Listens on 127.0.0.1 unless told otherwise.",
+        "The model -m names is loaded at start and answers requests that name no model; a "
+        "request naming another model that `llmcli list` shows loads it, within "
+        "--max-models and --max-memory. Each loaded model answers up to --parallel "
+        "requests at once, decoded together in the same engine steps; different models "
+        "answer at the same time. Listens on 127.0.0.1 unless told otherwise.",
         epilog=EPILOG,
     )(serve)
 
@@ -136,11 +147,32 @@ def serve(
         str,
         typer.Option(
             "--keep-alive",
-            help="Unload the model after it has been idle this long (30s, 5m, 1h; 0: after "
-            "each request; -1: never) and load it again on the next request. A request's "
-            "keep_alive field changes it, as in ollama.",
+            help="Unload a model after it has been idle this long (30s, 5m, 1h; 0: after "
+            "each request; -1: never) and load it again on the next request; each model "
+            "counts its own. A request's keep_alive field changes its model's, as in ollama.",
         ),
     ] = "-1",
+    max_models: Annotated[
+        int,
+        typer.Option(
+            "--max-models",
+            min=1,
+            help="Models loaded at once. Loading another unloads the least recently used "
+            "idle one first; a request that finds every one busy is refused (503).",
+        ),
+    ] = DEFAULT_MAX_MODELS,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="Memory the loaded models may take together (e.g. 6GB), each estimated "
+            "from its GGUF header before loading (weights, every sequence's KV cache, "
+            "compute buffer). Default: 90% of the memory free at start ($LLMCLI_MEMORY "
+            "overrides that). A model that cannot fit is refused (503, or 507 when it "
+            "exceeds the whole budget); the loaded ones go on.",
+            show_default=False,
+        ),
+    ] = None,
     log_answers: Annotated[
         bool,
         typer.Option(
@@ -191,35 +223,46 @@ def serve(
     from llmcli.serve.state import ServerState
 
     keep = _keep_alive(keep_alive)
+    # Taken before the first model loads, so that its memory counts as free.
+    limits = _limits(max_models, max_memory, check=not no_memory_check)
 
-    def load() -> tuple[Model, Scheduler]:
+    def size_of(file: Path) -> int:
+        return served_size(file, ctx=ctx, parallel=parallel)
+
+    def load(name: str, file: Path) -> tuple[Model, Scheduler]:
+        # The -m model's adapter and projector are its own; another model gets the
+        # projector found beside it, if any.
+        first = file == path
+        options = invocation.load_options(file, n_ctx=256, **({} if first else {"lora": None}))
         # The loaded model's own context only tokenizes; the scheduler has the real one.
-        llm = Model(invocation.load_options(path, n_ctx=256), notify=console.notice)
+        llm = Model(options, notify=console.notice)
         if llm.split is not None:
             console.notice(llm.split.line())
-        if projector is not None:
+        mmproj_file = projector if first else projector_for(file, None)
+        if mmproj_file is not None:
             # Chat messages may then hold images (data URLs) or audio, per the projector.
-            kinds = llm.use_projector(projector).kinds
-            console.notice(f"projector {projector.name}: {kinds}")
+            kinds = llm.use_projector(mmproj_file).kinds
+            console.notice(f"projector {mmproj_file.name}: {kinds}")
         try:
-            return llm, Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
+            scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=queue)
         except BaseException:
             llm.close()
             raise
+        return llm, scheduler
 
-    residency = Residency(
-        name=served,
-        path=path,
-        load=load,
-        size_bytes=served_size(path, ctx=ctx, parallel=parallel),
-        keep_alive=keep,
-    )
-    residency.start(*load())
+    first_size = size_of(path)
+    if limits.max_memory is not None and first_size > limits.max_memory:
+        raise UsageError(
+            f"--max-memory: {served} needs about {format_bytes(first_size)} loaded, more than "
+            f"the budget of {format_bytes(limits.max_memory)}"
+        )
+    residency = Residency(load=load, size_of=size_of, limits=limits, keep_alive=keep)
+    residency.start(served, path, *load(served, path))
     state = ServerState(
         residency=residency,
-        served_name=served,
-        model_path=path,
-        model_ref=ref,
+        default_name=served,
+        default_path=path,
+        default_ref=ref,
         defaults=invocation.sampling,
         api_key=key,
         max_body_bytes=MAX_BODY_BYTES,
@@ -230,22 +273,20 @@ def serve(
         bound_host=host,
         allowed_hosts=(*(allowed_hosts or ()), *settings.allowed_hosts),
         cors_origins=(*(cors_origins or ()), *settings.cors_origins),
-        answer_log=_answer_log(served, path) if log_answers else None,
+        log_answers=log_answers,
         allow_remote_media=allow_remote_media,
     )
+    budget = "" if limits.max_memory is None else f" within {format_bytes(limits.max_memory)}"
     console.notice(
         f"serving {served} on http://{endpoint(host, port)}/v1 ({parallel} at once, {ctx} tokens "
-        f"each{', API key required' if key else ''}); Ctrl-C stops"
+        f"each{', API key required' if key else ''}); other cached models on demand, "
+        f"{max_models} at most{budget}; Ctrl-C stops"
     )
     try:
         stopped_by = run_server(state, host=host, port=port, grace=grace)
     finally:
-        for loaded in (state.embedder, state.reranker):
-            if loaded is not None:
-                loaded.close()
-        residency.close()  # the served model, if still loaded
-        failure = state.answer_log.close() if state.answer_log is not None else None
-        if failure:
+        residency.close()  # every model still loaded
+        for failure in state.close_logs():
             console.notice(f"some answers were not logged: {failure}")
     if stopped_by is None:
         raise LlmcliError(f"could not serve on {host}:{port} (is the port in use?)")
@@ -263,7 +304,19 @@ def _keep_alive(text: str) -> float | None:
         raise UsageError(f"--keep-alive: {exc}") from None
 
 
-def _answer_log(served: str, path: Path) -> AnswerLog:
-    from llmcli.remember import AnswerLog
+def _limits(max_models: int, max_memory: str | None, *, check: bool) -> Limits:
+    """The bounds on what is loaded; `check`: a load must also fit in what the machine
+    has free at that moment (off with --no-memory-check)."""
+    from llmcli.humanize import parse_bytes
+    from llmcli.serve.residency import Limits, default_max_memory
+    from llmcli.system_memory import memory_for_models
 
-    return AnswerLog(enabled=True, command="serve", model_name=served, model_path=path)
+    if max_memory is None:
+        budget = default_max_memory()
+    else:
+        budget = parse_bytes(max_memory)
+        if budget is None or budget <= 0:
+            raise UsageError(f"--max-memory: not a size: {max_memory!r} (e.g. 6GB, 512MB)")
+    if not check:
+        return Limits(max_models=max_models, max_memory=budget)
+    return Limits(max_models=max_models, max_memory=budget, available=memory_for_models)

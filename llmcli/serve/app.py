@@ -9,8 +9,9 @@ they raise is answered at one place, by the table in errors.py.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
@@ -40,34 +41,33 @@ def build_app(state: ServerState) -> ASGIApp:
     async def health(request: Request) -> Response:
         active, waiting = state.residency.load_counts()
         return JSONResponse(
-            {"status": "ok", "model": state.served_name, "active": active, "waiting": waiting}
+            {"status": "ok", "model": state.default_name, "active": active, "waiting": waiting}
         )
 
     async def models(request: Request) -> Response:
-        names = [state.served_name] + [n for n in state.cached_models() if not state.same_model(n)]
+        names, loaded = await run_in_threadpool(_servable, state)
         created = int(state.started)
-        # Only the served model can be loaded here; `llmcli stop` or keep-alive unload it.
-        served_loaded = state.residency.current is not None
         data = [
             {
                 "id": n,
                 "object": "model",
                 "created": created,
                 "owned_by": "llmcli",
-                "loaded": i == 0 and served_loaded,
+                "loaded": n in loaded,
+                "status": "loaded" if n in loaded else "available",
+                "default": n == state.default_name,
             }
-            for i, n in enumerate(names)
+            for n in names
         ]
         return JSONResponse({"object": "list", "data": data})
 
     async def chat(request: Request) -> Response:
         data = await _json_body(request, state)
         p.refuse_unsupported(data, tools=True)
-        _check_model(state, data)
-        async with _holding(state, data):
-            return await _chat(request, data)
+        async with _holding(request, state, data) as held:
+            return await _chat(request, held, data)
 
-    async def _chat(request: Request, data: dict[str, Any]) -> Response:
+    async def _chat(request: Request, state: ServerState, data: dict[str, Any]) -> Response:
         plan = tools.plan_from(data, state.call_format())
         found: list[tuple[str, bytes | str]] = []
         messages = p.messages_from(
@@ -100,52 +100,46 @@ def build_app(state: ServerState) -> ASGIApp:
     async def complete(request: Request) -> Response:
         data = await _json_body(request, state)
         p.refuse_unsupported(data)
-        _check_model(state, data)
         text = p.prompt_from(data)
-        async with _holding(state, data):
-            await _check_size(state, [text], "prompt")
-            tokens = await run_in_threadpool(state.model.completion_tokens, text)
-            return await completions.answer(request, state, data, tokens, chat=False)
+        async with _holding(request, state, data) as held:
+            await _check_size(held, [text], "prompt")
+            tokens = await run_in_threadpool(held.model.completion_tokens, text)
+            return await completions.answer(request, held, data, tokens, chat=False)
 
     async def embed(request: Request) -> Response:
         data = await _json_body(request, state)
-        _check_model(state, data)
         texts, _ = p.embedding_inputs(data)
-        async with _holding(state, data):
-            await _check_size(state, texts, "input", each=True)
-            return await embeddings.answer(request, state, data)
+        async with _holding(request, state, data) as held:
+            await _check_size(held, texts, "input", each=True)
+            return await embeddings.answer(request, held, data)
 
     async def rank(request: Request) -> Response:
         data = await _json_body(request, state)
-        _check_model(state, data)
         asked = rerank.request_from(data)
-        rerank.check_reranker(state)
         # Each document is read with the query: the longest pair is the one to check.
         longest = max(asked.documents, key=len)
-        async with _holding(state, data):
-            await _check_size(state, [asked.query, longest], "documents")
-            return await rerank.answer(request, state, asked)
+        async with _holding(request, state, data, check=rerank.check_reranker) as held:
+            await _check_size(held, [asked.query, longest], "documents")
+            return await rerank.answer(request, held, asked)
 
     async def anthropic_messages(request: Request) -> Response:
         data = await _json_body(request, state)
         asked = a.request_from(data, state.defaults)
-        _check_model(state, data)
         kept = [m["content"].strip() for m in asked.messages if m["role"] == "user"]
-        async with _holding(state, data):
-            await _check_size(state, kept, "messages")
+        async with _holding(request, state, data) as held:
+            await _check_size(held, kept, "messages")
             tokens = await run_in_threadpool(
-                _chat_tokens, state.model, asked.messages, asked.thinking
+                _chat_tokens, held.model, asked.messages, asked.thinking
             )
-            return await messages.answer(request, state, asked, tokens)
+            return await messages.answer(request, held, asked, tokens)
 
     async def count_tokens(request: Request) -> Response:
         data = await _json_body(request, state)
-        _check_model(state, data)
         chat, thinking = a.count_request_from(data)
         kept = [m["content"].strip() for m in chat if m["role"] == "user"]
-        async with _holding(state, data):
-            await _check_size(state, kept, "messages")
-            tokens = await run_in_threadpool(_chat_tokens, state.model, chat, thinking)
+        async with _holding(request, state, data) as held:
+            await _check_size(held, kept, "messages")
+            tokens = await run_in_threadpool(_chat_tokens, held.model, chat, thinking)
             return JSONResponse({"input_tokens": len(tokens)})
 
     async def ps(request: Request) -> Response:
@@ -157,10 +151,9 @@ def build_app(state: ServerState) -> ASGIApp:
         name = data.get("model")
         if not isinstance(name, str) or not name:
             raise p.bad("'model' must name the model to unload", "model")
-        _check_model(state, data)
-        loaded = state.residency.current is not None
-        done = await run_in_threadpool(state.residency.stop)
-        return JSONResponse({"model": state.served_name, "was_loaded": loaded, "unloaded": done})
+        found, _ = await run_in_threadpool(_find, state, name)
+        loaded, done = await run_in_threadpool(state.residency.stop, found)
+        return JSONResponse({"model": found, "was_loaded": loaded, "unloaded": done})
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -219,15 +212,56 @@ class ErrorAnswers:
 
 
 @asynccontextmanager
-async def _holding(state: ServerState, data: dict[str, Any]) -> AsyncIterator[None]:
-    """The served model stays loaded (loaded first if it is not) while the block runs; a
-    stream it starts keeps it loaded through the scheduler's own count."""
+async def _holding(
+    request: Request,
+    state: ServerState,
+    data: dict[str, Any],
+    *,
+    check: Callable[[str, Path], None] | None = None,
+) -> AsyncIterator[ServerState]:
+    """The one way every endpoint reaches a model: the model the request's `model` names
+    (the default when it names none) stays loaded (loaded first if it is not) while the
+    block runs, which works on the state bound to it; a stream it starts keeps it loaded
+    through the scheduler's own count. `check` may refuse the model before it loads."""
     keep = _keep_alive(data)
-    resident = await run_in_threadpool(state.residency.acquire, keep)
+    name, path = await run_in_threadpool(_find, state, data.get("model"))
+    if check is not None:
+        check(name, path)
+    resident = await run_in_threadpool(state.residency.acquire, name, path, keep)
+    # The request's log line (gate.py) names the model that answered it.
+    request.scope["llmcli.model"] = name
     try:
-        yield
+        yield state.holding(resident)
     finally:
         await run_in_threadpool(state.residency.release, resident)
+
+
+def _servable(state: ServerState) -> tuple[list[str], list[str]]:
+    """Every model a request may name (the default, then what `llmcli list` shows, then
+    any other loaded), and those loaded."""
+    loaded = state.residency.names()
+    names = [state.default_name]
+    names += [n for n in state.cached_models() if n not in names and not state.is_default(n)]
+    names += [n for n in loaded if n not in names]
+    return names, loaded
+
+
+def _find(state: ServerState, name: object) -> tuple[str, Path]:
+    """The model a request's `model` field names, as (its name, its file)."""
+    if name in (None, ""):
+        return state.default_name, state.default_path
+    if not isinstance(name, str):
+        raise p.bad("'model' must be a string", "model")
+    found = state.find_model(name)
+    if found is None:
+        raise p.ApiError(
+            404,
+            f"model '{name}' not found: this server answers the models `llmcli list` shows "
+            "(GET /v1/models lists them)",
+            param="model",
+            code="model_not_found",
+        )
+    return found
 
 
 def _keep_alive(data: dict[str, Any]) -> KeepAlive | None:
@@ -270,43 +304,26 @@ async def _check_size(
 ) -> None:
     """Refuse, before tokenizing, text too long for the context whatever its tokens:
     tokenizing megabytes takes seconds and memory, only to be refused after."""
-    if state.max_token_bytes is None:
+    held = state.resident
+    if held.max_token_bytes is None:
         from llmcli.engine.vocab import max_token_bytes
 
-        state.max_token_bytes = await run_in_threadpool(max_token_bytes, state.model)
-    if not state.max_token_bytes:
+        held.max_token_bytes = await run_in_threadpool(max_token_bytes, held.model)
+    limit = held.max_token_bytes
+    if not limit:
         return
-    embedder = state.embedder if param == "input" else None
+    embedder = held.embedder if param == "input" else None
     n_ctx = embedder.n_ctx if embedder is not None else state.scheduler.ctx_per_sequence
     sizes = [len(t.encode("utf-8", "surrogatepass")) for t in texts]
     size = max(sizes) if each else sum(sizes)
-    if size > n_ctx * state.max_token_bytes:
+    if size > n_ctx * limit:
         what = "a text" if each else "the prompt"
         raise p.bad(
             f"{what} is {size} bytes, more than the context window's {n_ctx} tokens can "
-            f"hold (at most {state.max_token_bytes} bytes each)",
+            f"hold (at most {limit} bytes each)",
             param,
             "context_length_exceeded",
         )
-
-
-def _check_model(state: ServerState, data: dict[str, Any]) -> None:
-    name = data.get("model")
-    if name in (None, "") or name == state.served_name:
-        return
-    if not isinstance(name, str):
-        raise p.bad("'model' must be a string", "model")
-    if state.same_model(name):
-        return
-    if name in state.cached_models():
-        raise p.ApiError(
-            404,
-            f"model '{name}' is not loaded: this server runs '{state.served_name}' "
-            f"(start another with `llmcli serve -m {name}`)",
-            param="model",
-            code="model_not_found",
-        )
-    raise p.ApiError(404, f"model '{name}' not found", param="model", code="model_not_found")
 
 
 async def _fetched(found: list[tuple[str, bytes | str]]) -> list[tuple[str, bytes]]:

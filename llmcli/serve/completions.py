@@ -260,7 +260,7 @@ async def _whole(
             "id": ident,
             "object": kind,
             "created": p.now(),
-            "model": state.served_name,
+            "model": state.name,
             "choices": [choice],
             "usage": _usage(job).body(),
             "system_fingerprint": FINGERPRINT,
@@ -298,7 +298,7 @@ async def _stream(
             "id": ident,
             "object": kind,
             "created": created,
-            "model": state.served_name,
+            "model": state.name,
             "system_fingerprint": FINGERPRINT,
             "choices": choices,
         }

@@ -24,7 +24,7 @@ async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> 
     return JSONResponse(
         {
             "object": "list",
-            "model": state.served_name,
+            "model": state.name,
             "data": [
                 {"object": "embedding", "index": i, "embedding": p.encode_vector(v, as_base64)}
                 for i, v in enumerate(vectors)
@@ -37,9 +37,10 @@ async def answer(request: Request, state: ServerState, data: dict[str, Any]) -> 
 def _embed(state: ServerState, texts: list[str]) -> tuple[list[list[float]], int]:
     from llmcli.engine.vectors import embed
 
-    with state.embed_lock:
-        if state.embedder is None:
-            state.embedder = state.load_embedder()
-        model = state.embedder
+    held = state.resident
+    with held.embed_lock:
+        if held.embedder is None:
+            held.embedder = state.load_embedder()
+        model = held.embedder
         n_tokens = sum(len(model.tokenize(t)) for t in texts)
         return embed(model, texts), n_tokens

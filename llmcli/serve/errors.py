@@ -25,6 +25,7 @@ from llmcli.errors import (
 )
 from llmcli.serve import log
 from llmcli.serve import protocol as p
+from llmcli.serve.residency import NoRoomError, TooLargeError
 
 # How long a client told the server is busy waits before it asks again.
 RETRY_AFTER_S = 1
@@ -52,6 +53,8 @@ class Rule:
     message: str = "{}"
     # Whether `param` names the endpoint's prompt field (PROMPT_FIELDS); else it is null.
     names_prompt: bool = False
+    # Whether `param` is "model": the model the request named is what cannot be served.
+    param_model: bool = False
     headers: Mapping[str, str] = field(default_factory=dict)
     # The server's own failure: the traceback goes to the server's log.
     internal: bool = False
@@ -76,6 +79,21 @@ TABLE: tuple[tuple[tuple[type[Exception], ...], Rule], ...] = (
             headers={"Retry-After": str(RETRY_AFTER_S)},
         ),
     ),
+    # A model that cannot be loaded until the models in the way finish their answers
+    # (busy ones are never unloaded for it): worth asking again.
+    (
+        (NoRoomError,),
+        Rule(
+            503,
+            kind="server_error",
+            code="model_capacity",
+            param_model=True,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
+        ),
+    ),
+    # A model larger than the whole memory budget: asking again cannot help. 507
+    # (Insufficient Storage) is what it is; clients read the code.
+    ((TooLargeError,), Rule(507, kind="server_error", code="model_too_large", param_model=True)),
     # A model file gone or broken since the server started (the embedding model loads
     # on first use), an engine or disk failure: the server's fault, whose messages name
     # the server's files.
@@ -101,7 +119,11 @@ def api_error(exc: Exception, method: str, path: str) -> p.ApiError:
         rule.status,
         rule.message.format(exc),
         kind=rule.kind,
-        param=PROMPT_FIELDS.get(path) if rule.names_prompt else None,
+        param="model"
+        if rule.param_model
+        else PROMPT_FIELDS.get(path)
+        if rule.names_prompt
+        else None,
         code=rule.code,
         headers=dict(rule.headers),
     )

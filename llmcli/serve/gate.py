@@ -66,10 +66,11 @@ class Gate:
         finally:
             client = scope.get("client") or ("-", 0)
             note = scope.get("llmcli.note")
+            model = scope.get("llmcli.model")
             took = time.perf_counter() - start
             log.line(
                 f'{client[0]} "{scope["method"]} {scope["path"]}" {status[0] or 499} '
-                f"{took:.2f}s" + (f" {note}" if note else "")
+                f"{took:.2f}s" + (f" {note}" if note else "") + (f" [{model}]" if model else "")
             )
 
     def _check(

@@ -48,7 +48,7 @@ async def answer(
     return JSONResponse(
         a.message(
             ident,
-            state.served_name,
+            state.name,
             a.content(got.text, got.thought),
             stop_reason=a.stop_reason(got.reason, job.stop_sequence),
             stop_sequence=job.stop_sequence,
@@ -109,7 +109,7 @@ async def _events(
     blocks = _Blocks()
     said: dict[str, list[str]] = {"answer": [], "thinking": []}
     try:
-        start = a.message(ident, state.served_name, [], usage=a.usage(len(job.prompt), 0, 0))
+        start = a.message(ident, state.name, [], usage=a.usage(len(job.prompt), 0, 0))
         yield _event("message_start", {"message": start})
         while not finished:
             chunk = await queue.get()

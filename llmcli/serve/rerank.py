@@ -10,6 +10,7 @@ first use, beside the served model, like the embedding model.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.concurrency import run_in_threadpool
@@ -60,17 +61,17 @@ def request_from(data: dict[str, Any]) -> RerankRequest:
     return RerankRequest(query, documents, top_n, bool(returned))
 
 
-def check_reranker(state: ServerState) -> None:
+def check_reranker(name: str, path: Path) -> None:
     """A clear refusal before loading, for a model with no rank head (loading one with
     rank pooling would abort the server)."""
     from llmcli.engine.rerank import is_reranker
 
-    if not is_reranker(state.model_path):
+    if not is_reranker(path):
         raise p.ApiError(
             400,
-            f"model '{state.served_name}' is not a reranker: /v1/rerank needs a reranker GGUF "
-            "(rank pooling, e.g. bge-reranker or Qwen3-Reranker) served with "
-            "`llmcli serve -m MODEL`",
+            f"model '{name}' is not a reranker: /v1/rerank needs a reranker GGUF "
+            "(rank pooling, e.g. bge-reranker or Qwen3-Reranker): name a cached one in "
+            "'model', or serve one with `llmcli serve -m MODEL`",
             param="model",
             code="model_not_reranker",
         )
@@ -80,7 +81,7 @@ async def answer(request: Request, state: ServerState, asked: RerankRequest) -> 
     ranked = await run_in_threadpool(_rerank, state, asked)
     n_tokens = sum(r.tokens for r in ranked)
     request.scope["llmcli.note"] = f"{len(asked.documents)} document(s), {n_tokens} tokens"
-    return JSONResponse(response_body(state.served_name, asked, ranked))
+    return JSONResponse(response_body(state.name, asked, ranked))
 
 
 def response_body(model: str, asked: RerankRequest, ranked: list[Ranked]) -> dict[str, Any]:
@@ -105,7 +106,8 @@ def response_body(model: str, asked: RerankRequest, ranked: list[Ranked]) -> dic
 def _rerank(state: ServerState, asked: RerankRequest) -> list[Ranked]:
     from llmcli.engine.rerank import rerank
 
-    with state.embed_lock:
-        if state.reranker is None:
-            state.reranker = state.load_reranker()
-        return rerank(state.reranker, asked.query, asked.documents)
+    held = state.resident
+    with held.embed_lock:
+        if held.reranker is None:
+            held.reranker = state.load_reranker()
+        return rerank(held.reranker, asked.query, asked.documents)

@@ -1,17 +1,21 @@
-"""What every handler of `llmcli serve` shares: the model, the scheduler and the settings.
+"""What every handler of `llmcli serve` shares: the loaded models and the settings.
 
-Plain data handed over by the command, and what the handlers derive from it (whether a
-name means the served model, the cached models, the embedding model, a grammar), with
-the modules that know how imported here, when first asked.
+Plain data handed over by the command, and what the handlers derive from it (which model
+a request's name means, the cached models, a model's embedding model, a grammar), with
+the modules that know how imported here, when first asked. A handler holding a model
+works on `holding(resident)`: the same state, bound to that model, so that `state.model`,
+`state.scheduler` and `state.name` are the request's.
 """
 
 from __future__ import annotations
 
-import threading
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from llmcli.errors import LlmcliError
 
 if TYPE_CHECKING:
     from llmcli.engine.model import Model
@@ -19,73 +23,119 @@ if TYPE_CHECKING:
     from llmcli.engine.tool_calls import CallFormat
     from llmcli.engine.types import Sampling
     from llmcli.remember import AnswerLog
-    from llmcli.serve.residency import Residency
+    from llmcli.serve.residency import Residency, Resident
 
 
 @dataclass
 class ServerState:
-    # The served model and its scheduler, loaded on demand (see residency.py).
+    # The loaded models and their schedulers, loaded on demand (see residency.py).
     residency: Residency
-    served_name: str
-    # The model's file, and the reference it was named by (`-m`, or the default).
-    model_path: Path
-    model_ref: str
+    # The model a request that names none gets (`-m`, or the default): its name, its
+    # file, and the reference it was named by.
+    default_name: str
+    default_path: Path
+    default_ref: str
     defaults: Sampling
     api_key: str | None
     max_body_bytes: int
-    # How the embedding model loads on first use: the file above, each text within one
+    # How a model's embedding model loads on first use: its file, each text within one
     # sequence's context, on the threads and GPU layers the server was given.
     ctx: int
     threads: int | None = None
     gpu_layers: int | None = None
     verbose: bool = False
-    embedder: Model | None = None
-    # The same file loaded with rank pooling, for /v1/rerank (a reranker GGUF only).
-    reranker: Model | None = None
     # What browsers may reach (see guard.py): the address listened on, the Host names
     # and the page origins the user allowed.
     bound_host: str = "127.0.0.1"
     allowed_hosts: tuple[str, ...] = ()
     cors_origins: tuple[str, ...] = ()
-    # The most bytes one token of the model stands for; None when not yet known, 0 when
-    # the tokenizer gives no such bound (see engine.vocab.max_token_bytes).
-    max_token_bytes: int | None = None
-    # Where answers are logged (`serve --log`); None: they are not.
-    answer_log: AnswerLog | None = None
+    # Whether answers go to the answer log (`serve --log`), one log per model.
+    log_answers: bool = False
+    answer_logs: dict[str, AnswerLog] = field(default_factory=dict)
     # Whether image_url parts may name http(s) URLs the server fetches
     # (`serve --allow-remote-media`).
     allow_remote_media: bool = False
-    # Whether the log has said that the model's template cannot render tools.
-    tools_prompt_noted: bool = False
-    embed_lock: threading.Lock = field(default_factory=threading.Lock)
+    # The model the request holds; None in the state shared by all (see `holding`).
+    held: Resident | None = None
     started: float = field(default_factory=time.time)
+
+    def holding(self, resident: Resident) -> ServerState:
+        return dataclasses.replace(self, held=resident)
+
+    @property
+    def resident(self) -> Resident:
+        if self.held is None:
+            raise LlmcliError("no model is held for this request")
+        return self.held
+
+    @property
+    def name(self) -> str:
+        """The held model's name, as answers give it."""
+        return self.resident.name
 
     @property
     def model(self) -> Model:
-        """The served model, for a handler that holds it (app.py `_holding`)."""
-        return self.residency.loaded().model
+        return self.resident.model
 
     @property
     def scheduler(self) -> Scheduler:
-        return self.residency.loaded().scheduler
+        return self.resident.scheduler
+
+    @property
+    def model_path(self) -> Path:
+        return self.resident.path
+
+    @property
+    def answer_log(self) -> AnswerLog | None:
+        """The held model's answer log; None when answers are not logged."""
+        if not self.log_answers:
+            return None
+        log = self.answer_logs.get(self.name)
+        if log is None:
+            from llmcli.remember import AnswerLog
+
+            log = AnswerLog(
+                enabled=True, command="serve", model_name=self.name, model_path=self.model_path
+            )
+            self.answer_logs[self.name] = log
+        return log
 
     def cancel(self, job: Job) -> None:
-        """Stop a job whose client left; nothing to do once the model is unloaded (a job
-        it answered had finished)."""
-        resident = self.residency.current
-        if resident is not None:
-            resident.scheduler.cancel(job)
+        """Stop a job whose client left (the model stays loaded until it ends)."""
+        self.scheduler.cancel(job)
 
-    def same_model(self, name: str) -> bool:
-        """Whether a request's `model` names the served model: by file name, or as any
+    def is_default(self, name: str) -> bool:
+        """Whether a request's `model` names the default model: by file name, or as any
         reference to the same model as the one it was started with, or its path."""
         from llmcli.resolve.resolver import same_model
 
         return (
-            name == self.model_path.name
-            or same_model(name, self.model_ref)
-            or same_model(name, str(self.model_path))
+            name == self.default_name
+            or name == self.default_path.name
+            or same_model(name, self.default_ref)
+            or same_model(name, str(self.default_path))
         )
+
+    def find_model(self, name: str) -> tuple[str, Path] | None:
+        """The model a request's `model` names, as (its name, its file): the default,
+        one loaded, or one `llmcli list` shows; None if none. Only cached models count:
+        a client cannot make the server read a path of its choosing, nor download."""
+        loaded = self.residency.get(name)
+        if loaded is not None:
+            return loaded.name, loaded.path
+        if self.is_default(name):
+            return self.default_name, self.default_path
+        from llmcli.resolve.resolver import same_model
+
+        names = self.cached_models()
+        match = name if name in names else next((n for n in names if same_model(name, n)), None)
+        if match is None:
+            return None
+        loaded = self.residency.get(match)
+        if loaded is not None:
+            return loaded.name, loaded.path
+        path = _cached_path(match)
+        return None if path is None else (match, path)
 
     def cached_models(self) -> list[str]:
         from llmcli.store import cached_model_names
@@ -132,10 +182,31 @@ class ServerState:
         from llmcli.serve.log import line
 
         fmt = call_format(self.model.tokenizer.chat_template)
-        if not fmt.native and not self.tools_prompt_noted:
-            self.tools_prompt_noted = True
+        if not fmt.native and not self.resident.tools_prompt_noted:
+            self.resident.tools_prompt_noted = True
             line(
-                "tools: the model's chat template does not render tools in the <tool_call> "
-                "format; they are described in a system message"
+                f"tools: the chat template of {self.name} does not render tools in the "
+                "<tool_call> format; they are described in a system message"
             )
         return fmt
+
+    def close_logs(self) -> list[str]:
+        """Close every answer log; what could not be logged, if anything."""
+        failures = [log.close() for log in self.answer_logs.values()]
+        return [f for f in failures if f]
+
+
+def _cached_path(name: str) -> Path | None:
+    """The cached file of a name `llmcli list` gives, found without the network."""
+    from llmcli.model_refs import HubRef
+    from llmcli.resolve.resolver import parse
+    from llmcli.store import find_cached
+
+    try:
+        ref = parse(name)
+    except LlmcliError:
+        return None
+    if not isinstance(ref, HubRef):
+        return None
+    found = find_cached(ref)
+    return None if found is None else found.path
