@@ -129,10 +129,10 @@ class ServerState:
         from llmcli.serve.log import line
 
         fmt = call_format(self.model.tokenizer.chat_template)
-        if not fmt.native and not self.tools_prompt_noted:
+        if fmt.described and not self.tools_prompt_noted:
             self.tools_prompt_noted = True
             line(
-                "tools: the model's chat template does not render tools in the <tool_call> "
-                "format; they are described in a system message"
+                "tools: the model's chat template does not render tools; they are described "
+                "in a system message"
             )
         return fmt

@@ -57,7 +57,7 @@ def answer_with_tools(
     """Run the loop on `messages` (left as they are); each round's thinking and answer
     text stream into a `writer` of its own, never the calls."""
     fmt = call_format(llm.tokenizer.chat_template)
-    if not fmt.native and not box.noted:
+    if fmt.described and not box.noted:
         box.noted = True
         console.notice(
             "this model's chat template does not render tools: they are described to it "
