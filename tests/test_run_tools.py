@@ -98,7 +98,7 @@ def test_a_tool_file_call_runs_and_json_carries_calls_and_results(model: Path) -
     jsonschema.validate(first["arguments"], WEATHER_SCHEMA)
     args = first["arguments"]
     assert first["result"] == f"Sunny and 21 degrees {args['unit']} in {args['city']}"
-    schemas = {t.name: t.parameters for t in load(PY_TOOLS)[0]}
+    schemas = {t.name: t.parameters for t in load(PY_TOOLS).tools}
     for call in later:
         jsonschema.validate(call["arguments"], schemas[call["name"]])
     assert data["steps"] == 1 + bool(later)
@@ -131,7 +131,8 @@ def test_a_tool_that_raises_sends_its_error_back_and_stdout_has_no_calls(model: 
     assert "tool call" not in proc.stdout and "tool error" not in proc.stdout
 
 
-def test_a_tool_that_hangs_times_out(model: Path) -> None:
+def test_a_tool_that_hangs_times_out(model: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "hang.pid"
     proc = run_tools(
         model,
         "--tool-file",
@@ -145,11 +146,16 @@ def test_a_tool_that_hangs_times_out(model: Path) -> None:
         "--yes",
         "--json",
         "Go.",
+        env={"TOOL_PID": str(pid_file)},
     )
     assert proc.returncode == 0, proc.stderr
     [call] = json.loads(proc.stdout)["tool_calls"]
     assert call["status"] == "error"
     assert call["result"] == "error: the tool hang did not finish within 1 s"
+    # The function ran in a child process, which was killed: nothing of it is left.
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_without_a_terminal_or_yes_a_call_is_refused_and_nothing_runs(
@@ -374,7 +380,8 @@ def test_json_schemas_from_type_hints() -> None:
     assert schema_of(str | None) == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     with pytest.raises(TypeError):
         schema_of(dict[int, str])
-    tools, notes = load(PY_TOOLS)
+    loaded = load(PY_TOOLS)
+    tools, notes = loaded.tools, loaded.notes
     assert [t.name for t in tools] == ["get_weather", "explode", "hang", "record"]
     assert tools[0].parameters == {
         **WEATHER_SCHEMA,
