@@ -187,7 +187,7 @@ def test_a_tool_choice_naming_no_tool_is_a_usage_error(model: Path) -> None:
 # -- approval on a real terminal -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("answer", "ran"), [("y", True), ("n", False)])
+@pytest.mark.parametrize(("answer", "ran"), [("y", True), ("n", False), ("a", True)])
 def test_approval_is_asked_on_a_terminal(
     model: Path, tmp_path: Path, answer: str, ran: bool
 ) -> None:
@@ -209,6 +209,7 @@ def test_approval_is_asked_on_a_terminal(
         "record",
         "--max-steps",
         "1",
+        "--json",
         "Note that it rained.",
     )
     child = pexpect.spawn(
@@ -226,8 +227,12 @@ def test_approval_is_asked_on_a_terminal(
     child.close()
     assert child.exitstatus == 0, child.before
     assert mark.exists() == ran
-    if not ran:
-        assert "declined" in (child.before or "")
+    # --json (on the terminal too) carries what the model was given as the result.
+    if ran:
+        assert '"status": "ok"' in child.before and '"result": "recorded"' in child.before
+    else:
+        assert '"status": "declined"' in child.before
+        assert '"result": "the user declined to run this call"' in child.before
 
 
 # -- MCP servers -----------------------------------------------------------------------

@@ -70,8 +70,13 @@ class ToolProcess:
 
     def _started(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
+            # The child imports what this process would: the same module search path.
+            start = (
+                "import sys; sys.path[:] = sys.argv[2:]; "
+                "from llmcli.tools.tool_process import serve; serve(sys.argv[1])"
+            )
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "llmcli.tools.tool_process", str(self.path)],
+                [sys.executable, "-c", start, str(self.path), *sys.path],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 start_new_session=True,
@@ -113,7 +118,7 @@ class ToolProcess:
 # -- the child -----------------------------------------------------------------------------
 
 
-def _serve(path: str) -> None:
+def serve(path: str) -> None:
     """Import the tool file and answer calls until stdin closes."""
     requests = os.fdopen(os.dup(0), "rb")
     replies = os.fdopen(os.dup(1), "wb")
@@ -141,7 +146,3 @@ def _serve(path: str) -> None:
                 reply = {"error": f"error: {type(exc).__name__}: {exc}"}
         replies.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
         replies.flush()
-
-
-if __name__ == "__main__":
-    _serve(sys.argv[1])
