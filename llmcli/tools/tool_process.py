@@ -1,4 +1,4 @@
-"""The functions of a tool file run in a child process of their own, so that one that
+"""The functions of a tool file run in a child process of their own (tool_child), so that one that
 hangs can be stopped: at --tool-timeout the child (and whatever it started) is killed,
 the model reads that the call timed out, and the next call starts a fresh child. The
 child imports the file once and serves calls one at a time, so module state lasts from
@@ -73,7 +73,7 @@ class ToolProcess:
             # The child imports what this process would: the same module search path.
             start = (
                 "import sys; sys.path[:] = sys.argv[2:]; "
-                "from llmcli.tools.tool_process import serve; serve(sys.argv[1])"
+                "from llmcli.tools.tool_child import serve; serve(sys.argv[1])"
             )
             self._proc = subprocess.Popen(
                 [sys.executable, "-c", start, str(self.path), *sys.path],
@@ -113,36 +113,3 @@ class ToolProcess:
                 with contextlib.suppress(OSError):
                     stream.close()
         return code
-
-
-# -- the child -----------------------------------------------------------------------------
-
-
-def serve(path: str) -> None:
-    """Import the tool file and answer calls until stdin closes."""
-    requests = os.fdopen(os.dup(0), "rb")
-    replies = os.fdopen(os.dup(1), "wb")
-    # A tool's prints go to stderr; it reads nothing from the protocol's pipe.
-    os.dup2(2, 1)
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    from llmcli.errors import LlmcliError
-    from llmcli.tools.python_file import as_text, import_file
-
-    try:
-        module: Any = import_file(Path(path))
-        failed = None
-    except LlmcliError as exc:
-        module, failed = None, str(exc)
-    for line in requests:
-        request = json.loads(line)
-        if failed is not None:
-            reply = {"error": f"error: {failed}"}
-        else:
-            try:
-                result = getattr(module, request["name"])(**request["arguments"])
-                reply = {"ok": as_text(result)}
-            except BaseException as exc:  # the model reads what went wrong, whatever it was
-                reply = {"error": f"error: {type(exc).__name__}: {exc}"}
-        replies.write(json.dumps(reply, ensure_ascii=False).encode() + b"\n")
-        replies.flush()
