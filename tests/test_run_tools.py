@@ -394,3 +394,32 @@ def test_json_schemas_from_type_hints() -> None:
     }
     assert tools[0].description == "The weather in a city now."
     assert notes == [f"{PY_TOOLS}: helper is not a tool: it has no docstring"]
+
+
+# -- other families --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["deepseek-r1-distill", "gpt-oss"])
+def test_a_required_call_runs_with_other_families_templates(model_file: Path, family: str) -> None:
+    """DeepSeek R1's template opens the thinking block itself: a call required from the
+    first token is made with thinking off, or it would be read as thinking."""
+    proc = run_tools(
+        model_file,
+        "--template",
+        str(Path(__file__).parent / "chat_templates" / f"{family}.jinja"),
+        "--tool-file",
+        str(PY_TOOLS),
+        "--tool-choice",
+        "get_weather",
+        "--max-steps",
+        "1",
+        "-n",
+        "200",
+        "--yes",
+        "--json",
+        "What is the weather in Paris?",
+    )
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)["tool_calls"]
+    assert call["name"] == "get_weather" and call["status"] == "ok"
+    jsonschema.validate(call["arguments"], WEATHER_SCHEMA)

@@ -114,6 +114,10 @@ def _round(
     from llmcli.engine.tool_plan import prompt_inputs
 
     shown, tools = prompt_inputs(plan, messages)
+    if plan.forced:
+        # The grammar holds the answer to calls from its first token: no thinking (a
+        # template that opens the thinking block would make the call thinking text).
+        thinking = Thinking(enabled=False)
     tokens = llm.chat_tokens(shown, thinking=thinking, tools=tools)
     gbnf = plan.grammar()
     if gbnf is not None:
