@@ -211,3 +211,48 @@ def test_multi_line_messages(model_file: Path, isolated_home: Path) -> None:
     users = [m["content"] for m in last_chat(isolated_home)["messages"] if m["role"] == "user"]
     assert users == ["line one\nline two", "alt\nenter", "pasted\nlines"]
     assert chat.quit() == 0
+
+
+# -- approval of tool calls ----------------------------------------------------------------
+
+
+def test_tool_calls_are_asked_about_and_always_stops_asking(
+    family_model: Any, isolated_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each turn must call `record` (--tool-choice): n refuses it and the model is given
+    the refusal as the result; y runs it; a runs it and later calls are not asked about."""
+    tools = Path(__file__).parent / "tool_fixtures" / "python_tools.py"
+    mark = tmp_path / "mark.txt"
+    monkeypatch.setenv("TOOL_MARK", str(mark))
+    monkeypatch.setenv("LLMCLI_ENGINE_SETUP", "no-repack")
+    model = family_model("qwen3", weights=True)
+    chat = Chat(
+        model,
+        "--tool-file",
+        str(tools),
+        "--tool-choice",
+        "record",
+        "--max-steps",
+        "1",
+        "--temperature",
+        "0",
+        "-n",
+        "32",
+        timeout=400,
+    )
+    question = r"Run record\? \[y\]es, \[n\]o, \[a\]lways for record: "
+    turns = (("It rained.", "n", False), ("It snowed.", "y", True), ("It was windy.", "a", True))
+    for note, answer, ran in turns:
+        mark.unlink(missing_ok=True)
+        chat.line(f"Note: {note}", wait=False)
+        chat.expect(question)
+        chat.child.sendline(answer)
+        chat.ready()
+        assert mark.exists() == ran, answer
+    mark.unlink()
+    chat.line("Note: it was sunny.")
+    assert mark.exists()  # ran, without a question
+    assert len(re.findall(question, chat.log.getvalue())) == 3
+    assert chat.quit() == 0
+    results = [m["content"] for m in last_chat(isolated_home)["messages"] if m["role"] == "tool"]
+    assert results == ["the user declined to run this call"] + ["recorded"] * 3

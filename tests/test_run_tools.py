@@ -98,7 +98,7 @@ def test_a_tool_file_call_runs_and_json_carries_calls_and_results(model: Path) -
     jsonschema.validate(first["arguments"], WEATHER_SCHEMA)
     args = first["arguments"]
     assert first["result"] == f"Sunny and 21 degrees {args['unit']} in {args['city']}"
-    schemas = {t.name: t.parameters for t in load(PY_TOOLS)[0]}
+    schemas = {t.name: t.parameters for t in load(PY_TOOLS).tools}
     for call in later:
         jsonschema.validate(call["arguments"], schemas[call["name"]])
     assert data["steps"] == 1 + bool(later)
@@ -131,7 +131,8 @@ def test_a_tool_that_raises_sends_its_error_back_and_stdout_has_no_calls(model: 
     assert "tool call" not in proc.stdout and "tool error" not in proc.stdout
 
 
-def test_a_tool_that_hangs_times_out(model: Path) -> None:
+def test_a_tool_that_hangs_times_out(model: Path, tmp_path: Path) -> None:
+    pid_file = tmp_path / "hang.pid"
     proc = run_tools(
         model,
         "--tool-file",
@@ -145,11 +146,16 @@ def test_a_tool_that_hangs_times_out(model: Path) -> None:
         "--yes",
         "--json",
         "Go.",
+        env={"TOOL_PID": str(pid_file)},
     )
     assert proc.returncode == 0, proc.stderr
     [call] = json.loads(proc.stdout)["tool_calls"]
     assert call["status"] == "error"
     assert call["result"] == "error: the tool hang did not finish within 1 s"
+    # The function ran in a child process, which was killed: nothing of it is left.
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
 
 
 def test_without_a_terminal_or_yes_a_call_is_refused_and_nothing_runs(
@@ -181,7 +187,7 @@ def test_a_tool_choice_naming_no_tool_is_a_usage_error(model: Path) -> None:
 # -- approval on a real terminal -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("answer", "ran"), [("y", True), ("n", False)])
+@pytest.mark.parametrize(("answer", "ran"), [("y", True), ("n", False), ("a", True)])
 def test_approval_is_asked_on_a_terminal(
     model: Path, tmp_path: Path, answer: str, ran: bool
 ) -> None:
@@ -203,6 +209,7 @@ def test_approval_is_asked_on_a_terminal(
         "record",
         "--max-steps",
         "1",
+        "--json",
         "Note that it rained.",
     )
     child = pexpect.spawn(
@@ -220,8 +227,12 @@ def test_approval_is_asked_on_a_terminal(
     child.close()
     assert child.exitstatus == 0, child.before
     assert mark.exists() == ran
-    if not ran:
-        assert "declined" in (child.before or "")
+    # --json (on the terminal too) carries what the model was given as the result.
+    if ran:
+        assert '"status": "ok"' in child.before and '"result": "recorded"' in child.before
+    else:
+        assert '"status": "declined"' in child.before
+        assert '"result": "the user declined to run this call"' in child.before
 
 
 # -- MCP servers -----------------------------------------------------------------------
@@ -374,7 +385,8 @@ def test_json_schemas_from_type_hints() -> None:
     assert schema_of(str | None) == {"anyOf": [{"type": "string"}, {"type": "null"}]}
     with pytest.raises(TypeError):
         schema_of(dict[int, str])
-    tools, notes = load(PY_TOOLS)
+    loaded = load(PY_TOOLS)
+    tools, notes = loaded.tools, loaded.notes
     assert [t.name for t in tools] == ["get_weather", "explode", "hang", "record"]
     assert tools[0].parameters == {
         **WEATHER_SCHEMA,
@@ -382,3 +394,32 @@ def test_json_schemas_from_type_hints() -> None:
     }
     assert tools[0].description == "The weather in a city now."
     assert notes == [f"{PY_TOOLS}: helper is not a tool: it has no docstring"]
+
+
+# -- other families --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["deepseek-r1-distill", "gpt-oss"])
+def test_a_required_call_runs_with_other_families_templates(model_file: Path, family: str) -> None:
+    """DeepSeek R1's template opens the thinking block itself: a call required from the
+    first token is made with thinking off, or it would be read as thinking."""
+    proc = run_tools(
+        model_file,
+        "--template",
+        str(Path(__file__).parent / "chat_templates" / f"{family}.jinja"),
+        "--tool-file",
+        str(PY_TOOLS),
+        "--tool-choice",
+        "get_weather",
+        "--max-steps",
+        "1",
+        "-n",
+        "200",
+        "--yes",
+        "--json",
+        "What is the weather in Paris?",
+    )
+    assert proc.returncode == 0, proc.stderr
+    [call] = json.loads(proc.stdout)["tool_calls"]
+    assert call["name"] == "get_weather" and call["status"] == "ok"
+    jsonschema.validate(call["arguments"], WEATHER_SCHEMA)

@@ -384,3 +384,50 @@ def test_a_template_without_tools_gets_them_and_their_history_as_text() -> None:
     assert messages[0]["role"] == "system" and json.dumps(WEATHER) in messages[0]["content"]
     assert messages[2] == {"role": "assistant", "content": call_text("f", {"a": 1})}
     assert messages[3] == {"role": "user", "content": "<tool_response>\n42\n</tool_response>"}
+
+
+# -- other families' formats through the server ----------------------------------------------
+
+
+@pytest.mark.parametrize("family", ["gpt-oss", "deepseek-r1-distill", "granite3.3"])
+def test_other_families_call_stream_and_take_results(
+    family_model: Callable[..., Path], family: str
+) -> None:
+    """The test model with gpt-oss's, DeepSeek R1's and Granite 3's templates: a named
+    choice gives the call in OpenAI's shape, whole and streamed; its result, sent back,
+    renders in the family's template and the model answers."""
+    started = start_server(
+        family_model(family, weights=True), "--ctx", "2048", "--temperature", "0"
+    )
+    try:
+        choice = {"type": "function", "function": {"name": "get_time"}}
+        # DeepSeek's markers are many tokens of the test model's vocabulary.
+        asked = {"tools": [WEATHER, TIME], "tool_choice": choice, "max_tokens": 200}
+        whole = create(started, **asked).choices[0]
+        assert whole.finish_reason == "tool_calls", whole
+        [call] = whole.message.tool_calls
+        assert assert_valid(call, {"get_time"})
+        calls, _, reason = streamed(started, **asked)
+        assert reason == "tool_calls"
+        assert [(c["name"], c["arguments"]) for c in calls] == [
+            (call.function.name, call.function.arguments)
+        ]
+        history = [
+            *ASK,
+            {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        "function": {"name": "get_time", "arguments": call.function.arguments},
+                    }
+                ],
+            },
+            {"role": "tool", "tool_call_id": call.id, "content": "12:00"},
+        ]
+        reply = create(started, messages=history, tools=[WEATHER, TIME], max_tokens=16)
+        assert reply.choices[0].finish_reason in ("stop", "length", "tool_calls")
+    finally:
+        assert stop(started) == 0, started.log

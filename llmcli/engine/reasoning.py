@@ -31,6 +31,8 @@ Switch = Literal["enable_thinking", "reasoning_effort", "no_think"]
 OPEN_TAG, CLOSE_TAG = "<think>", "</think>"
 HARMONY_MARKERS = ("<|channel|>", "<|message|>", "<|start|>", "<|end|>", "<|constrain|>")
 EFFORT_LEVELS = ("low", "medium", "high")
+# A harmony message addressed to a tool (tool_calls.HARMONY opens a call with it).
+TOOL_RECIPIENT = "to=functions."
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,8 @@ class Splitter:
         self._may_open = not inside
         # harmony: reading a message header, up to <|message|>.
         self._header = fmt.style == "harmony"
+        # harmony: inside a message to a tool.
+        self._call = False
 
     @property
     def thinking(self) -> bool:
@@ -208,8 +212,15 @@ class Splitter:
                     match = self._CHANNEL.search(self._buf[:at])
                     channel = match.group(1) if match else "final"
                     self.kind = "thinking" if channel == "analysis" else "answer"
+                    header = self._buf[:at]
                     self._buf = self._buf[at + len("<|message|>") :]
                     self._header = False
+                    recipient = header.find(TOOL_RECIPIENT)
+                    if recipient >= 0:
+                        # A tool call: its header goes on as answer text, for the call
+                        # parser, and so does the end of its message.
+                        self.kind, self._call = "answer", True
+                        self._emit(out, "answer", header[recipient:] + "<|message|>")
                     continue
                 if not final and _could_be_header(self._buf):
                     break
@@ -219,12 +230,16 @@ class Splitter:
             match = self._BODY_END.search(self._buf)
             if match:
                 self._emit(out, self.kind, self._buf[: match.start()])
+                if self._call:
+                    self._emit(out, "answer", "<|call|>")
+                    self._call = False
                 rest = self._buf[match.end() :]
                 self._buf = match.group(0) + rest if match.group(0) == "<|start|>" else rest
                 self._header = True
                 continue
             keep = 0 if final else max(_partial_suffix(self._buf, m) for m in HARMONY_MARKERS)
-            keep = max(keep, 0 if final else _partial_suffix(self._buf, "<|return|>"))
+            for end in ("<|return|>", "<|call|>"):
+                keep = max(keep, 0 if final else _partial_suffix(self._buf, end))
             self._emit(out, self.kind, self._buf[: len(self._buf) - keep])
             self._buf = self._buf[len(self._buf) - keep :]
             break

@@ -182,11 +182,11 @@ class ServerState:
         from llmcli.serve.log import line
 
         fmt = call_format(self.model.tokenizer.chat_template)
-        if not fmt.native and not self.resident.tools_prompt_noted:
+        if fmt.described and not self.resident.tools_prompt_noted:
             self.resident.tools_prompt_noted = True
             line(
-                f"tools: the chat template of {self.name} does not render tools in the "
-                "<tool_call> format; they are described in a system message"
+                f"tools: the chat template of {self.name} does not render tools; they are "
+                "described in a system message"
             )
         return fmt
 

@@ -3,7 +3,6 @@ arguments, and a call that returns text for the model."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -46,27 +45,3 @@ def by_name(tools: Sequence[Tool]) -> dict[str, Tool]:
             )
         named[tool.name] = tool
     return named
-
-
-def in_thread(work: Callable[[], str], timeout: float, name: str) -> str:
-    """Run `work` in a thread of its own and wait at most `timeout` seconds. A Python
-    function cannot be stopped from outside: one that hangs is left running (a daemon
-    thread, ended with the process) and the model reads that it timed out."""
-    outcome: list[str] = []
-    failure: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            outcome.append(work())
-        except BaseException as exc:  # the model reads what went wrong, whatever it was
-            failure.append(exc)
-
-    thread = threading.Thread(target=target, name=f"tool {name}", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        raise ToolFailed(f"error: the tool {name} did not finish within {timeout:g} s")
-    if failure:
-        exc = failure[0]
-        raise ToolFailed(f"error: {type(exc).__name__}: {exc}")
-    return outcome[0]

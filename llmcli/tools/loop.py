@@ -57,7 +57,7 @@ def answer_with_tools(
     """Run the loop on `messages` (left as they are); each round's thinking and answer
     text stream into a `writer` of its own, never the calls."""
     fmt = call_format(llm.tokenizer.chat_template)
-    if not fmt.native and not box.noted:
+    if fmt.described and not box.noted:
         box.noted = True
         console.notice(
             "this model's chat template does not render tools: they are described to it "
@@ -114,6 +114,10 @@ def _round(
     from llmcli.engine.tool_plan import prompt_inputs
 
     shown, tools = prompt_inputs(plan, messages)
+    if plan.forced:
+        # The grammar holds the answer to calls from its first token: no thinking (a
+        # template that opens the thinking block would make the call thinking text).
+        thinking = Thinking(enabled=False)
     tokens = llm.chat_tokens(shown, thinking=thinking, tools=tools)
     gbnf = plan.grammar()
     if gbnf is not None:

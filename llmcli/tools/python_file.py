@@ -2,7 +2,9 @@
 docstring and type hints on its parameters. The JSON schema of its arguments comes from
 the hints; the docstring's first paragraph is its description.
 
-The file is imported as a module, so its top level runs: the user named it.
+The file is imported as a module, so its top level runs: the user named it. Here it is
+imported for the schemas; the calls run in a child process that imports it too
+(tool_process), so that a call that hangs can be stopped.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import sys
 import types
 import typing
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from llmcli.errors import UsageError
-from llmcli.tools.base import Tool, in_thread
+from llmcli.tools.base import Tool
+from llmcli.tools.tool_process import ToolProcess
 
 _SIMPLE: dict[Any, dict[str, Any]] = {
     str: {"type": "string"},
@@ -30,10 +34,20 @@ _SIMPLE: dict[Any, dict[str, Any]] = {
 }
 
 
-def load(path: Path) -> tuple[list[Tool], list[str]]:
-    """The file's tools, and a note for each public function left out (and why).
-    UsageError when the file cannot be read or imported, or gives no tool."""
-    module = _import(path)
+@dataclass
+class ToolFile:
+    tools: list[Tool]
+    # One line for each public function left out, and why.
+    notes: list[str]
+    # Where the tools' calls run; closed by whoever loaded the file.
+    process: ToolProcess
+
+
+def load(path: Path) -> ToolFile:
+    """The file's tools. UsageError when the file cannot be read or imported, or gives
+    no tool."""
+    module = import_file(path)
+    process = ToolProcess(path.expanduser().resolve())
     tools: list[Tool] = []
     notes: list[str] = []
     for name, function in vars(module).items():
@@ -42,21 +56,21 @@ def load(path: Path) -> tuple[list[Tool], list[str]]:
         if function.__module__ != module.__name__:
             continue  # imported from elsewhere, not defined here
         try:
-            tools.append(tool_from(function, source=str(path)))
+            tools.append(tool_from(function, source=str(path), process=process))
         except _NotATool as why:
             notes.append(f"{path}: {name} is not a tool: {why}")
     if not tools:
         raise UsageError(
             f"{path} defines no tool (a public function with a docstring and type hints)"
         )
-    return tools, notes
+    return ToolFile(tools, notes, process)
 
 
 class _NotATool(Exception):
     pass
 
 
-def _import(path: Path) -> types.ModuleType:
+def import_file(path: Path) -> types.ModuleType:
     path = path.expanduser()
     if not path.is_file():
         raise UsageError(f"tool file {path} does not exist")
@@ -74,7 +88,7 @@ def _import(path: Path) -> types.ModuleType:
     return module
 
 
-def tool_from(function: Callable[..., Any], *, source: str) -> Tool:
+def tool_from(function: Callable[..., Any], *, source: str, process: ToolProcess) -> Tool:
     """The tool a function makes; _NotATool when it lacks a docstring or a hint."""
     doc = inspect.getdoc(function)
     if not doc:
@@ -109,7 +123,7 @@ def tool_from(function: Callable[..., Any], *, source: str) -> Tool:
     description = doc.split("\n\n")[0].replace("\n", " ")
 
     def call(arguments: dict[str, Any], timeout: float) -> str:
-        return in_thread(lambda: as_text(function(**arguments)), timeout, name)
+        return process.call(name, arguments, timeout)
 
     return Tool(name, description, parameters, call, source)
 

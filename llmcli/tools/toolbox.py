@@ -16,6 +16,7 @@ from llmcli.errors import UsageError
 from llmcli.tools.approval import DECLINED, Approval
 from llmcli.tools.base import Tool, ToolFailed, by_name
 from llmcli.tools.mcp_client import McpServer
+from llmcli.tools.tool_process import ToolProcess
 from llmcli.ui import console, tool_view
 
 CHOICES = ("auto", "none", "required")
@@ -50,6 +51,8 @@ class Toolbox:
     timeout: float
     approval: Approval
     servers: list[McpServer] = field(default_factory=list)
+    # The child processes that run the tool files' functions.
+    processes: list[ToolProcess] = field(default_factory=list)
     # Whether the user was told that the tools go in a system message.
     noted: bool = False
 
@@ -68,6 +71,9 @@ class Toolbox:
         for server in self.servers:
             server.close()
         self.servers = []
+        for process in self.processes:
+            process.close()
+        self.processes = []
 
     def plan(self, fmt: CallFormat, choice: str | None = None) -> ToolPlan:
         tools = [t.as_json() for t in self.tools.values()]
@@ -122,12 +128,13 @@ def open_toolbox(
     from llmcli.tools import python_file
 
     gathered: list[Tool] = []
-    for path in files:
-        tools, notes = python_file.load(path)
-        for note in notes:
-            console.notice(note)
-        gathered += tools
     box = Toolbox({}, choice, max_steps, timeout, Approval(yes=yes))
+    for path in files:
+        loaded = python_file.load(path)
+        for note in loaded.notes:
+            console.notice(note)
+        gathered += loaded.tools
+        box.processes.append(loaded.process)
     if servers:
         _exit_on_sigterm()
     try:

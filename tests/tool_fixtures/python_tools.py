@@ -21,6 +21,8 @@ def explode(reason: str) -> str:
 
 def hang(seconds: int) -> str:
     """A tool that never finishes."""
+    if "TOOL_PID" in os.environ:  # where it runs, for the test to look for it after
+        Path(os.environ["TOOL_PID"]).write_text(str(os.getpid()), encoding="utf-8")
     time.sleep(3600)
     return "never"
 
