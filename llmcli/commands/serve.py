@@ -58,7 +58,7 @@ def register(app: typer.Typer) -> None:
         help="Serve models over HTTP with OpenAI's API: chat and text completions "
         "(streamed or not), embeddings, models; Anthropic's Messages; rerank for reranker "
         "models.\n\n"
-        "The model -m names is loaded at start and answers requests that name no model; a "
+        "The model given (-m) is loaded at start and answers requests that name no model; a "
         "request naming another model that `llmcli list` shows loads it, within "
         "--max-models and --max-memory. Each loaded model answers up to --parallel "
         "requests at once, decoded together in the same engine steps; different models "
