@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import gguf
@@ -66,23 +67,45 @@ def write_projector(path: Path, *, seed: int = 7) -> Path:
     writer.add_tensor("v.patch_embd.bias", weights(_EMBD))
     writer.add_tensor("v.position_embd.weight", weights(n_patches, _EMBD))
     for i in range(_LAYERS):
-        block = f"v.blk.{i}"
-        for norm in ("ln1", "ln2"):
-            writer.add_tensor(f"{block}.{norm}.weight", np.ones(_EMBD, dtype=np.float32))
-            writer.add_tensor(f"{block}.{norm}.bias", np.zeros(_EMBD, dtype=np.float32))
-        for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
-            writer.add_tensor(f"{block}.{name}.weight", weights(_EMBD, _EMBD))
-            writer.add_tensor(f"{block}.{name}.bias", weights(_EMBD))
-        writer.add_tensor(f"{block}.ffn_up.weight", weights(_FFN, _EMBD))
-        writer.add_tensor(f"{block}.ffn_up.bias", weights(_FFN))
-        writer.add_tensor(f"{block}.ffn_down.weight", weights(_EMBD, _FFN))
-        writer.add_tensor(f"{block}.ffn_down.bias", weights(_EMBD))
-    writer.add_tensor("v.post_ln.weight", np.ones(_EMBD, dtype=np.float32))
-    writer.add_tensor("v.post_ln.bias", np.zeros(_EMBD, dtype=np.float32))
+        _encoder_block(writer, f"v.blk.{i}", _EMBD, _FFN, weights)
+    _norm(writer, "v.post_ln", _EMBD)
     # Small outputs: embeddings near the scale of the text model's own token embeddings.
     writer.add_tensor("mm.soft_emb_norm.weight", np.ones(_EMBD, dtype=np.float32))
     writer.add_tensor("mm.input_projection.weight", weights(_EMBD, TEXT_EMBD, scale=0.02))
+    return _written(writer, path)
 
+
+Weights = Callable[..., np.ndarray]
+
+
+def _norm(writer: gguf.GGUFWriter, name: str, width: int) -> None:
+    writer.add_tensor(f"{name}.weight", np.ones(width, dtype=np.float32))
+    writer.add_tensor(f"{name}.bias", np.zeros(width, dtype=np.float32))
+
+
+def _encoder_block(
+    writer: gguf.GGUFWriter,
+    block: str,
+    embd: int,
+    ffn: int,
+    weights: Weights,
+    *,
+    key_bias: bool = True,
+) -> None:
+    """One pre-norm transformer layer of an encoder, as clip.cpp reads it."""
+    for norm in ("ln1", "ln2"):
+        _norm(writer, f"{block}.{norm}", embd)
+    for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
+        writer.add_tensor(f"{block}.{name}.weight", weights(embd, embd))
+        if key_bias or name != "attn_k":
+            writer.add_tensor(f"{block}.{name}.bias", weights(embd))
+    writer.add_tensor(f"{block}.ffn_up.weight", weights(ffn, embd))
+    writer.add_tensor(f"{block}.ffn_up.bias", weights(ffn))
+    writer.add_tensor(f"{block}.ffn_down.weight", weights(embd, ffn))
+    writer.add_tensor(f"{block}.ffn_down.bias", weights(embd))
+
+
+def _written(writer: gguf.GGUFWriter, path: Path) -> Path:
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -158,32 +181,16 @@ def write_audio_projector(path: Path, *, seed: int = 11) -> Path:
     writer.add_tensor("a.conv1d.2.weight", weights(_A_EMBD, _A_EMBD, 3).astype(np.float16))
     writer.add_tensor("a.conv1d.2.bias", weights(_A_EMBD, 1))
     writer.add_tensor("a.position_embd.weight", weights(_A_POSITIONS, _A_EMBD))
-    block = "a.blk.0"
-    for norm in ("ln1", "ln2"):
-        writer.add_tensor(f"{block}.{norm}.weight", np.ones(_A_EMBD, dtype=np.float32))
-        writer.add_tensor(f"{block}.{norm}.bias", np.zeros(_A_EMBD, dtype=np.float32))
-    for name in ("attn_q", "attn_k", "attn_v", "attn_out"):
-        writer.add_tensor(f"{block}.{name}.weight", weights(_A_EMBD, _A_EMBD))
-        if name != "attn_k":  # Whisper's key projection has no bias
-            writer.add_tensor(f"{block}.{name}.bias", weights(_A_EMBD))
-    writer.add_tensor(f"{block}.ffn_up.weight", weights(_A_FFN, _A_EMBD))
-    writer.add_tensor(f"{block}.ffn_up.bias", weights(_A_FFN))
-    writer.add_tensor(f"{block}.ffn_down.weight", weights(_A_EMBD, _A_FFN))
-    writer.add_tensor(f"{block}.ffn_down.bias", weights(_A_EMBD))
-    writer.add_tensor("a.post_ln.weight", np.ones(_A_EMBD, dtype=np.float32))
-    writer.add_tensor("a.post_ln.bias", np.zeros(_A_EMBD, dtype=np.float32))
+    # Whisper's key projection has no bias.
+    _encoder_block(writer, "a.blk.0", _A_EMBD, _A_FFN, weights, key_bias=False)
+    _norm(writer, "a.post_ln", _A_EMBD)
     stacked = _A_EMBD * STACK
     writer.add_tensor("mm.a.norm_pre.weight", np.ones(stacked, dtype=np.float32))
     # SwiGLU: the layer's output is split in two halves, one gating the other.
     writer.add_tensor("mm.a.mlp.1.weight", weights(2 * _A_MID, stacked))
     writer.add_tensor("mm.a.norm_mid.weight", np.ones(_A_MID, dtype=np.float32))
     writer.add_tensor("mm.a.mlp.2.weight", weights(TEXT_EMBD, _A_MID, scale=0.02))
-
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
+    return _written(writer, path)
 
 
 def write_wav(path: Path, *, seconds: float = 1.0, pitch: float = 440.0, rate: int = 16000) -> Path:

@@ -50,20 +50,13 @@ def model(family_model: Callable[..., Path]) -> Path:
     return family_model("qwen3", weights=True)
 
 
+def run_args(model: Path, *args: str) -> tuple[str, ...]:
+    """`run` on `model`, greedy, 64 tokens at most, not logged, then `args`."""
+    return ("run", "-m", str(model), "--temperature", "0", "-n", "64", "--no-log", *args)
+
+
 def run_tools(model: Path, *args: str, env: dict[str, str] | None = None) -> Any:
-    return run_cli(
-        "run",
-        "-m",
-        str(model),
-        "--temperature",
-        "0",
-        "-n",
-        "64",
-        "--no-log",
-        *args,
-        env=env,
-        timeout=400,
-    )
+    return run_cli(*run_args(model, *args), env=env, timeout=400)
 
 
 def one_line_error(stderr: str) -> str:
@@ -194,14 +187,7 @@ def test_approval_is_asked_on_a_terminal(
     pexpect = pytest.importorskip("pexpect")
     mark = tmp_path / "mark.txt"
     argv = cli_command(
-        "run",
-        "-m",
-        str(model),
-        "--temperature",
-        "0",
-        "-n",
-        "64",
-        "--no-log",
+        *run_args(model),
         "--plain",
         "--tool-file",
         str(PY_TOOLS),

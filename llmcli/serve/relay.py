@@ -13,7 +13,7 @@ import contextlib
 import threading
 import weakref
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ class Relay:
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self._lock = threading.Lock()
-        self._pending: list[tuple[asyncio.Queue[object], object]] = []
+        self._pending: list[tuple[asyncio.Queue[Any], Any]] = []
 
     def sender(self, queue: asyncio.Queue[T]) -> Callable[[T], None]:
         """A callable for another thread: each item it is given reaches `queue`, in order."""
@@ -34,7 +34,7 @@ class Relay:
         def send(item: T) -> None:
             with self._lock:
                 wake = not self._pending
-                self._pending.append((queue, item))  # type: ignore[arg-type]
+                self._pending.append((queue, item))
             if wake:
                 # RuntimeError: the loop has closed, and nobody reads any more.
                 with contextlib.suppress(RuntimeError):
