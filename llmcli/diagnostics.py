@@ -33,6 +33,7 @@ def report() -> dict[str, Any]:
             "system_info": engine.system_info,
             "gpu_offload": engine.gpu_offload,
             "gpu_devices": list(engine.gpu_devices),
+            "gpu_memory": _gpu_memory() if engine.gpu_offload else [],
             "rpc": engine.rpc,
             "error": engine.error,
         },
@@ -77,6 +78,17 @@ def _memory() -> dict[str, Any]:
         "available_bytes": override if override is not None else available_memory(),
         "source": ENV_MEMORY if override is not None else "the system",
     }
+
+
+def _gpu_memory() -> list[dict[str, Any]]:
+    """Each GPU's memory as its backend reports it: what `fit`, `run` and `serve` plan
+    against (unless $LLMCLI_GPU_MEMORY says otherwise)."""
+    from llmcli.engine.system_info import gpus
+
+    return [
+        {"name": g.name, "free_bytes": g.free, "total_bytes": g.total, "unified": g.unified}
+        for g in gpus()
+    ]
 
 
 def _threads(configured: object) -> dict[str, Any]:

@@ -10,6 +10,12 @@
               logits of one micro-batch over the vocabulary dominate it, plus a
               micro-batch's activations and the output buffer
 
+With layers offloaded to a GPU (`Offload`), the plan splits as llama.cpp places them: the
+token embeddings stay in RAM, the last `gpu_layers` of the layers (the output layer
+counted as one) go to the GPU with their KV cache, and the compute buffer goes there; a
+tied output layer is the token embeddings copied to the GPU. Several GPUs count as one
+with their free memory summed (llama.cpp splits layers by free memory).
+
 What is approximated, and said in the plan's notes:
 - sliding-window layers (Gemma 2/3, ...) are counted at the full context: llama-cpp-python
   allocates them a full-size cache by default (`swa_full`), so this is what llmcli uses;
@@ -58,6 +64,18 @@ class ModelShape:
 
 
 @dataclass(frozen=True)
+class Offload:
+    """Layers on a GPU: how many, as llama.cpp's n_gpu_layers takes them (-1: all), and
+    the GPU memory free for them (None: unknown, no verdict)."""
+
+    gpu_layers: int
+    available: int | None
+    # The GPU's memory is the RAM (Apple silicon, an integrated GPU): what is offloaded
+    # counts against RAM too.
+    unified: bool = False
+
+
+@dataclass(frozen=True)
 class Change:
     """One thing the user can change, and the total it would need."""
 
@@ -81,6 +99,16 @@ class MemoryPlan:
     max_ctx: int | None  # the largest context that fits, up to the trained one
     changes: tuple[Change, ...]
     notes: tuple[str, ...]
+    # With an Offload: of the model's layers and its output layer (llama.cpp's count, as
+    # its "offloaded N/M layers" line), how many go to the GPU, and the bytes each side
+    # needs. Without one, everything is in RAM.
+    offloaded_layers: int = 0
+    model_layers: int = 0
+    ram_bytes: int = 0
+    gpu_bytes: int = 0
+    gpu_weights_bytes: int = 0
+    gpu_kv_bytes: int = 0
+    gpu_available_bytes: int | None = None
 
     @property
     def beyond_trained(self) -> bool:
@@ -179,14 +207,23 @@ def kv_bytes(
 ) -> int:
     """llama.cpp's KV cache: per layer, cells x (K row + V row), keys of `cache_type`,
     values of `cache_type_v` (None: the same)."""
+    return sum(kv_layer_bytes(shape, ctx, cache_type, cache_type_v))
+
+
+def kv_layer_bytes(
+    shape: ModelShape,
+    ctx: int,
+    cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
+) -> list[int]:
+    """The KV cache of each layer (see kv_bytes)."""
     k_type = CACHE_TYPES[cache_type]
     v_type = CACHE_TYPES[cache_type_v or cache_type]
     cells = kv_cells(ctx)
-    total = 0
-    for k, v in shape.kv_per_layer:
-        row = (ggml_type_bytes(k_type, k) or 0) + (ggml_type_bytes(v_type, v) or 0)
-        total += cells * row
-    return total
+    return [
+        cells * ((ggml_type_bytes(k_type, k) or 0) + (ggml_type_bytes(v_type, v) or 0))
+        for k, v in shape.kv_per_layer
+    ]
 
 
 def compute_bytes(shape: ModelShape, ctx: int) -> int:
@@ -196,16 +233,150 @@ def compute_bytes(shape: ModelShape, ctx: int) -> int:
     return _F32 * ubatch * activations + _F32 * shape.vocab_size
 
 
-def _largest_ctx(need: Callable[[int], int], available: int, limit: int) -> int | None:
-    """The largest multiple of KV_PAD up to `limit` (or `limit` itself) whose need fits."""
-    if need(min(KV_PAD, limit)) > available:
+def host_compute_bytes(shape: ModelShape, ctx: int) -> int:
+    """With the layers on a GPU, what stays in RAM for a step: a micro-batch's input
+    embeddings and the output buffer."""
+    ubatch = min(MICRO_BATCH, kv_cells(ctx))
+    return _F32 * ubatch * shape.embedding_length + _F32 * shape.vocab_size
+
+
+def gpu_layer_indices(layers: int, gpu_layers: int) -> range:
+    """The layers llama.cpp puts on the GPU for n_gpu_layers = `gpu_layers` (-1: all):
+    0..layers-1 the repeating ones, `layers` the output layer; the last go first."""
+    count = layers + 1 if gpu_layers < 0 else min(gpu_layers, layers + 1)
+    return range(layers + 1 - count, layers + 1)
+
+
+_INPUT_TENSORS = ("token_embd", "position_embd", "token_types")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """The weights by where llama.cpp places them."""
+
+    # One entry per repeating layer, then the output layer's (and anything else outside
+    # the blocks but the input embeddings, which stay in RAM).
+    layer_bytes: tuple[int, ...]
+    # A tied output layer reads the token embeddings: copied to the GPU with it.
+    tied_output_bytes: int
+
+
+def _layout(headers: Sequence[Header], layers: int) -> _Layout:
+    sizes = [0] * (layers + 1)
+    names = set()
+    embeddings = 0
+    for tensor in (t for h in headers for t in h.tensors):
+        size = ggml_type_bytes(tensor.ggml_type, tensor.n_elements) or 0
+        names.add(tensor.name)
+        block, _, rest = tensor.name.partition(".")
+        number = rest.partition(".")[0]
+        if block == "blk" and number.isdigit() and int(number) < layers:
+            sizes[int(number)] += size
+        elif tensor.name.startswith(_INPUT_TENSORS):
+            embeddings += size if tensor.name == "token_embd.weight" else 0
+        else:
+            sizes[layers] += size
+    tied = 0 if "output.weight" in names else embeddings
+    return _Layout(tuple(sizes), tied)
+
+
+@dataclass(frozen=True)
+class _Need:
+    """Bytes in RAM and on the GPU, and of each the weights' share."""
+
+    ram: int
+    gpu: int
+    ram_weights: int
+    gpu_weights: int
+    gpu_kv: int = 0
+
+
+class _Planner:
+    """What a model needs in RAM and on the GPU at a context, for one header."""
+
+    def __init__(
+        self, headers: Sequence[Header], available: int | None, offload: Offload | None
+    ) -> None:
+        self.shape = model_shape(headers)
+        self.weights = weights_bytes(headers)
+        self.available = available
+        self.offload = offload if offload is not None and offload.gpu_layers != 0 else None
+        self.layout = _layout(headers, self.shape.layers)
+
+    def split(self, ctx: int, k: str, v: str, gpu_layers: int | None = None) -> _Need:
+        kv = kv_layer_bytes(self.shape, ctx, k, v)
+        compute = compute_bytes(self.shape, ctx)
+        layers = self.shape.layers
+        count = 0 if self.offload is None else self.offload.gpu_layers
+        on_gpu = gpu_layer_indices(layers, count if gpu_layers is None else gpu_layers)
+        if self.offload is None or not on_gpu:
+            return _Need(self.weights + sum(kv) + compute, 0, self.weights, 0)
+        moved = sum(self.layout.layer_bytes[i] for i in on_gpu)
+        gpu_kv = sum(kv[i] for i in on_gpu if i < len(kv))
+        gpu_weights = moved + (self.layout.tied_output_bytes if layers in on_gpu else 0)
+        ram_weights = self.weights - moved
+        ram = ram_weights + sum(kv) - gpu_kv + host_compute_bytes(self.shape, ctx)
+        gpu = gpu_weights + gpu_kv + compute
+        if self.offload.unified:
+            return _Need(ram + gpu, gpu, ram_weights + gpu_weights, gpu_weights, gpu_kv)
+        return _Need(ram, gpu, ram_weights, gpu_weights, gpu_kv)
+
+    def need(self, ctx: int, k: str, v: str, gpu_layers: int | None = None) -> tuple[int, int]:
+        """(RAM, GPU) bytes at `ctx` cells with keys of `k` and values of `v`."""
+        split = self.split(ctx, k, v, gpu_layers)
+        return split.ram, split.gpu
+
+    def room_ratio(self, ctx: int, k: str, v: str) -> float:
+        """How far the weights would have to shrink (all alike, as a smaller quantization
+        shrinks them) for everything to fit: 1.0 when they need not."""
+        split = self.split(ctx, k, v)
+        ratios = []
+        if self.available is not None and split.ram_weights:
+            ratios.append((self.available - (split.ram - split.ram_weights)) / split.ram_weights)
+        gpu_free = self.offload.available if self.offload is not None else None
+        if gpu_free is not None and split.gpu_weights:
+            ratios.append((gpu_free - (split.gpu - split.gpu_weights)) / split.gpu_weights)
+        return min([1.0, *ratios])
+
+    def fits(self, ctx: int, k: str, v: str, gpu_layers: int | None = None) -> bool | None:
+        """None when a figure it depends on is unknown."""
+        ram, gpu = self.need(ctx, k, v, gpu_layers)
+        if self.available is None:
+            return None
+        if gpu and self.offload is not None:
+            if self.offload.available is None:
+                return None
+            if gpu > self.offload.available:
+                return False
+        return ram <= self.available
+
+    def offloaded(self, gpu_layers: int | None = None) -> int:
+        if self.offload is None:
+            return 0
+        count = self.offload.gpu_layers if gpu_layers is None else gpu_layers
+        return len(gpu_layer_indices(self.shape.layers, count))
+
+    def most_gpu_layers(self, ctx: int, k: str, v: str) -> int | None:
+        """The most layers (n_gpu_layers, fewer than asked) with which the model fits at
+        `ctx`, the rest in RAM: 0 when it fits only in RAM; None when not even that."""
+        if self.offload is None:
+            return None
+        for count in range(self.offloaded() - 1, -1, -1):
+            if self.fits(ctx, k, v, count):
+                return count
         return None
-    if need(limit) <= available:
+
+
+def _largest_ctx(fits: Callable[[int], bool | None], limit: int) -> int | None:
+    """The largest multiple of KV_PAD up to `limit` (or `limit` itself) that fits."""
+    if not fits(min(KV_PAD, limit)):
+        return None
+    if fits(limit):
         return limit
     low, high = 1, limit // KV_PAD  # in units of KV_PAD: low fits, high does not
     while high - low > 1:
         mid = (low + high) // 2
-        if need(mid * KV_PAD) <= available:
+        if fits(mid * KV_PAD):
             low = mid
         else:
             high = mid
@@ -219,40 +390,55 @@ def plan(
     cache_type: str = DEFAULT_CACHE_TYPE,
     cache_type_v: str | None = None,
     available: int | None,
+    offload: Offload | None = None,
 ) -> MemoryPlan:
     """The memory plan at `ctx` with a KV cache of `cache_type` (its values of
-    `cache_type_v`, None: the same), against `available` bytes (None: unknown, no
-    verdict)."""
-    shape = model_shape(headers)
-    weights = weights_bytes(headers)
+    `cache_type_v`, None: the same), against `available` bytes of RAM (None: unknown, no
+    verdict) and, with `offload`, the GPU's."""
+    planner = _Planner(headers, available, offload)
+    shape, weights = planner.shape, planner.weights
     v_type = cache_type_v or cache_type
-
-    def need(n_ctx: int, kind: str = cache_type, v_kind: str = v_type) -> int:
-        return weights + kv_bytes(shape, n_ctx, kind, v_kind) + compute_bytes(shape, n_ctx)
-
-    total = need(ctx)
-    fits = None if available is None else total <= available
+    split = planner.split(ctx, cache_type, v_type)
+    ram, gpu = split.ram, split.gpu
+    kv = kv_bytes(shape, ctx, cache_type, v_type)
+    compute = compute_bytes(shape, ctx)
+    total = weights + kv + compute
+    fits = planner.fits(ctx, cache_type, v_type)
     limit = shape.trained_ctx or ctx
-    max_ctx = None if available is None else _largest_ctx(need, available, limit)
+    known = fits is not None
+    max_ctx = _largest_ctx(lambda n: planner.fits(n, cache_type, v_type), limit) if known else None
     notes = list(shape.notes)
     if _unknown_types(headers):
         notes.append("some tensors have a type the gguf package does not know: not counted")
+    if planner.offload is not None and planner.layout.tied_output_bytes and gpu:
+        notes.append("the output layer shares the token embeddings: the GPU holds a copy")
     changes: list[Change] = []
-    if available is not None and not fits:
+    if known and not fits:
         if max_ctx is not None:
-            changes.append(Change(f"--ctx {max_ctx}", need(max_ctx), True))
+            changes.append(
+                Change(f"--ctx {max_ctx}", sum(planner.need(max_ctx, cache_type, v_type)), True)
+            )
         for kind in CACHE_TYPES:
-            smaller = kv_bytes(shape, ctx, kind) < kv_bytes(shape, ctx, cache_type, v_type)
+            smaller = kv_bytes(shape, ctx, kind) < kv
             if kind != cache_type and smaller:
                 changes.append(
                     Change(
                         f"a {kind} KV cache",
-                        need(ctx, kind, kind),
-                        need(ctx, kind, kind) <= available,
+                        sum(planner.need(ctx, kind, kind)),
+                        bool(planner.fits(ctx, kind, kind)),
                     )
                 )
-        room = available - (total - weights)  # what the weights may take
+        fewer = planner.most_gpu_layers(ctx, cache_type, v_type)
+        if fewer is not None:
+            changes.append(
+                Change(
+                    f"--gpu-layers {fewer}",
+                    sum(planner.need(ctx, cache_type, v_type, fewer)),
+                    True,
+                )
+            )
         params = sum(t.n_elements for h in headers for t in h.tensors)
+        room = planner.room_ratio(ctx, cache_type, v_type) * weights
         bits = room * 8 / params if params else 0.0
         if bits >= SMALLEST_QUANT_BITS:
             changes.append(
@@ -263,8 +449,8 @@ def plan(
         cache_type=cache_type,
         cache_type_v=v_type,
         weights_bytes=weights,
-        kv_bytes=kv_bytes(shape, ctx, cache_type, v_type),
-        compute_bytes=compute_bytes(shape, ctx),
+        kv_bytes=kv,
+        compute_bytes=compute,
         total_bytes=total,
         available_bytes=available,
         trained_ctx=shape.trained_ctx,
@@ -272,6 +458,13 @@ def plan(
         max_ctx=max_ctx,
         changes=tuple(changes),
         notes=tuple(notes),
+        offloaded_layers=planner.offloaded(),
+        model_layers=shape.layers + 1 if planner.offload is not None else 0,
+        ram_bytes=ram,
+        gpu_bytes=gpu,
+        gpu_weights_bytes=split.gpu_weights,
+        gpu_kv_bytes=split.gpu_kv,
+        gpu_available_bytes=planner.offload.available if planner.offload else None,
     )
 
 
@@ -283,16 +476,27 @@ def largest_ctx(
     cache_type: str = DEFAULT_CACHE_TYPE,
     cache_type_v: str | None = None,
     sequences: int = 1,
+    offload: Offload | None = None,
 ) -> int | None:
     """The largest context per sequence, up to `limit`, at which `sequences` of them fit
-    in `available` bytes (a multiple of 256 below `limit`); None when not even 256 do."""
-    shape = model_shape(headers)
-    weights = weights_bytes(headers)
+    in `available` bytes of RAM and, with `offload`, the GPU (a multiple of 256 below
+    `limit`); None when not even 256 do."""
+    planner = _Planner(headers, available, offload)
+    v_type = cache_type_v or cache_type
+    return _largest_ctx(lambda ctx: planner.fits(ctx * sequences, cache_type, v_type), limit)
 
-    def need(ctx: int) -> int:
-        cells = ctx * sequences
-        return (
-            weights + kv_bytes(shape, cells, cache_type, cache_type_v) + compute_bytes(shape, cells)
-        )
 
-    return _largest_ctx(need, available, limit)
+def gpu_layers_that_fit(
+    headers: Sequence[Header],
+    *,
+    ctx: int,
+    available: int | None,
+    offload: Offload,
+    cache_type: str = DEFAULT_CACHE_TYPE,
+    cache_type_v: str | None = None,
+) -> int | None:
+    """The most layers (n_gpu_layers, fewer than `offload` asks) with which the model
+    fits at `ctx`: 0 when it fits only in RAM, None when not even that."""
+    planner = _Planner(headers, available, offload)
+    v_type = cache_type_v or cache_type
+    return planner.most_gpu_layers(ctx, cache_type, v_type)

@@ -36,6 +36,12 @@ ENVIRONMENT: tuple[tuple[str, str], ...] = (
     ),
     ("LLMCLI_THREADS", "default CPU threads (default: the usable cores not busy at start-up)"),
     ("LLMCLI_ENGINE_CACHE", "where engine measurements are kept (default: llmcli's cache)"),
+    ("LLMCLI_MEMORY", "plan models against this much RAM (e.g. `8GB`) instead of what is free"),
+    (
+        "LLMCLI_GPU_MEMORY",
+        "plan layers on the GPU against this much GPU memory (e.g. `8GB`) instead of what "
+        "the GPU reports free",
+    ),
     ("LLMCLI_RPC", "RPC workers for `--rpc` when it is not given: `HOST:PORT[,HOST:PORT...]`"),
     ("LLMCLI_LOG", "`0`: keep answers out of the answer log; `1`: log them (over the config)"),
     ("LLMCLI_PROBE_FAULT", "testing: `SETUP=SIGNAL` makes that setup's probe die by the signal"),

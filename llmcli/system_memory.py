@@ -16,16 +16,27 @@ MEMINFO = Path("/proc/meminfo")
 # Plan against this much memory instead of what the system reports (a container's
 # limit the system does not show, a share of a shared machine): e.g. 8GB.
 ENV_MEMORY = "LLMCLI_MEMORY"
+# The same for the GPU's memory, where layers are offloaded to one.
+ENV_GPU_MEMORY = "LLMCLI_GPU_MEMORY"
 
 
 def memory_override() -> int | None:
     """$LLMCLI_MEMORY in bytes; None when unset. UsageError when it is not a size."""
-    text = os.environ.get(ENV_MEMORY, "").strip()
+    return _size_from(ENV_MEMORY)
+
+
+def gpu_memory_override() -> int | None:
+    """$LLMCLI_GPU_MEMORY in bytes; None when unset. UsageError when it is not a size."""
+    return _size_from(ENV_GPU_MEMORY)
+
+
+def _size_from(variable: str) -> int | None:
+    text = os.environ.get(variable, "").strip()
     if not text:
         return None
     size = parse_bytes(text)
     if size is None:
-        raise UsageError(f"{ENV_MEMORY}: not a size: {text!r} (e.g. 16GB, 8GiB)")
+        raise UsageError(f"{variable}: not a size: {text!r} (e.g. 16GB, 8GiB)")
     return size
 
 

@@ -3,9 +3,9 @@ downloads): a default context is shrunk to what fits, and said so; a context the
 asked for (command line, config file, prompt template) that would not fit is refused
 with the largest that does. Never an out-of-memory kill halfway through loading.
 
-The plan is `memory_plan`'s, against $LLMCLI_MEMORY or the memory available now. It is
-about this machine's RAM: with layers offloaded to a GPU or to RPC workers it says
-nothing useful, so it is not made then.
+The plan is `memory_plan`'s, against $LLMCLI_MEMORY or the memory available now, and with
+layers on a GPU, against $LLMCLI_GPU_MEMORY or what the GPU has free. With layers on RPC
+workers it says nothing useful (their memory is theirs), so it is not made then.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.gguf_file.header import Header
+    from llmcli.memory_plan import MemoryPlan, Offload
     from llmcli.model_refs import HubRef
 
 ESCAPE = "--no-memory-check"
@@ -48,13 +49,19 @@ class Wanted:
     flags: EngineFlags
     # serve: this many sequences of `ctx` each.
     sequences: int = 1
+    # As the engine takes them (-1 or None: all the GPU takes, 0: none).
+    gpu_layers: int | None = None
 
     @classmethod
     def of(cls, context: typer.Context, invocation: Invocation, sequences: int = 1) -> Wanted:
         source = context.get_parameter_source("ctx")
         ctx = invocation.ctx or 0
         return cls(
-            ctx, source is not None and source.name != "DEFAULT", invocation.engine_flags, sequences
+            ctx,
+            source is not None and source.name != "DEFAULT",
+            invocation.engine_flags,
+            sequences,
+            invocation.gpu_layers,
         )
 
     def where(self) -> str:
@@ -83,14 +90,33 @@ def model_that_fits(
 
 
 def applies(invocation: Invocation) -> bool:
-    """Whether a RAM plan means anything: not with layers offloaded to a GPU or workers."""
-    if invocation.rpc or (invocation.rpc is None and _config_rpc()):
-        return False
-    if invocation.gpu_layers == 0:
-        return True
-    from llmcli.engine.loading import gpu_offload_supported
+    """Whether a plan means anything: not with layers on RPC workers."""
+    return not (invocation.rpc or (invocation.rpc is None and _config_rpc()))
 
-    return not gpu_offload_supported()
+
+def offload(gpu_layers: int | None, gpu_memory: int | None = None) -> Offload | None:
+    """Where the engine puts layers, for the plan: None when they all stay in RAM (a CPU
+    build, --gpu-layers 0). `gpu_memory` plans for a GPU of that much free memory even
+    where this build has none (`fit --gpu-memory`); else $LLMCLI_GPU_MEMORY or what the
+    GPUs report free, summed."""
+    from llmcli.memory_plan import Offload
+    from llmcli.system_memory import gpu_memory_override
+
+    layers = -1 if gpu_layers is None else gpu_layers
+    if layers == 0:
+        return None
+    if gpu_memory is not None:
+        return Offload(layers, gpu_memory)
+    from llmcli.engine.system_info import gpus
+
+    found = gpus()
+    if not found:
+        return None
+    frees = [gpu.free for gpu in found]
+    override = gpu_memory_override()
+    known = None if None in frees else sum(f or 0 for f in frees)
+    available = override if override is not None else known
+    return Offload(layers, available, any(gpu.unified for gpu in found))
 
 
 def _config_rpc() -> bool:
@@ -100,12 +126,45 @@ def _config_rpc() -> bool:
 
 
 def fitted(invocation: Invocation, wanted: Wanted, path: Path, name: str) -> Invocation:
-    """`invocation` with a context that fits; DoesNotFitError when none the user would
-    accept does."""
+    """`invocation` with a context (and, when the user left it to llmcli, a number of GPU
+    layers) that fits; DoesNotFitError when none the user would accept does."""
     from llmcli.resolve.resolver import file_headers
 
-    ctx = largest(file_headers(path), wanted, name, on_disk=True)
-    return invocation if ctx == wanted.ctx else dataclasses.replace(invocation, ctx=ctx)
+    headers = file_headers(path)
+    wanted = with_gpu_layers_that_fit(headers, wanted, on_disk=True)
+    ctx = largest(headers, wanted, name, on_disk=True)
+    if ctx == wanted.ctx and wanted.gpu_layers == invocation.gpu_layers:
+        return invocation
+    return dataclasses.replace(invocation, ctx=ctx, gpu_layers=wanted.gpu_layers)
+
+
+def with_gpu_layers_that_fit(headers: Sequence[Header], wanted: Wanted, *, on_disk: bool) -> Wanted:
+    """`wanted` with fewer layers on the GPU when the user did not say how many and all
+    of them would not fit in its memory at the wanted context, as ollama splits a model
+    (said on stderr once the model is `on_disk`); unchanged otherwise."""
+    from llmcli.memory_plan import gpu_layers_that_fit, plan
+    from llmcli.system_memory import memory_for_models
+
+    layers = offload(wanted.gpu_layers) if wanted.gpu_layers is None else None
+    if layers is None or layers.available is None:
+        return wanted
+    available = memory_for_models()
+    flags = wanted.flags
+    kinds = {"cache_type": flags.cache_type_k, "cache_type_v": flags.cache_type_v}
+    cells = wanted.ctx * wanted.sequences
+    whole = plan(headers, ctx=cells, available=available, offload=layers, **kinds)
+    if whole.fits is not False or whole.gpu_bytes <= layers.available:
+        return wanted
+    fewer = gpu_layers_that_fit(headers, ctx=cells, available=available, offload=layers, **kinds)
+    if fewer is None:
+        return wanted
+    if on_disk:
+        console.notice(
+            f"offloading {fewer} of {whole.model_layers} layers to the GPU: all of them "
+            f"would need {format_bytes(whole.gpu_bytes)} of GPU memory and "
+            f"{format_bytes(layers.available)} is free"
+        )
+    return dataclasses.replace(wanted, gpu_layers=fewer)
 
 
 def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bool) -> int:
@@ -120,14 +179,16 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
     if available is None:
         return wanted.ctx
     flags = wanted.flags
+    layers = offload(wanted.gpu_layers)
     result = plan(
         headers,
         ctx=wanted.ctx * wanted.sequences,
         cache_type=flags.cache_type_k,
         cache_type_v=flags.cache_type_v,
         available=available,
+        offload=layers,
     )
-    if result.fits:
+    if result.fits is not False:
         return wanted.ctx
     best = largest_ctx(
         headers,
@@ -136,35 +197,56 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
         cache_type=flags.cache_type_k,
         cache_type_v=flags.cache_type_v,
         sequences=wanted.sequences,
+        offload=layers,
     )
-    have = f"{format_bytes(available)} is available"
+    have = _have(result)
     if best is not None and not wanted.asked:
         if on_disk:
             console.notice(
                 f"using --ctx {best}: the default {wanted.ctx} would need "
-                f"{format_bytes(result.total_bytes)} and {have}"
+                f"{_needs(result)} and {have}"
             )
         return best
     undone = "" if on_disk else "; nothing was downloaded"
     if best is None:
         quant = next((c.what for c in result.changes if "bits per weight" in c.what), None)
+        fewer = next((c.what for c in result.changes if c.what.startswith("--gpu-layers")), None)
         raise DoesNotFitError(
             f"{name} does not fit in memory at any context: its weights alone are "
             f"{format_bytes(result.weights_bytes)} and {have}{undone}",
-            hint=f"free memory, choose {quant or 'a smaller model'}, or {ESCAPE} to try anyway",
+            hint=f"{'use ' + fewer + ', ' if fewer else ''}free memory, choose "
+            f"{quant or 'a smaller model'}, or {ESCAPE} to try anyway",
         )
+    fewer = next((c.what for c in result.changes if c.what.startswith("--gpu-layers")), None)
     raise DoesNotFitError(
         f"{wanted.where()} does not fit in memory: {name} would need "
-        f"{format_bytes(result.total_bytes)} and {have}; the largest that fits is "
-        f"--ctx {best}{undone}",
-        hint=f"use --ctx {best}, a quantized KV cache (--cache-type-k/-v q8_0), or {ESCAPE}",
+        f"{_needs(result)} and {have}; the largest that fits is --ctx {best}{undone}",
+        hint=f"use --ctx {best}, a quantized KV cache (--cache-type-k/-v q8_0), "
+        + (f"{fewer}, " if fewer else "")
+        + f"or {ESCAPE}",
     )
+
+
+def _needs(result: MemoryPlan) -> str:
+    if not result.gpu_bytes:
+        return format_bytes(result.total_bytes)
+    return (
+        f"{format_bytes(result.ram_bytes)} of RAM and {format_bytes(result.gpu_bytes)} "
+        "of GPU memory"
+    )
+
+
+def _have(result: MemoryPlan) -> str:
+    ram = format_bytes(result.available_bytes or 0)
+    if not result.gpu_bytes or result.gpu_available_bytes is None:
+        return f"{ram} is available"
+    return f"{ram} of RAM and {format_bytes(result.gpu_available_bytes)} of GPU memory are free"
 
 
 def sequences_that_fit(invocation: Invocation, path: Path, ctx: int, most: int) -> int:
     """For `run --batch` without --parallel: the most sequences of `ctx` each, halving
     from `most`, that fit in memory beside the model; 1 where no plan can say (layers on
-    a GPU or RPC workers, memory unknown)."""
+    RPC workers, memory unknown)."""
     if most < 2 or not applies(invocation):
         return 1
     from llmcli.memory_plan import plan
@@ -176,6 +258,7 @@ def sequences_that_fit(invocation: Invocation, path: Path, ctx: int, most: int) 
         return 1
     headers = file_headers(path)
     flags = invocation.engine_flags
+    layers = offload(invocation.gpu_layers)
     sequences = most
     while sequences > 1:
         wanted = plan(
@@ -184,6 +267,7 @@ def sequences_that_fit(invocation: Invocation, path: Path, ctx: int, most: int) 
             cache_type=flags.cache_type_k,
             cache_type_v=flags.cache_type_v,
             available=available,
+            offload=layers,
         )
         if wanted.fits:
             return sequences
@@ -204,6 +288,7 @@ def before_download(wanted: Wanted) -> Callable[[HubRef, str | None], None]:
         except ModelInvalidError:
             return
         name = f"{ref.display} ({format_bytes(remote.file_bytes)})"
-        largest(remote.headers, wanted, name, on_disk=False)
+        layered = with_gpu_layers_that_fit(remote.headers, wanted, on_disk=False)
+        largest(remote.headers, layered, name, on_disk=False)
 
     return check

@@ -24,6 +24,8 @@ Examples:
 
   llmcli fit ./model.gguf --ctx 32768 --cache-type-k q8_0 --cache-type-v q4_0
 
+  llmcli fit ./model.gguf --gpu-memory 8GB
+
   llmcli fit mistral:7b && llmcli run -m mistral:7b "Hello"
 """
 
@@ -41,7 +43,9 @@ def register(app: typer.Typer) -> None:
         "against the memory available now.\n\n"
         "Read from the GGUF header alone: a model not in the cache is not downloaded, "
         "only its header is read from the Hub. The weights and KV cache are exact; the "
-        "compute buffer is an estimate. Exit status 12 when it does not fit.",
+        "compute buffer is an estimate. Where layers go to a GPU (a GPU build, or "
+        "--gpu-memory), the plan splits RAM and GPU memory as llama.cpp places the "
+        "layers. Exit status 12 when it does not fit.",
         epilog=EPILOG,
     )(fit)
 
@@ -84,18 +88,32 @@ def fit(
             show_default=False,
         ),
     ] = None,
+    gpu_layers: opt.GpuLayersOpt = None,
+    gpu_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--gpu-memory",
+            help="Plan for a GPU with this much free memory (e.g. 8GB), even where this "
+            "build has none. Default: $LLMCLI_GPU_MEMORY, else what the GPU reports free.",
+            show_default=False,
+        ),
+    ] = None,
     json_out: Annotated[
         bool, typer.Option("--json", help="Print the plan as one JSON object.")
     ] = False,
 ) -> None:
+    from llmcli.commands._context_fit import offload
     from llmcli.memory_plan import plan
     from llmcli.resolve.resolver import model_headers
     from llmcli.system_memory import memory_for_models
-    from llmcli.ui.fit_view import render_plan
+    from llmcli.ui.fit_view import needs_and_free, render_plan
 
     available = memory_for_models() if memory is None else parse_bytes(memory)
     if available is None and memory is not None:
         raise UsageError(f"--memory: not a size: {memory!r} (e.g. 16GB, 8GiB)")
+    gpu_bytes = None if gpu_memory is None else parse_bytes(gpu_memory)
+    if gpu_memory is not None and gpu_bytes is None:
+        raise UsageError(f"--gpu-memory: not a size: {gpu_memory!r} (e.g. 8GB, 24GiB)")
     found = model_headers(ref)
     both = cache_type or CacheType.f16
     result = plan(
@@ -104,6 +122,7 @@ def fit(
         cache_type=(cache_type_k or both).value,
         cache_type_v=(cache_type_v or both).value,
         available=available,
+        offload=offload(gpu_layers, gpu_bytes),
     )
     if found.hub_bytes_read is not None:
         console.notice(
@@ -124,8 +143,6 @@ def fit(
     if result.fits is False:
         best = next((c.what for c in result.changes if c.fits), None)
         raise DoesNotFitError(
-            f"{found.name} does not fit at --ctx {ctx}: it needs "
-            f"{format_bytes(result.total_bytes)}, "
-            f"{format_bytes(result.available_bytes or 0)} is available",
+            f"{found.name} does not fit at --ctx {ctx}: {needs_and_free(result)}",
             hint=f"try {best}" if best else "free memory, or choose a smaller model",
         )

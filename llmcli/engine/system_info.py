@@ -66,10 +66,26 @@ def engine_info() -> EngineInfo:
     )
 
 
-@cache
+@dataclass(frozen=True)
+class GpuDevice:
+    name: str
+    # Bytes free and in all, as the backend reports them; None where it cannot say.
+    free: int | None
+    total: int | None
+    # Memory shared with the CPU (an integrated GPU, Apple silicon): what is offloaded
+    # still takes RAM.
+    unified: bool
+
+
 def gpu_devices() -> list[str]:
     """The GPUs, dedicated or integrated, this llama.cpp build can offload layers to,
-    by their description; empty on a build that runs on the CPU alone.
+    by their description; empty on a build that runs on the CPU alone."""
+    return [gpu.name for gpu in gpus()]
+
+
+@cache
+def gpus() -> list[GpuDevice]:
+    """The GPUs this llama.cpp build can offload layers to, with their memory.
 
     The one place that decides "GPU". `llama_supports_gpu_offload()` cannot: it is also
     true for a CPU build that has the RPC backend, and RPC workers (`--rpc`), once
@@ -79,18 +95,35 @@ def gpu_devices() -> list[str]:
 
     lib = _ggml(Path(llama_cpp.__file__).parent / "lib")
     if lib is None:  # a layout this code does not know: the engine's own answer
-        return ["GPU"] if llama_cpp.llama_supports_gpu_offload() else []
+        if not llama_cpp.llama_supports_gpu_offload():
+            return []
+        return [GpuDevice("GPU", None, None, sys.platform == "darwin")]
     found = []
     for i in range(lib.ggml_backend_dev_count()):
         dev = lib.ggml_backend_dev_get(i)
-        if lib.ggml_backend_dev_type(dev) not in (_DEVICE_GPU, _DEVICE_IGPU):
+        kind = lib.ggml_backend_dev_type(dev)
+        if kind not in (_DEVICE_GPU, _DEVICE_IGPU):
             continue
         reg = lib.ggml_backend_dev_backend_reg(dev)
         if reg and (lib.ggml_backend_reg_name(reg) or b"") == b"RPC":
             continue
         raw = lib.ggml_backend_dev_description(dev) or lib.ggml_backend_dev_name(dev) or b"GPU"
-        found.append(raw.decode("utf-8", errors="replace"))
+        free, total = _device_memory(lib, dev)
+        unified = kind == _DEVICE_IGPU or sys.platform == "darwin"
+        found.append(GpuDevice(raw.decode("utf-8", errors="replace"), free, total, unified))
     return found
+
+
+def _device_memory(lib: ctypes.CDLL, dev: int) -> tuple[int | None, int | None]:
+    function = getattr(lib, "ggml_backend_dev_memory", None)
+    if function is None:
+        return None, None
+    function.restype = None
+    size = ctypes.POINTER(ctypes.c_size_t)
+    function.argtypes = [ctypes.c_void_p, size, size]
+    free, total = ctypes.c_size_t(0), ctypes.c_size_t(0)
+    function(dev, ctypes.byref(free), ctypes.byref(total))
+    return (free.value or None), (total.value or None)
 
 
 def runs_on(gpu_layers: int, rpc: Sequence[str] = ()) -> str:

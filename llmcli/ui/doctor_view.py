@@ -26,6 +26,10 @@ def rows(report: dict[str, Any]) -> list[tuple[str, str]]:
         out.append((f"backend {name}", " ".join(features) or "-"))
     if engine["gpu_offload"]:
         out.append(("GPU offload", "yes: " + ", ".join(engine.get("gpu_devices") or ["GPU"])))
+        for gpu in engine.get("gpu_memory") or []:
+            if gpu["free_bytes"] is not None and gpu["total_bytes"] is not None:
+                free, total = format_bytes(gpu["free_bytes"]), format_bytes(gpu["total_bytes"])
+                out.append((f"  {gpu['name']}", f"{free} free of {total}"))
     else:
         out.append(("GPU offload", "no: this build runs on the CPU only"))
         out.extend(("  to rebuild", cmd) for cmd in report["gpu_install"])

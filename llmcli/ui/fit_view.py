@@ -18,7 +18,7 @@ def plan_rows(plan: MemoryPlan) -> list[tuple[str, str]]:
         if plan.cache_type == plan.cache_type_v
         else f"K {plan.cache_type}, V {plan.cache_type_v}"
     )
-    return [
+    rows = [
         ("weights", format_bytes(plan.weights_bytes)),
         (
             f"KV cache ({kinds}, {plan.ctx:,} tokens{trained})",
@@ -26,13 +26,51 @@ def plan_rows(plan: MemoryPlan) -> list[tuple[str, str]]:
         ),
         ("compute buffer (estimate)", format_bytes(plan.compute_bytes)),
         ("total", format_bytes(plan.total_bytes)),
-        ("available", available),
     ]
+    if not plan.model_layers:
+        return [*rows, ("available", available)]
+    gpu_free = (
+        format_bytes(plan.gpu_available_bytes)
+        if plan.gpu_available_bytes is not None
+        else "unknown"
+    )
+    where = f"{plan.offloaded_layers} of {plan.model_layers} layers"
+    return [
+        *rows,
+        (f"on the GPU ({where})", format_bytes(plan.gpu_bytes)),
+        ("  of which weights", format_bytes(plan.gpu_weights_bytes)),
+        ("  of which KV cache", format_bytes(plan.gpu_kv_bytes)),
+        ("GPU memory free", gpu_free),
+        ("in RAM", format_bytes(plan.ram_bytes)),
+        ("RAM available", available),
+    ]
+
+
+def needs_and_free(plan: MemoryPlan) -> str:
+    """ "needs X, Y is available", with RAM and GPU memory apart where layers are
+    offloaded."""
+    ram = format_bytes(plan.available_bytes or 0)
+    if not plan.gpu_bytes:
+        return f"needs {format_bytes(plan.total_bytes)}, {ram} available"
+    gpu = format_bytes(plan.gpu_available_bytes or 0)
+    return (
+        f"needs {format_bytes(plan.ram_bytes)} of RAM ({ram} available) and "
+        f"{format_bytes(plan.gpu_bytes)} of GPU memory ({gpu} free)"
+    )
 
 
 def verdict(plan: MemoryPlan) -> str:
     if plan.fits is None:
         return "verdict unknown: this system does not say how much memory is available"
+    if plan.fits and plan.gpu_bytes:
+        line = (
+            f"fits: {format_bytes(plan.gpu_bytes)} of "
+            f"{format_bytes(plan.gpu_available_bytes or 0)} on the GPU, "
+            f"{format_bytes(plan.ram_bytes)} of {format_bytes(plan.available_bytes or 0)} in RAM"
+        )
+        if plan.max_ctx is not None and plan.max_ctx > plan.ctx:
+            line += f"; up to --ctx {plan.max_ctx} fits"
+        return line
     if plan.fits:
         line = (
             f"fits: {format_bytes(plan.total_bytes)} of {format_bytes(plan.available_bytes or 0)}"
@@ -40,10 +78,7 @@ def verdict(plan: MemoryPlan) -> str:
         if plan.max_ctx is not None and plan.max_ctx > plan.ctx:
             line += f"; up to --ctx {plan.max_ctx} fits"
         return line
-    line = (
-        f"does not fit: needs {format_bytes(plan.total_bytes)}, "
-        f"{format_bytes(plan.available_bytes or 0)} available"
-    )
+    line = f"does not fit: {needs_and_free(plan)}"
     for change in plan.changes:
         needs = f" (needs {format_bytes(change.total_bytes)})" if change.total_bytes else ""
         still = "" if change.fits else ", still too much"
