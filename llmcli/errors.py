@@ -42,7 +42,8 @@ EXIT_CODE_DOCS: dict[ExitCode, str] = {
     ExitCode.MODEL_NOT_FOUND: (
         "model not found: local file, repo, file in a repo, alias or quantization"
     ),
-    ExitCode.MODEL_INVALID: "invalid model: not a GGUF, truncated or corrupt, failed hash check",
+    ExitCode.MODEL_INVALID: "invalid model: not a GGUF, truncated or corrupt, failed hash "
+    "check; or a projector (`--mmproj`) made for another model",
     ExitCode.CONTEXT_OVERFLOW: "the prompt does not fit in the context window (raise `--ctx`)",
     ExitCode.NETWORK: (
         "network: offline and not cached, Hub unreachable, gated or private repo; no "

@@ -38,8 +38,9 @@ _FFN = 128
 _LAYERS = 1
 
 
-def write_projector(path: Path, *, seed: int = 7) -> Path:
-    """Write the projector GGUF to `path` (deterministic for a seed)."""
+def write_projector(path: Path, *, seed: int = 7, width: int = TEXT_EMBD) -> Path:
+    """Write the projector GGUF to `path` (deterministic for a seed); `width`, the width
+    of its embeddings, other than TEXT_EMBD makes one for another model."""
     rng = np.random.default_rng(seed)
 
     def weights(*shape: int, scale: float = 0.05) -> np.ndarray:
@@ -54,7 +55,7 @@ def write_projector(path: Path, *, seed: int = 7) -> Path:
     writer.add_uint32("clip.vision.patch_size", PATCH_SIZE)
     writer.add_uint32("clip.vision.embedding_length", _EMBD)
     writer.add_uint32("clip.vision.feed_forward_length", _FFN)
-    writer.add_uint32("clip.vision.projection_dim", TEXT_EMBD)
+    writer.add_uint32("clip.vision.projection_dim", width)
     writer.add_uint32("clip.vision.block_count", _LAYERS)
     writer.add_uint32("clip.vision.attention.head_count", _HEADS)
     writer.add_float32("clip.vision.attention.layer_norm_epsilon", 1e-6)
@@ -71,7 +72,7 @@ def write_projector(path: Path, *, seed: int = 7) -> Path:
     _norm(writer, "v.post_ln", _EMBD)
     # Small outputs: embeddings near the scale of the text model's own token embeddings.
     writer.add_tensor("mm.soft_emb_norm.weight", np.ones(_EMBD, dtype=np.float32))
-    writer.add_tensor("mm.input_projection.weight", weights(_EMBD, TEXT_EMBD, scale=0.02))
+    writer.add_tensor("mm.input_projection.weight", weights(_EMBD, width, scale=0.02))
     return _written(writer, path)
 
 
@@ -154,8 +155,9 @@ _A_POSITIONS = 1500
 _A_MID = 64
 
 
-def write_audio_projector(path: Path, *, seed: int = 11) -> Path:
-    """Write the audio projector GGUF to `path` (deterministic for a seed)."""
+def write_audio_projector(path: Path, *, seed: int = 11, width: int = TEXT_EMBD) -> Path:
+    """Write the audio projector GGUF to `path` (deterministic for a seed; `width` as for
+    write_projector)."""
     rng = np.random.default_rng(seed)
 
     def weights(*shape: int, scale: float = 0.05) -> np.ndarray:
@@ -168,7 +170,7 @@ def write_audio_projector(path: Path, *, seed: int = 11) -> Path:
     writer.add_uint32("clip.audio.num_mel_bins", _MELS)
     writer.add_uint32("clip.audio.embedding_length", _A_EMBD)
     writer.add_uint32("clip.audio.feed_forward_length", _A_FFN)
-    writer.add_uint32("clip.audio.projection_dim", TEXT_EMBD)
+    writer.add_uint32("clip.audio.projection_dim", width)
     writer.add_uint32("clip.audio.block_count", 1)
     writer.add_uint32("clip.audio.attention.head_count", _A_HEADS)
     writer.add_float32("clip.audio.attention.layer_norm_epsilon", 1e-5)
@@ -189,7 +191,7 @@ def write_audio_projector(path: Path, *, seed: int = 11) -> Path:
     # SwiGLU: the layer's output is split in two halves, one gating the other.
     writer.add_tensor("mm.a.mlp.1.weight", weights(2 * _A_MID, stacked))
     writer.add_tensor("mm.a.norm_mid.weight", np.ones(_A_MID, dtype=np.float32))
-    writer.add_tensor("mm.a.mlp.2.weight", weights(TEXT_EMBD, _A_MID, scale=0.02))
+    writer.add_tensor("mm.a.mlp.2.weight", weights(width, _A_MID, scale=0.02))
     return _written(writer, path)
 
 

@@ -1,8 +1,14 @@
 """Sound in prompts: the real engine, the real test model and a real audio projector
 (tests/projector.py writes a Whisper-style encoder with the ultravox projection), through
-llama.cpp's mtmd from a WAV file's bytes (decoded, resampled, turned into a log-mel
+llama.cpp's mtmd from a WAV or MP3 file's bytes (decoded, resampled, turned into a log-mel
 spectrogram) to the embeddings in the KV cache; `run -a`, serve's input_audio parts, and
-a projector that takes only images."""
+a projector that takes only images.
+
+tests/media/a440.mp3 is the tone `write_wav(path)` writes (440 Hz, one second, 16 kHz
+mono), encoded once with LAME 3.100 (`lame --quiet -m m -b 32 --noreplaygain a440.wav
+a440.mp3`: MPEG-2 Layer III, 32 kbit/s, 4 KB) and committed, so that no encoder is needed
+to run the tests; mtmd decodes it with the MP3 decoder built into llama.cpp.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +27,8 @@ from llmcli.engine.vision import Attachment
 from llmcli.prompting import PromptBuilder
 
 QUESTION = "What is this sound?"
+# The a440.wav tone as MP3 (see above).
+MP3 = Path(__file__).parent / "media" / "a440.mp3"
 GREEDY = ("--temperature", "0", "-n", "12", "--threads", THREADS)
 
 
@@ -76,20 +84,44 @@ def test_run_attach_wav_is_deterministic_and_counts_the_sound(
     assert outputs[0]["usage"]["prompt_tokens"] > AUDIO_TOKENS
 
 
+def test_run_attach_mp3_counts_the_sound_as_the_same_tone_in_wav(
+    model_file: Path, media: Path
+) -> None:
+    args = ("run", "-m", str(model_file), "--mmproj", str(media / "mmproj-audio.gguf"))
+    counted = {}
+    for sound in (media / "a440.wav", MP3):
+        proc = run_cli(*args, "-a", str(sound), *GREEDY, "--json", QUESTION)
+        assert proc.returncode == 0, proc.stderr
+        output = json.loads(proc.stdout)
+        assert output["text"]
+        counted[sound.suffix] = (output["image_tokens"], output["usage"]["prompt_tokens"])
+    # Both well within one 30-second chunk: the same positions, whatever the decoder.
+    assert counted[".mp3"][0] == AUDIO_TOKENS
+    assert counted[".mp3"] == counted[".wav"]
+
+
 @pytest.mark.parametrize(
-    ("projector", "said"),
+    ("projector", "sound", "said"),
     [
-        ("mmproj-vision.gguf", "a440.wav: the projector mmproj-vision.gguf does not take audio"),
-        (None, "has no projector, so it cannot read attachments"),
+        (
+            "mmproj-vision.gguf",
+            "a440.wav",
+            "a440.wav: the projector mmproj-vision.gguf does not take audio",
+        ),
+        (
+            "mmproj-vision.gguf",
+            "a440.mp3",
+            "a440.mp3: the projector mmproj-vision.gguf does not take audio",
+        ),
+        (None, "a440.wav", "has no projector, so it cannot read attachments"),
     ],
 )
-def test_a_wav_without_an_audio_projector_is_one_line_and_exit_13(
-    model_file: Path, media: Path, projector: str | None, said: str
+def test_a_sound_without_an_audio_projector_is_one_line_and_exit_13(
+    model_file: Path, media: Path, projector: str | None, sound: str, said: str
 ) -> None:
     given = ("--mmproj", str(media / projector)) if projector else ()
-    proc = run_cli(
-        "run", "-m", str(model_file), *given, "-a", str(media / "a440.wav"), *GREEDY, QUESTION
-    )
+    file = MP3 if sound.endswith(".mp3") else media / sound
+    proc = run_cli("run", "-m", str(model_file), *given, "-a", str(file), *GREEDY, QUESTION)
     assert proc.returncode == 13, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and said in lines[0], proc.stderr

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from llmcli.errors import MediaInvalidError, MediaUnsupportedError
-from llmcli.projector_files import projector_for
+from llmcli.projector_files import check_projector, projector_for
 from llmcli.remote_media import fetch, is_remote
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ def read_attachments(names: Sequence[str | Path]) -> list[Attachment]:
 
 def needed_projector(model: Path, mmproj: Path | None, *, attached: bool, name: str) -> Path | None:
     """The projector to load: None when nothing is attached; MediaUnsupportedError when
-    something is but the model has none."""
+    something is but the model has none; ModelInvalidError, before the model loads, when
+    its header shows it is not one for this model."""
     projector = projector_for(model, mmproj)
     if not attached:
         return None
@@ -49,6 +50,7 @@ def needed_projector(model: Path, mmproj: Path | None, *, attached: bool, name: 
             f"{name} has no projector, so it cannot read attachments",
             hint="use a vision model, or name its projector file with --mmproj FILE",
         )
+    check_projector(model, projector)
     return projector
 
 

@@ -161,9 +161,12 @@ def chat(
     ref = model if model is not None else conv.model
     path, invocation = model_that_fits(context, invocation, ref, check=not no_memory_check)
     conv.model = model_label(ref, path)
-    from llmcli.projector_files import projector_for
+    from llmcli.projector_files import check_projector, projector_for
 
     projector = projector_for(path, mmproj)
+    if mmproj is not None and projector is not None:
+        # One found beside the model is only loaded, and checked, once a file is attached.
+        check_projector(path, projector)
 
     term = terminal.current()
     load_options = invocation.load_options(path, start_ctx=START_CTX)

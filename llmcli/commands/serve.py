@@ -16,7 +16,7 @@ from llmcli.commands._invocation import Invocation
 from llmcli.commands._listen import check_port, endpoint, is_loopback
 from llmcli.errors import ExitCode, LlmcliError, UsageError
 from llmcli.humanize import format_bytes
-from llmcli.projector_files import projector_for
+from llmcli.projector_files import check_projector, projector_for
 from llmcli.remote_media import MAX_BYTES as MAX_MEDIA_BYTES
 from llmcli.remote_media import TIMEOUT_S as MEDIA_TIMEOUT_S
 from llmcli.ui import console
@@ -233,12 +233,14 @@ def serve(
         # The -m model's adapter and projector are its own; another model gets the
         # projector found beside it, if any.
         first = file == path
+        mmproj_file = projector if first else projector_for(file, None)
+        if mmproj_file is not None:
+            check_projector(file, mmproj_file)  # before the model loads
         options = invocation.load_options(file, n_ctx=256, **({} if first else {"lora": None}))
         # The loaded model's own context only tokenizes; the scheduler has the real one.
         llm = Model(options, notify=console.notice)
         if llm.split is not None:
             console.notice(llm.split.line())
-        mmproj_file = projector if first else projector_for(file, None)
         if mmproj_file is not None:
             # Chat messages may then hold images (data URLs) or audio, per the projector.
             kinds = llm.use_projector(mmproj_file).kinds
