@@ -98,6 +98,22 @@ def test_batch_answers_lines_together_as_far_as_memory_allows(
     assert how in proc.stderr
 
 
+def test_lines_together_share_the_start_they_have_in_common(model_file: Path) -> None:
+    # Every line gets the chat template's system prompt: the first line's sequence
+    # evaluates it, the others copy its cache instead, though all start together.
+    questions = [f"Name a colour ({i})." for i in range(6)]
+    proc = run_cli("run", "-m", str(model_file), "--batch", "-", "--parallel", "6",
+                   "-n", "4", "--temperature", "0", "--json",
+                   input="\n".join(questions) + "\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    items = jsonl(proc.stdout)
+    cached = [item["usage"]["cached_prompt_tokens"] for item in items]
+    prompts = [item["usage"]["prompt_tokens"] for item in items]
+    assert cached[0] == 0
+    assert all(0 < c < p for c, p in zip(cached[1:], prompts[1:], strict=True)), cached
+    assert all(item["text"] for item in items)
+
+
 def test_batch_from_a_file_with_an_instruction_prefix(model_file: Path, tmp_path: Path) -> None:
     source = tmp_path / "items.txt"
     source.write_text("I loved it.\nIt was awful.\n")

@@ -103,22 +103,30 @@ def run_batch_parallel(
 
         return emit
 
-    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=ctx, max_waiting=len(items))
+    jobs: list[tuple[int, Job]] = []
+    for slot, item in enumerate(items):
+        if item.error is not None:
+            lines_out[slot] = _answer_item(
+                llm, builder, item, sampling, fmt, Decoding(), prefix=prefix, system=system
+            )
+            continue
+        ref: list[Job] = []
+        try:
+            tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
+        except LlmcliError as exc:
+            lines_out[slot] = _error_line(item, str(exc))
+            continue
+        job = Job(tokens, item_sampling(sampling, item), collect(slot, item, ref))
+        ref.append(job)
+        jobs.append((slot, job))
+    each = _cells_needed([job for _, job in jobs], ctx)
+    scheduler = Scheduler(llm, parallel=parallel, ctx_per_sequence=each, max_waiting=len(items))
     try:
-        for slot, item in enumerate(items):
-            if item.error is not None:
-                lines_out[slot] = _answer_item(
-                    llm, builder, item, sampling, fmt, Decoding(), prefix=prefix, system=system
-                )
-                continue
-            ref: list[Job] = []
+        for slot, job in jobs:
             try:
-                tokens = builder.tokens(combine(prefix, item.prompt), item.system or system)
-                job = Job(tokens, item_sampling(sampling, item), collect(slot, item, ref))
-                ref.append(job)
                 scheduler.submit(job)
             except LlmcliError as exc:
-                lines_out[slot] = _error_line(item, str(exc))
+                lines_out[slot] = _error_line(items[slot], str(exc))
         with batch_progress(len(items)) as progress:
             for slot in range(len(items)):
                 with done:
@@ -127,6 +135,20 @@ def run_batch_parallel(
     finally:
         scheduler.close()
     tally.finish(stats, f"{parallel} at once")
+
+
+def _cells_needed(jobs: list[Job], ctx: int) -> int:
+    """Each sequence's share of the KV cache: `ctx`, or less when every line's prompt and
+    token limit fit in less. The cache is allocated and cleared whole before the first
+    token, and eight sequences of 4096 take longer to set up than short lines take to
+    answer; a smaller cache holds the same positions, so the answers are the same."""
+    from llmcli.memory_plan import kv_cells
+
+    limits = [job.sampling.max_tokens for job in jobs]
+    if not jobs or any(n is None or n < 0 for n in limits):
+        return ctx
+    longest = max(len(job.prompt) + (n or 0) for job, n in zip(jobs, limits, strict=True))
+    return min(ctx, kv_cells(longest + 1))
 
 
 class _Tally:

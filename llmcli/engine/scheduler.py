@@ -6,7 +6,8 @@ that is answering and a chunk of each prompt still being read, decodes it, and s
 token per sequence. A request that arrives joins at the next step; one that ends or whose
 client goes away frees its sequence at once. A new request takes the free sequence whose
 cached tokens share the longest start with its prompt, so a conversation's next turn
-evaluates only what is new.
+evaluates only what is new; when another sequence holds (or is about to evaluate) a
+longer start, as the lines of a batch share a system prompt, its cache is copied instead.
 
 Results go back through each job's `emit` callback, called on the scheduler thread.
 
@@ -39,6 +40,11 @@ from llmcli.errors import ContextOverflowError, LlmcliError, UsageError
 
 if TYPE_CHECKING:
     from llmcli.engine.vision import MediaPrompt
+
+
+# A copy of another sequence's cache is made when the prompt tokens it saves are at
+# least 1/_COPY_WORTH of a sequence's cells (the copy moves all of them).
+_COPY_WORTH = 64
 
 
 class QueueFullError(LlmcliError):
@@ -249,14 +255,27 @@ class Scheduler:
                 job.drop_media()
                 continue
             slot = max(free, key=lambda s: (common_prefix(s.cached, job.prompt), -s.seq))
+            start = job.prompt if job.media is None else job.prompt[: job.media.first_media]
+            ready = max(common_prefix(s.cached, start) for s in self._slots)
+            if self._soon_shared(start, ready):
+                self._waiting.appendleft(job)
+                return
             self._start(slot, job)
 
     def _start(self, slot: _Slot, job: Job) -> None:
         # The last prompt token is always evaluated again: its logits are needed. An
         # attachment's positions hold MEDIA_SLOT whatever the image: none is kept.
-        keep = min(common_prefix(slot.cached, job.prompt), len(job.prompt) - 1)
+        limit = len(job.prompt) - 1
         if job.media is not None:
-            keep = min(keep, job.media.first_media)
+            limit = min(limit, job.media.first_media)
+        keep = min(common_prefix(slot.cached, job.prompt), limit)
+        donor, shared = self._donor(slot, job.prompt[:limit], keep)
+        if donor is not None:
+            # Another sequence holds a longer start of this prompt (a system prompt
+            # every line of a batch shares): its cache is copied rather than evaluated.
+            self._ctx.kv_cache_seq_cp(donor.seq, slot.seq, -1, -1)
+            slot.cached = list(donor.cached)
+            keep = shared
         self._ctx.kv_cache_seq_rm(slot.seq, keep, -1)
         slot.cached = slot.cached[:keep]
         slot.job = job
@@ -275,6 +294,33 @@ class Scheduler:
         if slot.sampler is not None:
             slot.sampler.close()  # type: ignore[no-untyped-call]
         slot.sampler = make_sampler(self.model.llama, job.sampling, job.seed)
+
+    def _soon_shared(self, prompt: list[int], ready: int) -> bool:
+        """Whether a sequence is about to evaluate a start of `prompt` worth copying,
+        longer than the `ready` tokens some sequence already holds: the job then waits
+        a step for it rather than evaluating the same tokens beside it."""
+        return any(
+            self._worth(common_prefix(other.cached + other.pending, prompt) - ready)
+            for other in self._slots
+            if other.job is not None and other.pending
+        )
+
+    def _worth(self, gain: int) -> bool:
+        return gain > 0 and gain * _COPY_WORTH >= self.ctx_per_sequence
+
+    def _donor(self, slot: _Slot, prompt: list[int], own: int) -> tuple[_Slot | None, int]:
+        """The other sequence whose cache shares the longest start with `prompt`, when it
+        is worth a copy: llama.cpp copies a sequence's whole share of the cache between
+        sequences, so the gain over `own` must be a fair part of that share."""
+        best, shared = None, own
+        for other in self._slots:
+            if other is not slot:
+                common = common_prefix(other.cached, prompt)
+                if common > shared:
+                    best, shared = other, common
+        if best is None or not self._worth(shared - own):
+            return None, own
+        return best, shared
 
     def _step(self) -> None:
         batch = self._batch.batch
