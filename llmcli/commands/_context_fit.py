@@ -26,7 +26,7 @@ from llmcli.ui import console
 
 if TYPE_CHECKING:
     from llmcli.gguf_file.header import Header
-    from llmcli.memory_plan import MemoryPlan, Offload
+    from llmcli.memory_plan import Offload
     from llmcli.model_refs import HubRef
 
 ESCAPE = "--no-memory-check"
@@ -174,6 +174,7 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
     largest that fits and what to change."""
     from llmcli.memory_plan import largest_ctx, plan
     from llmcli.system_memory import memory_for_models
+    from llmcli.ui.fit_view import free_memory, needed
 
     available = memory_for_models()
     if available is None:
@@ -199,12 +200,12 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
         sequences=wanted.sequences,
         offload=layers,
     )
-    have = _have(result)
+    have = free_memory(result)
     if best is not None and not wanted.asked:
         if on_disk:
             console.notice(
                 f"using --ctx {best}: the default {wanted.ctx} would need "
-                f"{_needs(result)} and {have}"
+                f"{needed(result)} and {have}"
             )
         return best
     undone = "" if on_disk else "; nothing was downloaded"
@@ -220,27 +221,11 @@ def largest(headers: Sequence[Header], wanted: Wanted, name: str, *, on_disk: bo
     fewer = next((c.what for c in result.changes if c.what.startswith("--gpu-layers")), None)
     raise DoesNotFitError(
         f"{wanted.where()} does not fit in memory: {name} would need "
-        f"{_needs(result)} and {have}; the largest that fits is --ctx {best}{undone}",
+        f"{needed(result)} and {have}; the largest that fits is --ctx {best}{undone}",
         hint=f"use --ctx {best}, a quantized KV cache (--cache-type-k/-v q8_0), "
         + (f"{fewer}, " if fewer else "")
         + f"or {ESCAPE}",
     )
-
-
-def _needs(result: MemoryPlan) -> str:
-    if not result.gpu_bytes:
-        return format_bytes(result.total_bytes)
-    return (
-        f"{format_bytes(result.ram_bytes)} of RAM and {format_bytes(result.gpu_bytes)} "
-        "of GPU memory"
-    )
-
-
-def _have(result: MemoryPlan) -> str:
-    ram = format_bytes(result.available_bytes or 0)
-    if not result.gpu_bytes or result.gpu_available_bytes is None:
-        return f"{ram} is available"
-    return f"{ram} of RAM and {format_bytes(result.gpu_available_bytes)} of GPU memory are free"
 
 
 def sequences_that_fit(invocation: Invocation, path: Path, ctx: int, most: int) -> int:

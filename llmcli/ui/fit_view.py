@@ -46,17 +46,27 @@ def plan_rows(plan: MemoryPlan) -> list[tuple[str, str]]:
     ]
 
 
-def needs_and_free(plan: MemoryPlan) -> str:
-    """ "needs X, Y is available", with RAM and GPU memory apart where layers are
+def needed(plan: MemoryPlan) -> str:
+    """What the plan needs: one size, or RAM and GPU memory apart where layers are
     offloaded."""
-    ram = format_bytes(plan.available_bytes or 0)
     if not plan.gpu_bytes:
-        return f"needs {format_bytes(plan.total_bytes)}, {ram} available"
-    gpu = format_bytes(plan.gpu_available_bytes or 0)
-    return (
-        f"needs {format_bytes(plan.ram_bytes)} of RAM ({ram} available) and "
-        f"{format_bytes(plan.gpu_bytes)} of GPU memory ({gpu} free)"
-    )
+        return format_bytes(plan.total_bytes)
+    return f"{format_bytes(plan.ram_bytes)} of RAM and {format_bytes(plan.gpu_bytes)} of GPU memory"
+
+
+def free_memory(plan: MemoryPlan) -> str:
+    """What there is for it, as a clause: "8.0 GB is available"."""
+    ram = format_bytes(plan.available_bytes or 0)
+    if not plan.gpu_bytes or plan.gpu_available_bytes is None:
+        return f"{ram} is available"
+    gpu = format_bytes(plan.gpu_available_bytes)
+    return f"{ram} of RAM and {gpu} of GPU memory are free"
+
+
+def needs_and_free(plan: MemoryPlan) -> str:
+    if not plan.gpu_bytes:
+        return f"needs {needed(plan)}, {format_bytes(plan.available_bytes or 0)} available"
+    return f"needs {needed(plan)}; {free_memory(plan)}"
 
 
 def verdict(plan: MemoryPlan) -> str:
